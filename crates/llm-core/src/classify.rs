@@ -1,0 +1,254 @@
+//! Turning a provider's HTTP answer into an [`LlmError`], and reading Retry-After.
+//!
+//! Every HTTP provider client calls [`classify_http_error`] with the status, headers and body of
+//! a failed call, so the whole workspace agrees on what each answer means.
+
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use serde_json::Value;
+
+use crate::error::{ErrorKind, LlmError};
+
+/// How much of a body that is not JSON is kept as operator detail.
+const RAW_DETAIL_LEN: usize = 200;
+
+/// Reads a Retry-After hint from response headers, relative to the system clock.
+///
+/// See [`parse_retry_after_at`] for the rules.
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    parse_retry_after_at(headers, SystemTime::now())
+}
+
+/// Reads a Retry-After hint from response headers, relative to `now`.
+///
+/// In order: `retry-after-ms` (milliseconds, fractions allowed), then `retry-after` as a
+/// number of seconds, then `retry-after` as an HTTP date (a date in the past means zero).
+/// Negative, non-finite, overflowing or unparsable values are ignored, never a panic.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use http::HeaderMap;
+/// use towerguard_llm_core::parse_retry_after_at;
+///
+/// let mut h = HeaderMap::new();
+/// h.insert("retry-after", "7".parse().unwrap());
+/// assert_eq!(parse_retry_after_at(&h, SystemTime::now()), Some(Duration::from_secs(7)));
+/// h.insert("retry-after-ms", "1500".parse().unwrap());
+/// assert_eq!(parse_retry_after_at(&h, SystemTime::now()), Some(Duration::from_millis(1500)));
+/// ```
+pub fn parse_retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(d) = header_str(headers, "retry-after-ms")
+        .and_then(parse_non_negative)
+        .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+    {
+        return Some(d);
+    }
+    let value = header_str(headers, "retry-after")?;
+    if let Some(secs) = parse_non_negative(value) {
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok().map(str::trim)
+}
+
+fn parse_non_negative(s: &str) -> Option<f64> {
+    // Only plain decimal numbers: f64's parser also takes "inf" and "NaN".
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// The parts of a provider's error body that classification looks at.
+///
+/// Understands OpenAI `{"error":{"message","type","param","code"}}`, Anthropic
+/// `{"type":"error","error":{"type","message"}}`, Ollama `{"error":"..."}`, a bare
+/// `{"message","type","code"}` object, FastAPI's `{"detail":"..."}` and a one-element array of
+/// any of these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderErrorBody {
+    /// `error.type` (OpenAI `invalid_request_error`, Anthropic `overloaded_error`, ...).
+    pub error_type: Option<String>,
+    /// `error.code` as a string (OpenAI `context_length_exceeded`, `insufficient_quota`, ...).
+    pub code: Option<String>,
+    /// The provider's human-readable message. Not safe for clients as is: it may echo a key.
+    pub message: Option<String>,
+    /// Whether the body was JSON at all.
+    pub is_json: bool,
+}
+
+/// Parses a provider's error body. Never fails: what cannot be read is left `None`.
+pub fn parse_error_body(body: &[u8]) -> ProviderErrorBody {
+    let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+        return ProviderErrorBody::default();
+    };
+    if let Value::Array(items) = value {
+        value = items.into_iter().next().unwrap_or(Value::Null);
+    }
+    let mut out = ProviderErrorBody {
+        is_json: true,
+        ..ProviderErrorBody::default()
+    };
+    let obj = match value.get("error") {
+        Some(inner @ Value::Object(_)) => inner,
+        Some(Value::String(s)) => {
+            out.message = Some(s.clone());
+            return out;
+        }
+        _ => &value,
+    };
+    out.error_type = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| *t != "error")
+        .map(str::to_owned);
+    out.code = match obj.get("code") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    out.message = obj
+        .get("message")
+        .or_else(|| obj.get("detail"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    out
+}
+
+/// Classifies a failed HTTP answer, reading Retry-After against the system clock.
+///
+/// See [`classify_http_error_at`].
+pub fn classify_http_error(status: u16, headers: &HeaderMap, body: &[u8]) -> LlmError {
+    classify_http_error_at(status, headers, body, SystemTime::now())
+}
+
+/// Classifies a failed HTTP answer into an [`LlmError`] (without a provider name: the caller
+/// adds it with [`LlmError::with_provider`]).
+///
+/// - The status picks the kind (the table in `shared/anchors.md`); the body refines it:
+///   429 with `insufficient_quota` or a spend/billing message is [`ErrorKind::QuotaExceeded`];
+///   400 is [`ErrorKind::ContextLengthExceeded`] or [`ErrorKind::ContentPolicy`] by code, then
+///   by message; 503 or any 5xx whose body says overloaded is [`ErrorKind::Overloaded`].
+/// - `x-should-retry: true|false` is recorded and overrides the kind in
+///   [`LlmError::is_retryable`].
+/// - Retry-After ([`parse_retry_after_at`]) becomes the error's `retry_after`.
+/// - The provider's message, redacted, becomes the operator detail; the client message is the
+///   kind's generic one.
+///
+/// ```
+/// use http::HeaderMap;
+/// use towerguard_llm_core::{classify_http_error, ErrorKind};
+///
+/// let body = br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
+/// let err = classify_http_error(429, &HeaderMap::new(), body);
+/// assert_eq!(err.kind(), ErrorKind::QuotaExceeded);
+/// assert!(!err.is_retryable());
+/// ```
+pub fn classify_http_error_at(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> LlmError {
+    let parsed = parse_error_body(body);
+    let kind = kind_for(status, &parsed);
+    let mut err = LlmError::new(kind).with_status(status);
+    if let Some(d) = parse_retry_after_at(headers, now) {
+        err = err.with_retry_after(d);
+    }
+    match header_str(headers, "x-should-retry") {
+        Some(v) if v.eq_ignore_ascii_case("true") => err = err.with_should_retry(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => err = err.with_should_retry(false),
+        _ => {}
+    }
+    if let Some(msg) = &parsed.message {
+        err = err.with_detail(msg);
+    } else if !parsed.is_json && !body.is_empty() {
+        let raw = String::from_utf8_lossy(&body[..body.len().min(RAW_DETAIL_LEN)]);
+        err = err.with_detail(raw);
+    }
+    err
+}
+
+/// The kind for a status and parsed body.
+fn kind_for(status: u16, body: &ProviderErrorBody) -> ErrorKind {
+    let ty = body.error_type.as_deref().unwrap_or("");
+    let code = body.code.as_deref().unwrap_or("");
+    let msg = body
+        .message
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match status {
+        400 => classify_400(ty, code, &msg),
+        401 => ErrorKind::Authentication,
+        402 => ErrorKind::QuotaExceeded,
+        403 => ErrorKind::PermissionDenied,
+        404 => ErrorKind::ModelNotFound,
+        408 => ErrorKind::Timeout,
+        // 409 is a lock timeout on the provider's side: transient, the SDKs retry it.
+        409 => ErrorKind::Server,
+        413 | 422 => ErrorKind::InvalidRequest,
+        429 if is_quota(ty, code, &msg) => ErrorKind::QuotaExceeded,
+        429 => ErrorKind::RateLimited,
+        529 => ErrorKind::Overloaded,
+        500..=599 if ty == "overloaded_error" || msg.contains("overloaded") => {
+            ErrorKind::Overloaded
+        }
+        500..=599 => ErrorKind::Server,
+        _ if (400..500).contains(&status) => ErrorKind::InvalidRequest,
+        // 1xx, 2xx or 3xx handed to us as a failure: the upstream misbehaved.
+        _ => ErrorKind::Server,
+    }
+}
+
+fn classify_400(ty: &str, code: &str, msg: &str) -> ErrorKind {
+    match code {
+        "context_length_exceeded" | "string_above_max_length" => {
+            return ErrorKind::ContextLengthExceeded;
+        }
+        "content_policy_violation" | "content_filter" => return ErrorKind::ContentPolicy,
+        "insufficient_quota" => return ErrorKind::QuotaExceeded,
+        _ => {}
+    }
+    if ty == "billing_error" {
+        return ErrorKind::QuotaExceeded;
+    }
+    const CONTEXT: &[&str] = &[
+        "prompt is too long",
+        "maximum context length",
+        "context length",
+        "context window",
+        "too many tokens",
+    ];
+    const POLICY: &[&str] = &[
+        "content filtering",
+        "content management policy",
+        "content policy",
+        "safety system",
+    ];
+    if CONTEXT.iter().any(|p| msg.contains(p)) {
+        ErrorKind::ContextLengthExceeded
+    } else if POLICY.iter().any(|p| msg.contains(p)) {
+        ErrorKind::ContentPolicy
+    } else if msg.contains("credit balance") {
+        ErrorKind::QuotaExceeded
+    } else {
+        ErrorKind::InvalidRequest
+    }
+}
+
+fn is_quota(ty: &str, code: &str, msg: &str) -> bool {
+    code == "insufficient_quota"
+        || ty == "insufficient_quota"
+        || ty == "billing_error"
+        || msg.contains("exceeded your current quota")
+        || msg.contains("spend limit")
+        || msg.contains("billing")
+        || msg.contains("credit balance")
+}

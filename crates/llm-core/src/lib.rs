@@ -1,0 +1,41 @@
+//! The types every towerguard layer speaks: [`LlmRequest`], [`LlmResponse`] with its
+//! [`Usage`], and the error model [`LlmError`] / [`ErrorKind`], plus the classification helpers
+//! that turn a provider's HTTP answer into an [`LlmError`].
+//!
+//! This crate is not a layer. Layer crates depend on it behind their `llm` feature and use
+//! [`ErrorKind`]'s default policy (retry? count for the breaker? fall back?) unless the user
+//! overrides it.
+//!
+//! ```
+//! use http::HeaderMap;
+//! use towerguard_llm_core::{classify_http_error, ErrorKind, LlmRequest, Message};
+//!
+//! let req = LlmRequest::new("claude-sonnet-4-5", vec![Message::user("Hi")]).with_max_tokens(64);
+//! assert_eq!(req.params.max_tokens, Some(64));
+//!
+//! // What an Anthropic 529 means to every layer:
+//! let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+//! let err = classify_http_error(529, &HeaderMap::new(), body).with_provider("anthropic");
+//! assert_eq!(err.kind(), ErrorKind::Overloaded);
+//! assert!(err.is_retryable() && err.counts_for_breaker() && err.should_fallback());
+//! ```
+
+mod classify;
+mod error;
+mod redact;
+mod request;
+mod response;
+
+pub use classify::{
+    ProviderErrorBody, classify_http_error, classify_http_error_at, parse_error_body,
+    parse_retry_after, parse_retry_after_at,
+};
+pub use error::{ErrorKind, LlmError, MAX_DETAIL_LEN};
+pub use redact::{REDACTED, redact_secrets};
+pub use request::{ClientKey, LlmRequest, Message, RequestId, Role, SamplingParams};
+pub use response::{FinishReason, LlmResponse, Usage};
+
+/// The number of attempts a layer made for a request, stored in the extensions of the
+/// response or error it returns (the retry layer sets it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Attempts(pub u32);

@@ -1,0 +1,266 @@
+//! The request every layer sees: [`LlmRequest`] and its parts.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Who wrote a message in the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions for the model (OpenAI `system`, Anthropic's top-level `system`).
+    System,
+    /// The end user.
+    User,
+    /// The model's earlier answers.
+    Assistant,
+    /// The output of a tool call.
+    Tool,
+}
+
+impl Role {
+    /// The role's name on the wire (`"system"`, `"user"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// One message of a chat conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who wrote it.
+    pub role: Role,
+    /// Its text.
+    pub content: String,
+}
+
+impl Message {
+    /// A message with the given role and text.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+        }
+    }
+
+    /// A `system` message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(Role::System, content)
+    }
+
+    /// A `user` message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new(Role::User, content)
+    }
+
+    /// An `assistant` message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+}
+
+/// Sampling parameters. `None` means "the provider's default".
+///
+/// Cheap to clone: the only heap part (stop sequences) is shared.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplingParams {
+    /// Upper bound on generated tokens. Budgets reserve against it, so set it.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling mass.
+    pub top_p: Option<f32>,
+    /// Top-k sampling (Anthropic, Ollama).
+    pub top_k: Option<u32>,
+    /// OpenAI presence penalty.
+    pub presence_penalty: Option<f32>,
+    /// OpenAI frequency penalty.
+    pub frequency_penalty: Option<f32>,
+    /// Seed for reproducible sampling, where supported.
+    pub seed: Option<u64>,
+    /// Stop sequences.
+    pub stop: Option<Arc<[String]>>,
+}
+
+/// The caller's identity: per-client limits and budgets key on it.
+///
+/// Cloning is a reference-count increment.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientKey(Arc<str>);
+
+impl ClientKey {
+    /// A client key from any string (a user id, a tenant, a hashed API key).
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ClientKey").field(&&*self.0).finish()
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for ClientKey {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for ClientKey {
+    fn from(s: String) -> Self {
+        Self::new(s)
+    }
+}
+
+/// An identifier for one logical request, kept across retries and fallbacks.
+///
+/// Cloning is a reference-count increment.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(Arc<str>);
+
+static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
+impl RequestId {
+    /// A request id from a string the caller already has (e.g. an `x-request-id` header).
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        Self(id.into())
+    }
+
+    /// A fresh process-unique id (`req-` followed by a counter in hex).
+    pub fn generate() -> Self {
+        let n = NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed);
+        Self(format!("req-{n:08x}").into())
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&&*self.0).finish()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A chat-completion request, the input of every `Service<LlmRequest>`.
+///
+/// Retries and hedging clone requests, so every heap part is shared: cloning costs a few
+/// reference-count increments (plus the [`http::Extensions`] map, which is free while empty).
+///
+/// ```
+/// use towerguard_llm_core::{LlmRequest, Message};
+///
+/// let req = LlmRequest::new("gpt-4o-mini", vec![Message::user("Hello")])
+///     .with_max_tokens(256)
+///     .with_temperature(0.2)
+///     .with_client_key("tenant-42");
+/// assert_eq!(req.model(), "gpt-4o-mini");
+/// assert_eq!(req.client_key.as_ref().map(|k| k.as_str()), Some("tenant-42"));
+/// let retry = req.clone(); // cheap
+/// assert_eq!(retry.request_id, req.request_id);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LlmRequest {
+    /// The model asked for. The fallback layer may rewrite it per provider.
+    pub model: Arc<str>,
+    /// The conversation, shared between clones.
+    pub messages: Arc<[Message]>,
+    /// Sampling parameters.
+    pub params: SamplingParams,
+    /// Who is calling, if known.
+    pub client_key: Option<ClientKey>,
+    /// The id of this logical request (the same on every retry).
+    pub request_id: RequestId,
+    /// The user's own data, carried through every layer.
+    pub extensions: http::Extensions,
+}
+
+impl LlmRequest {
+    /// A request for `model` with these messages, default parameters and a fresh request id.
+    pub fn new(model: impl Into<Arc<str>>, messages: impl Into<Arc<[Message]>>) -> Self {
+        Self {
+            model: model.into(),
+            messages: messages.into(),
+            params: SamplingParams::default(),
+            client_key: None,
+            request_id: RequestId::generate(),
+            extensions: http::Extensions::new(),
+        }
+    }
+
+    /// The model asked for.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Replaces the model (used to map one request onto another provider's model names).
+    pub fn set_model(&mut self, model: impl Into<Arc<str>>) {
+        self.model = model.into();
+    }
+
+    /// Sets `max_tokens`.
+    pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
+        self.params.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Sets the temperature.
+    pub fn with_temperature(mut self, temperature: f32) -> Self {
+        self.params.temperature = Some(temperature);
+        self
+    }
+
+    /// Replaces all sampling parameters.
+    pub fn with_params(mut self, params: SamplingParams) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// Sets the client key.
+    pub fn with_client_key(mut self, key: impl Into<ClientKey>) -> Self {
+        self.client_key = Some(key.into());
+        self
+    }
+
+    /// Sets the request id.
+    pub fn with_request_id(mut self, id: RequestId) -> Self {
+        self.request_id = id;
+        self
+    }
+
+    /// A rough, allocation-free estimate of the prompt's tokens: about four bytes of text per
+    /// token plus a few tokens of framing per message. Budgets and token-rate limits use it
+    /// before the provider reports the real count; it errs on the high side for English text.
+    pub fn estimated_input_tokens(&self) -> u64 {
+        let bytes: u64 = self.messages.iter().map(|m| m.content.len() as u64).sum();
+        bytes.div_ceil(4) + 4 * self.messages.len() as u64
+    }
+}

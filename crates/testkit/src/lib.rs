@@ -1,0 +1,49 @@
+//! Fault-injecting fake LLM providers for tests, benchmarks and demos.
+//!
+//! A [`FakeProvider`] is a `Service<LlmRequest>` that plays a script of [`Outcome`]s (success
+//! with a given usage, any [`ErrorKind`](towerguard_llm_core::ErrorKind) with or without
+//! Retry-After, a latency, a hang) or draws them from seeded random [`Faults`], and counts the
+//! calls it received. Latencies use tokio's clock, so tests with a paused clock run instantly.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! use std::time::Duration;
+//! use tower::{Service, ServiceExt};
+//! use towerguard_llm_core::{ErrorKind, Usage};
+//! use towerguard_testkit::{FakeProvider, FaultPlan, Outcome, request};
+//!
+//! // A script: a rate limit with a hint, then a slow success.
+//! let mut openai = FakeProvider::scripted("openai", [
+//!     Outcome::fail(ErrorKind::RateLimited).with_retry_after(Duration::from_secs(2)),
+//!     Outcome::ok_with_usage(Usage::new(50, 10)).after(Duration::from_millis(800)),
+//! ]);
+//! let err = openai.ready().await.unwrap().call(request("gpt-4o")).await.unwrap_err();
+//! assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+//! let ok = openai.ready().await.unwrap().call(request("gpt-4o")).await.unwrap();
+//! assert_eq!(ok.usage, Usage::new(50, 10));
+//!
+//! // Seeded chaos: 30 % server errors.
+//! let faults = FaultPlan::seeded(42).fail(ErrorKind::Server, 0.3).build().unwrap();
+//! let mut flaky = FakeProvider::chaotic("deepseek", faults);
+//! for _ in 0..100 {
+//!     let _ = flaky.ready().await.unwrap().call(request("deepseek-chat")).await;
+//! }
+//! assert_eq!(flaky.calls(), 100);
+//! assert!((15..=45).contains(&flaky.failures()));
+//! # });
+//! ```
+
+mod faults;
+mod outcome;
+mod provider;
+
+pub use faults::{ConfigError, FaultPlan, Faults, Latency};
+pub use outcome::{Outcome, typical_status};
+pub use provider::{DEFAULT_OUTPUT_TOKENS, FakeFuture, FakeProvider, FakeProviderBuilder};
+
+use towerguard_llm_core::{LlmRequest, Message};
+
+/// A small request for `model` with one user message, for tests.
+pub fn request(model: &str) -> LlmRequest {
+    LlmRequest::new(model, vec![Message::user("Say hello in one word.")]).with_max_tokens(64)
+}
