@@ -11,7 +11,7 @@
 //! use towerguard_llm_core::{classify_http_error, ErrorKind, LlmRequest, Message};
 //!
 //! let req = LlmRequest::new("claude-sonnet-4-5", vec![Message::user("Hi")]).with_max_tokens(64);
-//! assert_eq!(req.params.max_tokens, Some(64));
+//! assert_eq!(req.params().max_tokens, Some(64));
 //!
 //! // What an Anthropic 529 means to every layer:
 //! let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;

@@ -171,8 +171,10 @@ impl fmt::Display for RequestId {
 
 /// A chat-completion request, the input of every `Service<LlmRequest>`.
 ///
-/// Retries and hedging clone requests, so every heap part is shared: cloning costs a few
-/// reference-count increments (plus the [`http::Extensions`] map, which is free while empty).
+/// Retries, fallbacks and hedging clone requests, so everything but the extensions lives
+/// behind one shared pointer: a clone costs one reference-count increment (plus the
+/// [`http::Extensions`] map, which is free while empty). Setters copy the shared part only if
+/// another clone still uses it (copy on write).
 ///
 /// ```
 /// use towerguard_llm_core::{LlmRequest, Message};
@@ -182,77 +184,130 @@ impl fmt::Display for RequestId {
 ///     .with_temperature(0.2)
 ///     .with_client_key("tenant-42");
 /// assert_eq!(req.model(), "gpt-4o-mini");
-/// assert_eq!(req.client_key.as_ref().map(|k| k.as_str()), Some("tenant-42"));
-/// let retry = req.clone(); // cheap
-/// assert_eq!(retry.request_id, req.request_id);
+/// assert_eq!(req.client_key().map(|k| k.as_str()), Some("tenant-42"));
+/// let mut retry = req.clone(); // cheap
+/// assert_eq!(retry.request_id(), req.request_id());
+/// retry.set_model("claude-sonnet-4-5"); // copies on write; `req` is unchanged
+/// assert_eq!(req.model(), "gpt-4o-mini");
 /// ```
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct LlmRequest {
-    /// The model asked for. The fallback layer may rewrite it per provider.
-    pub model: Arc<str>,
-    /// The conversation, shared between clones.
-    pub messages: Arc<[Message]>,
-    /// Sampling parameters.
-    pub params: SamplingParams,
-    /// Who is calling, if known.
-    pub client_key: Option<ClientKey>,
-    /// The id of this logical request (the same on every retry).
-    pub request_id: RequestId,
+    shared: Arc<Parts>,
     /// The user's own data, carried through every layer.
     pub extensions: http::Extensions,
+}
+
+#[derive(Debug, Clone)]
+struct Parts {
+    model: Arc<str>,
+    messages: Arc<[Message]>,
+    params: SamplingParams,
+    client_key: Option<ClientKey>,
+    request_id: RequestId,
 }
 
 impl LlmRequest {
     /// A request for `model` with these messages, default parameters and a fresh request id.
     pub fn new(model: impl Into<Arc<str>>, messages: impl Into<Arc<[Message]>>) -> Self {
         Self {
-            model: model.into(),
-            messages: messages.into(),
-            params: SamplingParams::default(),
-            client_key: None,
-            request_id: RequestId::generate(),
+            shared: Arc::new(Parts {
+                model: model.into(),
+                messages: messages.into(),
+                params: SamplingParams::default(),
+                client_key: None,
+                request_id: RequestId::generate(),
+            }),
             extensions: http::Extensions::new(),
         }
     }
 
-    /// The model asked for.
+    fn parts_mut(&mut self) -> &mut Parts {
+        Arc::make_mut(&mut self.shared)
+    }
+
+    /// The model asked for. The fallback layer may rewrite it per provider.
     pub fn model(&self) -> &str {
-        &self.model
+        &self.shared.model
+    }
+
+    /// The model name as a shared string (cloning it is a reference-count increment).
+    pub fn model_arc(&self) -> &Arc<str> {
+        &self.shared.model
     }
 
     /// Replaces the model (used to map one request onto another provider's model names).
     pub fn set_model(&mut self, model: impl Into<Arc<str>>) {
-        self.model = model.into();
+        self.parts_mut().model = model.into();
+    }
+
+    /// The conversation.
+    pub fn messages(&self) -> &[Message] {
+        &self.shared.messages
+    }
+
+    /// The conversation as a shared slice.
+    pub fn messages_arc(&self) -> &Arc<[Message]> {
+        &self.shared.messages
+    }
+
+    /// Sampling parameters.
+    pub fn params(&self) -> &SamplingParams {
+        &self.shared.params
+    }
+
+    /// Sampling parameters, mutably.
+    pub fn params_mut(&mut self) -> &mut SamplingParams {
+        &mut self.parts_mut().params
+    }
+
+    /// Who is calling, if known.
+    pub fn client_key(&self) -> Option<&ClientKey> {
+        self.shared.client_key.as_ref()
+    }
+
+    /// Sets or clears the client key.
+    pub fn set_client_key(&mut self, key: Option<ClientKey>) {
+        self.parts_mut().client_key = key;
+    }
+
+    /// The id of this logical request (the same on every retry and fallback).
+    pub fn request_id(&self) -> &RequestId {
+        &self.shared.request_id
+    }
+
+    /// Whether two requests share their (immutable) parts, i.e. one is an unmodified clone of
+    /// the other.
+    pub fn shares_parts_with(&self, other: &LlmRequest) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// Sets `max_tokens`.
     pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
-        self.params.max_tokens = Some(max_tokens);
+        self.params_mut().max_tokens = Some(max_tokens);
         self
     }
 
     /// Sets the temperature.
     pub fn with_temperature(mut self, temperature: f32) -> Self {
-        self.params.temperature = Some(temperature);
+        self.params_mut().temperature = Some(temperature);
         self
     }
 
     /// Replaces all sampling parameters.
     pub fn with_params(mut self, params: SamplingParams) -> Self {
-        self.params = params;
+        self.parts_mut().params = params;
         self
     }
 
     /// Sets the client key.
     pub fn with_client_key(mut self, key: impl Into<ClientKey>) -> Self {
-        self.client_key = Some(key.into());
+        self.parts_mut().client_key = Some(key.into());
         self
     }
 
     /// Sets the request id.
     pub fn with_request_id(mut self, id: RequestId) -> Self {
-        self.request_id = id;
+        self.parts_mut().request_id = id;
         self
     }
 
@@ -260,7 +315,8 @@ impl LlmRequest {
     /// token plus a few tokens of framing per message. Budgets and token-rate limits use it
     /// before the provider reports the real count; it errs on the high side for English text.
     pub fn estimated_input_tokens(&self) -> u64 {
-        let bytes: u64 = self.messages.iter().map(|m| m.content.len() as u64).sum();
-        bytes.div_ceil(4) + 4 * self.messages.len() as u64
+        let messages = self.messages();
+        let bytes: u64 = messages.iter().map(|m| m.content.len() as u64).sum();
+        bytes.div_ceil(4) + 4 * messages.len() as u64
     }
 }

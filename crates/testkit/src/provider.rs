@@ -245,11 +245,11 @@ impl tower_service::Service<LlmRequest> for FakeProvider {
                 });
                 let text = match content {
                     Some(c) => String::from(&*c),
-                    None => format!("fake answer from {} ({})", s.name, req.model),
+                    None => format!("fake answer from {} ({})", s.name, req.model()),
                 };
                 Some(Ok(LlmResponse::new(
                     text,
-                    req.model.clone(),
+                    req.model_arc().clone(),
                     s.name.clone(),
                 )
                 .with_usage(usage)

@@ -91,11 +91,11 @@ async fn counts_concurrency() {
 async fn records_requests_when_asked() {
     let mut p = FakeProvider::builder("rec").record_requests().build();
     let req = request("claude-sonnet-4-5");
-    let id = req.request_id.clone();
+    let id = req.request_id().clone();
     p.ready().await.unwrap().call(req).await.unwrap();
     let seen = p.recorded();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].request_id, id);
+    assert_eq!(seen[0].request_id(), &id);
     assert_eq!(seen[0].model(), "claude-sonnet-4-5");
 }
 
@@ -189,6 +189,16 @@ fn invalid_plans_are_rejected_naming_the_field() {
 fn request_clones_share_their_heavy_parts() {
     let req = request("gpt-4o");
     let copy = req.clone();
-    assert!(Arc::ptr_eq(&req.messages, &copy.messages));
-    assert!(Arc::ptr_eq(&req.model, &copy.model));
+    assert!(req.shares_parts_with(&copy));
+    assert!(Arc::ptr_eq(req.messages_arc(), copy.messages_arc()));
+    let mut mapped = copy.clone();
+    mapped.set_model("claude-sonnet-4-5");
+    assert_eq!(
+        (req.model(), mapped.model()),
+        ("gpt-4o", "claude-sonnet-4-5")
+    );
+    assert!(
+        Arc::ptr_eq(req.messages_arc(), mapped.messages_arc()),
+        "messages stay shared"
+    );
 }

@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_max_tokens(64)
         .with_client_key("demo-client");
-        let id = req.request_id.clone();
+        let id = req.request_id().clone();
         match provider.ready().await?.call(req).await {
             Ok(resp) => println!(
                 "{id}  ok     {:<9} {} in / {} out tokens: {:?}",

@@ -1,0 +1,49 @@
+//! Shared pieces of towerguard's benchmarks: the bare services every layer is measured over.
+//!
+//! The benchmarks themselves live in `benches/` and run with
+//! `cargo bench -p towerguard-bench --bench <name>`.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+/// A service that answers every request at once with `Ok(())`: the baseline that layer
+/// overheads are measured against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Noop;
+
+impl<Req> Service<Req> for Noop {
+    type Response = ();
+    type Error = Infallible;
+    type Future = Ready<Result<(), Infallible>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, _: Req) -> Self::Future {
+        ready(Ok(()))
+    }
+}
+
+/// Drives one request through a service whose future is ready at once (no runtime needed):
+/// polls it ready, calls it and polls the future once.
+///
+/// Returns `false` if the service was not ready or the future did not finish on its first poll.
+#[inline]
+pub fn call_now<S, Req>(svc: &mut S, req: Req) -> bool
+where
+    S: Service<Req>,
+{
+    use std::future::Future;
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
+        return false;
+    }
+    let mut fut = std::pin::pin!(svc.call(req));
+    matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
+}
