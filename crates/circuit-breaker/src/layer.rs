@@ -248,7 +248,7 @@ pub struct CircuitBreakerLayerBuilder<C = DefaultClassifier> {
     window: WindowSpec,
     min_calls: u64,
     open_duration: Duration,
-    max_open_duration: Duration,
+    max_open_duration: Option<Duration>,
     grow_open_duration: bool,
     follow_retry_after: bool,
     half_open_permits: u32,
@@ -267,7 +267,7 @@ impl Default for CircuitBreakerLayerBuilder {
             window: WindowSpec::None,
             min_calls: 10,
             open_duration: Duration::from_secs(60),
-            max_open_duration: Duration::from_secs(300),
+            max_open_duration: None,
             grow_open_duration: false,
             follow_retry_after: true,
             half_open_permits: 1,
@@ -351,7 +351,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// Grow the open time with each trip in a row (`open_duration * n`), capped at `max`.
     pub fn grow_open_duration(mut self, max: Duration) -> Self {
         self.grow_open_duration = true;
-        self.max_open_duration = max;
+        self.max_open_duration = Some(max);
         self
     }
 
@@ -362,9 +362,10 @@ impl<C> CircuitBreakerLayerBuilder<C> {
         self
     }
 
-    /// The cap on open time from growth or Retry-After hints (default 5 minutes).
+    /// The cap on open time from growth or Retry-After hints (default: 5 minutes, or the
+    /// open duration if that is longer).
     pub fn max_open_duration(mut self, max: Duration) -> Self {
-        self.max_open_duration = max;
+        self.max_open_duration = Some(max);
         self
     }
 
@@ -437,15 +438,19 @@ impl<C> CircuitBreakerLayerBuilder<C> {
                 format!("must be within 1..=65535, got {successes}"),
             ));
         }
-        if self.max_open_duration < self.open_duration {
-            return Err(ConfigError::new(
-                "max_open_duration",
-                format!(
-                    "({:?}) is below open_duration ({:?})",
-                    self.max_open_duration, self.open_duration
-                ),
-            ));
-        }
+        let max_open_duration = match self.max_open_duration {
+            Some(max) if max < self.open_duration => {
+                return Err(ConfigError::new(
+                    "max_open_duration",
+                    format!(
+                        "({max:?}) is below open_duration ({:?})",
+                        self.open_duration
+                    ),
+                ));
+            }
+            Some(max) => max,
+            None => self.open_duration.max(Duration::from_secs(300)),
+        };
         let wants_rates = self.failure_rate.is_some() || self.slow.is_some();
         let spec = match self.window {
             WindowSpec::None if wants_rates => WindowSpec::Count(100),
@@ -498,7 +503,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
             slow_threshold: self.slow.map(|s| s.0),
             min_calls: self.min_calls,
             open_duration: self.open_duration,
-            max_open_duration: self.max_open_duration,
+            max_open_duration,
             grow_open_duration: self.grow_open_duration,
             follow_retry_after: self.follow_retry_after,
             half_open_permits: self.half_open_permits,

@@ -92,9 +92,13 @@ fn invalid_configuration_is_rejected_naming_the_field() {
     assert_eq!(field(b().consecutive_failures(0)), "consecutive_failures");
     assert_eq!(field(b().no_consecutive_failures()), "consecutive_failures");
     assert_eq!(
-        field(b().open_duration(Duration::from_secs(600))),
+        field(
+            b().open_duration(Duration::from_secs(600))
+                .max_open_duration(Duration::from_secs(60))
+        ),
         "max_open_duration"
     );
+    assert!(b().open_duration(Duration::from_secs(600)).build().is_ok());
     let msg = b().failure_rate(2.0).build().unwrap_err().to_string();
     assert!(
         msg.contains("`failure_rate`") && msg.contains("0..=1"),
