@@ -203,6 +203,9 @@ where
     .elapsed()
 }
 
+/// Runs a service on `threads` threads for `iters` calls each.
+type Hammer = Box<dyn Fn(usize, u64) -> Duration>;
+
 fn contended(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -211,7 +214,7 @@ fn contended(c: &mut Criterion) {
     let _guard = rt.enter();
     let mut g = c.benchmark_group("breaker_threads");
     g.measurement_time(Duration::from_secs(4));
-    let cases: Vec<(&str, Box<dyn Fn(usize, u64) -> Duration>)> = vec![
+    let cases: Vec<(&str, Hammer)> = vec![
         ("towerguard_consecutive", {
             let s = ours_consecutive().layer(noop());
             Box::new(move |t, n| hammer(&s, t, n))
