@@ -1,0 +1,50 @@
+//! `FallbackLayer`: when one provider fails, send the same request to the next.
+//!
+//! - Strategies ([`Strategy`]): priority order (default), cheapest first by price hint, round
+//!   robin, fail fast; health-aware on top: providers whose Retry-After or open breaker is
+//!   still in the future, or whose health check fails, are skipped and tried last (or the
+//!   request waits for the first to recover, [`AllDown`]).
+//! - Conditions: by default the error's own verdict ([`FallbackHint`]; for `LlmError` the
+//!   design table), a custom predicate, and per-condition chains (context length exceeded ->
+//!   the larger-context chain; content policy -> its own chain or none).
+//! - Per-provider model mapping, a cap on providers per request, each provider at most once.
+//! - When all fail: [`AllProvidersFailed`] with every provider's error, in order (with the
+//!   `llm` feature an `LlmError` of kind `AllProvidersFailed` whose client message names none).
+//! - `on_fallback` callback, a `tracing` info event per switch, statistics ([`FallbackHandle`]).
+//! - Optional hedging: after a delay, start the next provider too; the first success wins.
+//! - Nests: a fallback layer inside another.
+//!
+//! While the primary answers, the layer adds no allocation and no lock.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use towerguard_llm_core::{ErrorKind, LlmError};
+//! use towerguard_provider_fallback::FallbackLayer;
+//! use towerguard_testkit::{request, FakeProvider, Outcome};
+//!
+//! let primary = FakeProvider::always("deepseek", Outcome::fail(ErrorKind::Overloaded));
+//! let backup = FakeProvider::always("openai", Outcome::fail(ErrorKind::Server));
+//! let layer = FallbackLayer::builder()
+//!     .primary("deepseek")
+//!     .provider("openai", backup)
+//!     .build()
+//!     .unwrap();
+//! let mut svc = ServiceBuilder::new().layer(layer).service(primary);
+//! let err: LlmError = svc.ready().await.unwrap().call(request("m")).await.unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::AllProvidersFailed);
+//! let tried: Vec<_> = err.attempts().iter().map(|e| (e.provider(), e.kind())).collect();
+//! assert_eq!(tried, [(Some("deepseek"), ErrorKind::Overloaded), (Some("openai"), ErrorKind::Server)]);
+//! # });
+//! ```
+
+mod hint;
+mod layer;
+mod service;
+
+pub use hint::{AllProvidersFailed, FallbackHint};
+pub use layer::{
+    AllDown, ConfigError, FallbackHandle, FallbackLayer, FallbackLayerBuilder, FallbackStats,
+    MAX_PROVIDERS, ProviderStats, Strategy,
+};
+pub use service::{Fallback, ResponseFuture};
