@@ -105,6 +105,11 @@ impl ClientKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key as a shared string (cloning it is a reference-count increment).
+    pub fn as_arc(&self) -> &Arc<str> {
+        &self.0
+    }
 }
 
 impl fmt::Debug for ClientKey {

@@ -1,0 +1,479 @@
+//! Budgets: windows, the clock they roll over by, and the store that keeps their spend.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::prices::Nanos;
+
+/// Wall-clock time for budget windows (a day is a UTC day). Tests use [`ManualClock`].
+pub trait Clock: Send + Sync + 'static {
+    /// Nanoseconds since the Unix epoch.
+    fn unix_nanos(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn unix_nanos(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
+    }
+}
+
+/// A clock that moves only when told to (for tests and simulations).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock showing `unix_nanos`.
+    pub fn at(unix_nanos: u64) -> Self {
+        Self(AtomicU64::new(unix_nanos))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(
+            by.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, unix_nanos: u64) {
+        self.0.store(unix_nanos, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn unix_nanos(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl<C: Clock> Clock for Arc<C> {
+    fn unix_nanos(&self) -> u64 {
+        (**self).unix_nanos()
+    }
+}
+
+/// The period a budget's spend is counted over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// Forever (until reset).
+    Total,
+    /// A UTC calendar day.
+    Daily,
+    /// A UTC calendar month.
+    Monthly,
+    /// Fixed periods of this length since the Unix epoch.
+    Every(Duration),
+}
+
+const DAY_NANOS: u64 = 86_400 * 1_000_000_000;
+
+impl Window {
+    /// The window's number at `unix_nanos` (windows with the same number share a spend).
+    pub fn id(&self, unix_nanos: u64) -> u64 {
+        match self {
+            Window::Total => 0,
+            Window::Daily => unix_nanos / DAY_NANOS,
+            Window::Monthly => {
+                let (y, m) = year_month(unix_nanos / DAY_NANOS);
+                y * 12 + m
+            }
+            Window::Every(d) => unix_nanos / (d.as_nanos().clamp(1, u128::from(u64::MAX)) as u64),
+        }
+    }
+
+    fn needs_clock(&self) -> bool {
+        !matches!(self, Window::Total)
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Window::Total => "total".into(),
+            Window::Daily => "daily".into(),
+            Window::Monthly => "monthly".into(),
+            Window::Every(d) => format!("every {d:?}"),
+        }
+    }
+}
+
+/// (year, month 0..=11) of a day count since 1970-01-01, by the days-to-civil algorithm.
+fn year_month(days: u64) -> (u64, u64) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 }; // 1..=12
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y.max(0) as u64, (m - 1) as u64)
+}
+
+/// Whose spend a budget limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything through the ledger.
+    Global,
+    /// One provider (by the provider its model belongs to in the price table, and the
+    /// provider named on the response).
+    Provider(Arc<str>),
+    /// Each client key separately (requests without a key are not limited by it).
+    PerClient,
+}
+
+/// A spending limit over a window.
+///
+/// ```
+/// use towerguard_cost_meter::{usd, Budget};
+/// let daily = Budget::global(usd(100.0)).daily().alert_at(0.8);
+/// let per_client = Budget::per_client(usd(5.0)).monthly();
+/// # let _ = (daily, per_client);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    pub(crate) scope: Scope,
+    pub(crate) limit: Nanos,
+    pub(crate) window: Window,
+    pub(crate) alert_at: Option<f64>,
+}
+
+impl Budget {
+    /// A limit on all spending (in nano-dollars; see [`usd`](crate::usd)), over all time
+    /// unless a window is set.
+    pub fn global(limit: Nanos) -> Self {
+        Self {
+            scope: Scope::Global,
+            limit,
+            window: Window::Total,
+            alert_at: None,
+        }
+    }
+
+    /// A limit on one provider's spending.
+    pub fn provider(name: impl Into<Arc<str>>, limit: Nanos) -> Self {
+        Self {
+            scope: Scope::Provider(name.into()),
+            ..Self::global(limit)
+        }
+    }
+
+    /// A limit on each client key's spending.
+    pub fn per_client(limit: Nanos) -> Self {
+        Self {
+            scope: Scope::PerClient,
+            ..Self::global(limit)
+        }
+    }
+
+    /// Counted per UTC day.
+    pub fn daily(mut self) -> Self {
+        self.window = Window::Daily;
+        self
+    }
+
+    /// Counted per UTC calendar month.
+    pub fn monthly(mut self) -> Self {
+        self.window = Window::Monthly;
+        self
+    }
+
+    /// Counted over any window.
+    pub fn window(mut self, window: Window) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Alert once per window when spending reaches this share of the limit (0 to 1).
+    pub fn alert_at(mut self, share: f64) -> Self {
+        self.alert_at = Some(share);
+        self
+    }
+
+    pub(crate) fn needs_clock(&self) -> bool {
+        self.window.needs_clock()
+    }
+
+    /// A name for errors and alerts: `"global daily"`, `"provider openai monthly"`, ...
+    pub fn describe(&self, member: Option<&str>) -> String {
+        let scope = match (&self.scope, member) {
+            (Scope::Global, _) => "global".to_owned(),
+            (Scope::Provider(p), _) => format!("provider {p}"),
+            (Scope::PerClient, Some(c)) => format!("client {c}"),
+            (Scope::PerClient, None) => "per-client".to_owned(),
+        };
+        format!("{scope} {}", self.window.name())
+    }
+}
+
+/// Which counter a store operation is about.
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetKey<'a> {
+    /// The budget's position in the ledger's list (dense: a store may index by it).
+    pub budget: usize,
+    /// The client key, for per-client budgets.
+    pub member: Option<&'a str>,
+    /// The window number ([`Window::id`]).
+    pub window: u64,
+}
+
+/// Where budget spend lives. Every operation is atomic on its counter, so concurrent
+/// requests can never together reserve past a limit. The in-memory default is
+/// [`MemoryStore`]; a shared store (Redis, for fleets of gateways) implements the same three
+/// operations with one atomic script each.
+pub trait BudgetStore: Send + Sync + 'static {
+    /// Adds `amount` to the counter if the result stays within `limit`: `Ok(new total)`, or
+    /// `Err(current total)` and nothing changes. A counter of an older window starts over.
+    fn try_reserve(&self, key: BudgetKey<'_>, amount: Nanos, limit: Nanos) -> Result<Nanos, Nanos>;
+
+    /// Replaces a reservation of `reserved` by the `actual` spend (0 to release it); returns
+    /// the new total. If the window has moved on since the reservation, the actual spend
+    /// counts in the current window.
+    fn settle(&self, key: BudgetKey<'_>, reserved: Nanos, actual: Nanos) -> Nanos;
+
+    /// The counter's total (spent and reserved) in the key's window.
+    fn spent(&self, key: BudgetKey<'_>) -> Nanos;
+
+    /// True the first time it is called for a budget, member and window (alerts fire once).
+    fn first_alert(&self, key: BudgetKey<'_>) -> bool;
+
+    /// Clears every counter of one budget (all members, all windows).
+    fn reset(&self, budget: usize);
+}
+
+#[derive(Debug, Default)]
+struct Counter {
+    window: AtomicU64,
+    used: AtomicU64,
+    alerted: AtomicU64,
+    rollover: Mutex<()>,
+}
+
+impl Counter {
+    /// Moves the counter to `window` if it is behind (once, under the rollover lock).
+    #[inline]
+    fn roll(&self, window: u64) {
+        if self.window.load(Ordering::Acquire) >= window {
+            return;
+        }
+        let _guard = self.rollover.lock().unwrap_or_else(|p| p.into_inner());
+        if self.window.load(Ordering::Acquire) < window {
+            self.used.store(0, Ordering::Release);
+            self.window.store(window, Ordering::Release);
+        }
+    }
+
+    #[inline]
+    fn try_reserve(&self, window: u64, amount: Nanos, limit: Nanos) -> Result<Nanos, Nanos> {
+        self.roll(window);
+        let mut cur = self.used.load(Ordering::Acquire);
+        loop {
+            let next = cur.saturating_add(amount);
+            if next > limit {
+                return Err(cur);
+            }
+            match self
+                .used
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(next),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    #[inline]
+    fn settle(&self, window: u64, reserved: Nanos, actual: Nanos) -> Nanos {
+        self.roll(window);
+        if self.window.load(Ordering::Acquire) != window {
+            // the reservation's window is gone: the spend counts now
+            return self
+                .used
+                .fetch_add(actual, Ordering::AcqRel)
+                .saturating_add(actual);
+        }
+        if actual >= reserved {
+            let d = actual - reserved;
+            self.used.fetch_add(d, Ordering::AcqRel).saturating_add(d)
+        } else {
+            let d = reserved - actual;
+            let mut cur = self.used.load(Ordering::Acquire);
+            loop {
+                let next = cur.saturating_sub(d);
+                match self.used.compare_exchange_weak(
+                    cur,
+                    next,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return next,
+                    Err(a) => cur = a,
+                }
+            }
+        }
+    }
+
+    fn spent(&self, window: u64) -> Nanos {
+        if self.window.load(Ordering::Acquire) == window {
+            self.used.load(Ordering::Acquire)
+        } else {
+            0
+        }
+    }
+
+    fn first_alert(&self, window: u64) -> bool {
+        // window + 1 so that window 0 (Total) can be marked too
+        let mark = window + 1;
+        let prev = self.alerted.load(Ordering::Acquire);
+        prev < mark
+            && self
+                .alerted
+                .compare_exchange(prev, mark, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    fn clear(&self) {
+        let _guard = self.rollover.lock().unwrap_or_else(|p| p.into_inner());
+        self.used.store(0, Ordering::Release);
+        self.alerted.store(0, Ordering::Release);
+    }
+}
+
+const CLIENT_SHARDS: usize = 16;
+
+/// Client key -> one counter per budget.
+type ClientMap = RwLock<HashMap<Box<str>, Box<[Counter]>>>;
+
+/// Budget counters in this process's memory: lock-free atomics for global and provider
+/// budgets, sharded maps for per-client ones.
+pub struct MemoryStore {
+    fixed: Vec<Counter>,
+    clients: Box<[ClientMap]>,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("budgets", &self.fixed.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// A store for up to `budgets` budgets.
+    pub fn new(budgets: usize) -> Self {
+        Self {
+            fixed: (0..budgets).map(|_| Counter::default()).collect(),
+            clients: (0..CLIENT_SHARDS).map(|_| RwLock::default()).collect(),
+        }
+    }
+
+    fn with<T>(&self, key: BudgetKey<'_>, f: impl FnOnce(&Counter) -> T) -> Option<T> {
+        let Some(member) = key.member else {
+            return self.fixed.get(key.budget).map(f);
+        };
+        let shard = &self.clients[shard_of(member)];
+        {
+            let map = shard.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(counters) = map.get(member) {
+                return counters.get(key.budget).map(f);
+            }
+        }
+        let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
+        let budgets = self.fixed.len();
+        let counters = map
+            .entry(Box::from(member))
+            .or_insert_with(|| (0..budgets).map(|_| Counter::default()).collect());
+        counters.get(key.budget).map(f)
+    }
+}
+
+fn shard_of(member: &str) -> usize {
+    // FNV-1a: cheap and good enough to spread client keys over shards
+    let mut h: u32 = 0x811c_9dc5;
+    for b in member.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h as usize % CLIENT_SHARDS
+}
+
+impl BudgetStore for MemoryStore {
+    #[inline]
+    fn try_reserve(&self, key: BudgetKey<'_>, amount: Nanos, limit: Nanos) -> Result<Nanos, Nanos> {
+        self.with(key, |c| c.try_reserve(key.window, amount, limit))
+            .unwrap_or(Err(0))
+    }
+
+    #[inline]
+    fn settle(&self, key: BudgetKey<'_>, reserved: Nanos, actual: Nanos) -> Nanos {
+        self.with(key, |c| c.settle(key.window, reserved, actual))
+            .unwrap_or(0)
+    }
+
+    fn spent(&self, key: BudgetKey<'_>) -> Nanos {
+        self.with(key, |c| c.spent(key.window)).unwrap_or(0)
+    }
+
+    fn first_alert(&self, key: BudgetKey<'_>) -> bool {
+        self.with(key, |c| c.first_alert(key.window))
+            .unwrap_or(false)
+    }
+
+    fn reset(&self, budget: usize) {
+        if let Some(c) = self.fixed.get(budget) {
+            c.clear();
+        }
+        for shard in self.clients.iter() {
+            for counters in shard.read().unwrap_or_else(|p| p.into_inner()).values() {
+                if let Some(c) = counters.get(budget) {
+                    c.clear();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_windows() {
+        // 2026-01-31 23:59:59 UTC and a second later
+        let jan31 = 1_769_903_999u64 * 1_000_000_000;
+        let feb1 = jan31 + 1_000_000_000;
+        assert_eq!(Window::Monthly.id(jan31) + 1, Window::Monthly.id(feb1));
+        assert_eq!(Window::Daily.id(jan31) + 1, Window::Daily.id(feb1));
+        assert_eq!(year_month(0), (1970, 0));
+        assert_eq!(year_month(19_783), (2024, 2)); // 2024-03-01
+        assert_eq!(year_month(19_782), (2024, 1)); // 2024-02-29
+        assert_eq!(
+            Window::Every(Duration::from_secs(60)).id(125 * 1_000_000_000),
+            2
+        );
+    }
+
+    #[test]
+    fn counters_reserve_settle_and_roll_over() {
+        let c = Counter::default();
+        assert_eq!(c.try_reserve(1, 60, 100), Ok(60));
+        assert_eq!(c.try_reserve(1, 50, 100), Err(60));
+        assert_eq!(c.settle(1, 60, 20), 20);
+        assert_eq!(c.try_reserve(1, 80, 100), Ok(100));
+        assert_eq!(c.settle(1, 80, 0), 20);
+        // a new window starts from zero; an old reservation settles into it
+        assert_eq!(c.try_reserve(2, 100, 100), Ok(100));
+        assert_eq!(c.settle(1, 30, 5), 105);
+        assert!(c.first_alert(2));
+        assert!(!c.first_alert(2));
+        assert!(c.first_alert(3));
+    }
+}

@@ -1,0 +1,372 @@
+//! [`CostMeterLayer`], the [`CostMeter`] service and its future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::budget::{BudgetKey, Scope};
+use crate::error::CostError;
+use crate::ledger::{Ledger, UnknownModel};
+use crate::meter::{CostRequest, CostResponse};
+use crate::prices::{Nanos, Price, Tokens};
+
+/// Most budgets a ledger can hold.
+pub const MAX_BUDGETS: usize = 8;
+
+/// Meters every call: refuses it before the provider is called if a budget would be
+/// exceeded (reserving the worst case), then settles the reservation to the real usage and
+/// records tokens and cost in the [`Ledger`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use towerguard_cost_meter::{usd, Budget, CostMeterLayer, Ledger};
+/// use towerguard_llm_core::{LlmRequest, Message, Usage};
+/// use towerguard_testkit::{FakeProvider, Outcome};
+///
+/// let ledger = Ledger::builder().budget(Budget::global(usd(10.0)).daily()).build().unwrap();
+/// let provider = FakeProvider::always("openai", Outcome::ok_with_usage(Usage::new(1000, 500)));
+/// let svc = ServiceBuilder::new()
+///     .layer(CostMeterLayer::new(ledger.clone()))
+///     .service(provider);
+/// let req = LlmRequest::new("gpt-4o-mini", vec![Message::user("hi")]).with_max_tokens(500);
+/// svc.oneshot(req).await.unwrap();
+/// let stats = ledger.stats();
+/// assert_eq!((&*stats[0].provider, &*stats[0].model), ("openai", "gpt-4o-mini"));
+/// assert_eq!(stats[0].spend.cost, 1000 * 150 + 500 * 600); // nano-dollars
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct CostMeterLayer {
+    ledger: Ledger,
+}
+
+impl CostMeterLayer {
+    /// A meter writing to `ledger` (clone the ledger to share it between meters).
+    pub fn new(ledger: Ledger) -> Self {
+        Self { ledger }
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+}
+
+impl<S> Layer<S> for CostMeterLayer {
+    type Service = CostMeter<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CostMeter {
+            inner,
+            ledger: self.ledger.clone(),
+        }
+    }
+}
+
+/// A service whose calls are metered. Made by [`CostMeterLayer`].
+#[derive(Debug, Clone)]
+pub struct CostMeter<S> {
+    inner: S,
+    ledger: Ledger,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Reservation {
+    budget: u8,
+    window: u64,
+    amount: Nanos,
+}
+
+/// The reservations one call holds, without allocating.
+#[derive(Debug, Default)]
+struct Held {
+    items: [Reservation; MAX_BUDGETS],
+    len: u8,
+}
+
+impl Held {
+    fn iter(&self) -> impl Iterator<Item = &Reservation> {
+        self.items[..usize::from(self.len)].iter()
+    }
+}
+
+/// The model a call was priced as: an entry of the price table, or a name it does not know.
+#[derive(Debug)]
+enum ModelRef {
+    Table(usize),
+    Unknown(Arc<str>),
+}
+
+impl Ledger {
+    /// Reserves the worst case of a request on every budget that applies, all or nothing.
+    fn reserve(
+        &self,
+        worst: Nanos,
+        provider: Option<&str>,
+        client: Option<&str>,
+    ) -> Result<Held, CostError> {
+        let inner = &*self.inner;
+        if let Some(max) = inner.max_request_cost
+            && worst > max
+        {
+            return Err(CostError::BudgetExceeded {
+                budget: "per-request".into(),
+                limit: max,
+                spent: 0,
+                requested: worst,
+            });
+        }
+        let mut held = Held::default();
+        if inner.budgets.is_empty() {
+            return Ok(held);
+        }
+        let now = if inner.needs_clock {
+            inner.clock.unix_nanos()
+        } else {
+            0
+        };
+        for (i, b) in inner.budgets.iter().enumerate() {
+            let member = match &b.scope {
+                Scope::Global => None,
+                Scope::Provider(p) if Some(&**p) == provider => None,
+                Scope::Provider(_) => continue,
+                Scope::PerClient => match client {
+                    Some(c) => Some(c),
+                    None => continue,
+                },
+            };
+            let window = b.window.id(now);
+            let key = BudgetKey {
+                budget: i,
+                member,
+                window,
+            };
+            match inner.store.try_reserve(key, worst, b.limit) {
+                Ok(_) => {
+                    held.items[usize::from(held.len)] = Reservation {
+                        budget: i as u8,
+                        window,
+                        amount: worst,
+                    };
+                    held.len += 1;
+                }
+                Err(spent) => {
+                    self.settle_all(&held, client, 0);
+                    tracing::warn!(
+                        budget = b.describe(member).as_str(),
+                        "request refused: budget exceeded"
+                    );
+                    return Err(CostError::BudgetExceeded {
+                        budget: b.describe(member),
+                        limit: b.limit,
+                        spent,
+                        requested: worst,
+                    });
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    fn settle_all(&self, held: &Held, client: Option<&str>, actual: Nanos) {
+        let inner = &*self.inner;
+        for r in held.iter() {
+            let i = usize::from(r.budget);
+            let member = match inner.budgets[i].scope {
+                Scope::PerClient => client,
+                _ => None,
+            };
+            let key = BudgetKey {
+                budget: i,
+                member,
+                window: r.window,
+            };
+            let total = inner.store.settle(key, r.amount, actual);
+            if actual > 0 {
+                self.check_alert(i, member, r.window, total);
+            }
+        }
+    }
+}
+
+impl<S, Req> Service<Req> for CostMeter<S>
+where
+    S: Service<Req>,
+    S::Response: CostResponse,
+    S::Error: From<CostError>,
+    Req: CostRequest,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S::Error>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let inner = &*self.ledger.inner;
+        let name = req.model();
+        let (model, price, info_max, provider) = match inner.prices.index_of(name) {
+            Some(i) => {
+                let (_, info) = inner.prices.entry(i);
+                (
+                    ModelRef::Table(i),
+                    info.price,
+                    info.max_output_tokens,
+                    info.provider.as_deref(),
+                )
+            }
+            None => {
+                let price = match inner.unknown {
+                    UnknownModel::Reject => {
+                        return ResponseFuture::rejected(S::Error::from(CostError::UnknownModel(
+                            name.to_owned(),
+                        )));
+                    }
+                    UnknownModel::Free => Price::FREE,
+                    UnknownModel::Price(p) => p,
+                };
+                (ModelRef::Unknown(Arc::from(name)), price, None, None)
+            }
+        };
+        let worst = req.worst_case();
+        let max_output = worst
+            .max_output_tokens
+            .or(info_max)
+            .unwrap_or(inner.default_max_output);
+        let worst_cost = price.cost(Tokens::new(worst.input_tokens, max_output));
+        let client = req.client().cloned();
+        let held = match self.ledger.reserve(worst_cost, provider, client.as_deref()) {
+            Ok(held) => held,
+            Err(e) => return ResponseFuture::rejected(S::Error::from(e)),
+        };
+        let future = self.inner.call(req);
+        ResponseFuture {
+            kind: Kind::Metered {
+                future,
+                guard: Guard {
+                    ledger: self.ledger.clone(),
+                    held,
+                    price,
+                    model,
+                    client,
+                    done: false,
+                },
+            },
+        }
+    }
+}
+
+/// Settles a call's reservations: to the real cost when it answers, to zero when it fails
+/// or is dropped.
+struct Guard {
+    ledger: Ledger,
+    held: Held,
+    price: Price,
+    model: ModelRef,
+    client: Option<Arc<str>>,
+    done: bool,
+}
+
+impl Guard {
+    fn finish<R: CostResponse>(&mut self, response: Option<&R>) {
+        self.done = true;
+        let Some(resp) = response else {
+            self.ledger
+                .settle_all(&self.held, self.client.as_deref(), 0);
+            return;
+        };
+        let inner = &*self.ledger.inner;
+        let tokens = resp.tokens();
+        // price what answered: after a fallback that may be another model
+        let (model_name, price, table_provider): (&str, Price, Option<&str>) =
+            match (resp.model(), &self.model) {
+                (Some(m), ModelRef::Table(i)) if &*inner.prices.entry(*i).0 != m => {
+                    match inner.prices.index_of(m) {
+                        Some(j) => {
+                            let (name, info) = inner.prices.entry(j);
+                            (name, info.price, info.provider.as_deref())
+                        }
+                        None => (m, self.price, None),
+                    }
+                }
+                (_, ModelRef::Table(i)) => {
+                    let (name, info) = inner.prices.entry(*i);
+                    (name, info.price, info.provider.as_deref())
+                }
+                (_, ModelRef::Unknown(name)) => (name, self.price, None),
+            };
+        let cost = price.cost(tokens);
+        self.ledger
+            .settle_all(&self.held, self.client.as_deref(), cost);
+        let provider = resp.provider().or(table_provider).unwrap_or("unknown");
+        self.ledger
+            .record(provider, model_name, self.client.as_deref(), tokens, cost);
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.done {
+            // cancelled: release the reservations
+            self.ledger
+                .settle_all(&self.held, self.client.as_deref(), 0);
+        }
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, E> {
+        Rejected { error: Option<E> },
+        Metered { #[pin] future: F, guard: Guard },
+    }
+}
+
+pin_project! {
+    /// The future of a [`CostMeter`] call.
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        kind: Kind<F, E>,
+    }
+}
+
+impl<F, E> ResponseFuture<F, E> {
+    fn rejected(error: E) -> Self {
+        Self {
+            kind: Kind::Rejected { error: Some(error) },
+        }
+    }
+}
+
+impl<F, R, E> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<R, E>>,
+    R: CostResponse,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Rejected { error } => match error.take() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+            KindProj::Metered { future, guard } => {
+                let result = ready!(future.poll(cx));
+                if !guard.done {
+                    guard.finish(result.as_ref().ok());
+                }
+                Poll::Ready(result)
+            }
+        }
+    }
+}
