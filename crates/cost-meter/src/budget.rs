@@ -79,6 +79,7 @@ const DAY_NANOS: u64 = 86_400 * 1_000_000_000;
 
 impl Window {
     /// The window's number at `unix_nanos` (windows with the same number share a spend).
+    #[inline]
     pub fn id(&self, unix_nanos: u64) -> u64 {
         match self {
             Window::Total => 0,

@@ -161,6 +161,9 @@ type AlertHook = Box<dyn Fn(&BudgetAlert) + Send + Sync>;
 
 const CLIENT_SHARDS: usize = 16;
 
+/// Client key -> totals, one map per shard.
+type ClientShard = RwLock<HashMap<Arc<str>, Arc<Totals>>>;
+
 pub(crate) struct Inner {
     pub(crate) prices: PriceTable,
     pub(crate) unknown: UnknownModel,
@@ -171,10 +174,12 @@ pub(crate) struct Inner {
     pub(crate) store: Box<dyn BudgetStore>,
     pub(crate) clock: Box<dyn Clock>,
     on_alert: Option<AlertHook>,
+    /// One row per price-table model for its first provider: found without scanning.
+    model_rows: Box<[Row]>,
     rows: Box<[Row]>,
     rows_len: AtomicUsize,
     overflow: Totals,
-    clients: Box<[RwLock<HashMap<Arc<str>, Arc<Totals>>>]>,
+    clients: Box<[ClientShard]>,
 }
 
 /// Prices, budgets and totals, shared by every [`CostMeterLayer`](crate::CostMeterLayer)
@@ -258,7 +263,7 @@ impl Ledger {
     pub fn stats(&self) -> Vec<StatsRow> {
         let mut rows: Vec<StatsRow> = Vec::new();
         let n = self.inner.rows_len.load(Ordering::Acquire).min(ROWS);
-        for row in &self.inner.rows[..n] {
+        for row in self.inner.model_rows.iter().chain(&self.inner.rows[..n]) {
             let Some((provider, model)) = row.key.get() else {
                 continue;
             };
@@ -324,7 +329,7 @@ impl Ledger {
 
     /// Clears every total and budget counter.
     pub fn reset(&self) {
-        for row in self.inner.rows.iter() {
+        for row in self.inner.rows.iter().chain(self.inner.model_rows.iter()) {
             row.totals.clear();
         }
         self.inner.overflow.clear();
@@ -339,7 +344,7 @@ impl Ledger {
     /// Clears the totals of one provider, and its provider budgets.
     pub fn reset_provider(&self, provider: &str) {
         let n = self.inner.rows_len.load(Ordering::Acquire).min(ROWS);
-        for row in &self.inner.rows[..n] {
+        for row in self.inner.model_rows.iter().chain(&self.inner.rows[..n]) {
             if row.key.get().is_some_and(|(p, _)| &**p == provider) {
                 row.totals.clear();
             }
@@ -351,17 +356,31 @@ impl Ledger {
         }
     }
 
-    /// Records one billed call.
+    /// Records one billed call. `table_index` is the model's price-table entry, if any.
     #[inline]
     pub(crate) fn record(
         &self,
         provider: &str,
         model: &str,
+        table_index: Option<usize>,
         client: Option<&str>,
         t: Tokens,
         cost: Nanos,
     ) {
-        self.row(provider, model).add(t, cost);
+        let totals = match table_index.and_then(|i| self.inner.model_rows.get(i)) {
+            Some(row) => {
+                let key = row
+                    .key
+                    .get_or_init(|| (Arc::from(provider), Arc::from(model)));
+                if &*key.0 == provider {
+                    &row.totals
+                } else {
+                    self.row(provider, model)
+                }
+            }
+            None => self.row(provider, model),
+        };
+        totals.add(t, cost);
         if let Some(c) = client {
             self.client_totals(c, |totals| totals.add(t, cost));
         }
@@ -379,7 +398,12 @@ impl Ledger {
             .price_of(model)
             .ok_or_else(|| CostError::UnknownModel(model.to_owned()))?;
         let cost = price.cost(t);
-        self.record(provider, model, client, t, cost);
+        let index = self.inner.prices.index_of(model);
+        let model = match index {
+            Some(i) => &*self.inner.prices.entry(i).0,
+            None => model,
+        };
+        self.record(provider, model, index, client, t, cost);
         Ok(cost)
     }
 
@@ -588,6 +612,7 @@ impl LedgerBuilder {
             });
         }
         let needs_clock = self.budgets.iter().any(Budget::needs_clock);
+        let models = self.prices.len();
         let store = self
             .store
             .unwrap_or_else(|| Box::new(MemoryStore::new(self.budgets.len())));
@@ -602,6 +627,12 @@ impl LedgerBuilder {
                 store,
                 clock: self.clock,
                 on_alert: self.on_alert,
+                model_rows: (0..models)
+                    .map(|_| Row {
+                        key: OnceLock::new(),
+                        totals: Totals::default(),
+                    })
+                    .collect(),
                 rows: (0..ROWS)
                     .map(|_| Row {
                         key: OnceLock::new(),

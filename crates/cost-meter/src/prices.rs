@@ -1,9 +1,9 @@
 //! Prices per model, in integer pico-dollars per token, and LiteLLM's price file format.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 /// Money, in nano-dollars (1e-9 USD). Integer, so totals never drift.
@@ -76,6 +76,16 @@ impl Price {
     /// The cost of `tokens`, in nano-dollars, rounded up (never under-billed), saturating.
     #[inline]
     pub fn cost(&self, t: Tokens) -> Nanos {
+        // u64 arithmetic while it cannot overflow (always, for real token counts)
+        let fast = t
+            .input
+            .checked_mul(self.input)
+            .and_then(|a| a.checked_add(t.output.checked_mul(self.output)?))
+            .and_then(|a| a.checked_add(t.cached_input.checked_mul(self.cached_input)?))
+            .and_then(|a| a.checked_add(t.cache_write.checked_mul(self.cache_write)?));
+        if let Some(pico) = fast {
+            return pico.div_ceil(1000);
+        }
         let pico = u128::from(t.input) * u128::from(self.input)
             + u128::from(t.output) * u128::from(self.output)
             + u128::from(t.cached_input) * u128::from(self.cached_input)
@@ -140,7 +150,8 @@ impl std::error::Error for PriceError {}
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     models: Vec<(Arc<str>, ModelInfo)>,
-    index: HashMap<Arc<str>, usize>,
+    /// Fx hashing: model names are short and not attacker-chosen keys of a growing map.
+    index: FxHashMap<Arc<str>, usize>,
 }
 
 const BUILTIN: &str = include_str!("../data/prices.json");

@@ -76,24 +76,13 @@ pub struct CostMeter<S> {
     ledger: Ledger,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Reservation {
-    budget: u8,
-    window: u64,
-    amount: Nanos,
-}
-
-/// The reservations one call holds, without allocating.
-#[derive(Debug, Default)]
+/// The reservations one call holds: which budgets, when (their windows follow from it), and
+/// the amount (the same worst case on each). Small, so the future stays small.
+#[derive(Debug, Default, Clone, Copy)]
 struct Held {
-    items: [Reservation; MAX_BUDGETS],
-    len: u8,
-}
-
-impl Held {
-    fn iter(&self) -> impl Iterator<Item = &Reservation> {
-        self.items[..usize::from(self.len)].iter()
-    }
+    budgets: u8,
+    at: u64,
+    amount: Nanos,
 }
 
 /// The model a call was priced as: an entry of the price table, or a name it does not know.
@@ -131,6 +120,8 @@ impl Ledger {
         } else {
             0
         };
+        held.at = now;
+        held.amount = worst;
         for (i, b) in inner.budgets.iter().enumerate() {
             let member = match &b.scope {
                 Scope::Global => None,
@@ -148,14 +139,7 @@ impl Ledger {
                 window,
             };
             match inner.store.try_reserve(key, worst, b.limit) {
-                Ok(_) => {
-                    held.items[usize::from(held.len)] = Reservation {
-                        budget: i as u8,
-                        window,
-                        amount: worst,
-                    };
-                    held.len += 1;
-                }
+                Ok(_) => held.budgets |= 1 << i,
                 Err(spent) => {
                     self.settle_all(&held, client, 0);
                     tracing::warn!(
@@ -176,20 +160,26 @@ impl Ledger {
 
     fn settle_all(&self, held: &Held, client: Option<&str>, actual: Nanos) {
         let inner = &*self.inner;
-        for r in held.iter() {
-            let i = usize::from(r.budget);
-            let member = match inner.budgets[i].scope {
+        if held.budgets == 0 {
+            return;
+        }
+        for (i, b) in inner.budgets.iter().enumerate() {
+            if held.budgets & (1 << i) == 0 {
+                continue;
+            }
+            let member = match b.scope {
                 Scope::PerClient => client,
                 _ => None,
             };
+            let window = b.window.id(held.at);
             let key = BudgetKey {
                 budget: i,
                 member,
-                window: r.window,
+                window,
             };
-            let total = inner.store.settle(key, r.amount, actual);
+            let total = inner.store.settle(key, held.amount, actual);
             if actual > 0 {
-                self.check_alert(i, member, r.window, total);
+                self.check_alert(i, member, window, total);
             }
         }
     }
@@ -287,29 +277,35 @@ impl Guard {
         let inner = &*self.ledger.inner;
         let tokens = resp.tokens();
         // price what answered: after a fallback that may be another model
-        let (model_name, price, table_provider): (&str, Price, Option<&str>) =
+        let (index, model_name, price, table_provider): (Option<usize>, &str, Price, Option<&str>) =
             match (resp.model(), &self.model) {
                 (Some(m), ModelRef::Table(i)) if &*inner.prices.entry(*i).0 != m => {
                     match inner.prices.index_of(m) {
                         Some(j) => {
                             let (name, info) = inner.prices.entry(j);
-                            (name, info.price, info.provider.as_deref())
+                            (Some(j), name, info.price, info.provider.as_deref())
                         }
-                        None => (m, self.price, None),
+                        None => (None, m, self.price, None),
                     }
                 }
                 (_, ModelRef::Table(i)) => {
                     let (name, info) = inner.prices.entry(*i);
-                    (name, info.price, info.provider.as_deref())
+                    (Some(*i), name, info.price, info.provider.as_deref())
                 }
-                (_, ModelRef::Unknown(name)) => (name, self.price, None),
+                (_, ModelRef::Unknown(name)) => (None, name, self.price, None),
             };
         let cost = price.cost(tokens);
         self.ledger
             .settle_all(&self.held, self.client.as_deref(), cost);
         let provider = resp.provider().or(table_provider).unwrap_or("unknown");
-        self.ledger
-            .record(provider, model_name, self.client.as_deref(), tokens, cost);
+        self.ledger.record(
+            provider,
+            model_name,
+            index,
+            self.client.as_deref(),
+            tokens,
+            cost,
+        );
     }
 }
 

@@ -1,0 +1,115 @@
+//! Metering something that is not an LLM: a translation API billed per character; and the
+//! success path allocating nothing.
+#![allow(clippy::unwrap_used)]
+
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
+use towerguard_cost_meter::{
+    Budget, CostError, CostMeterLayer, CostRequest, CostResponse, Ledger, ModelInfo, Price,
+    PriceTable, Tokens, WorstCase,
+};
+
+struct Translate {
+    text: String,
+    engine: &'static str,
+}
+
+#[derive(Debug)]
+struct Translated {
+    chars: u64,
+}
+
+impl CostRequest for Translate {
+    fn model(&self) -> &str {
+        self.engine
+    }
+    fn worst_case(&self) -> WorstCase {
+        WorstCase {
+            input_tokens: self.text.chars().count() as u64,
+            max_output_tokens: Some(0),
+        }
+    }
+}
+
+impl CostResponse for Translated {
+    fn tokens(&self) -> Tokens {
+        Tokens::new(self.chars, 0)
+    }
+    fn provider(&self) -> Option<&str> {
+        Some("deepl")
+    }
+}
+
+#[tokio::test]
+async fn bills_characters_against_a_budget() {
+    let mut prices = PriceTable::new();
+    // $20 per million characters = 20_000 pico-dollars per character
+    prices.insert(
+        "deepl-pro",
+        ModelInfo {
+            price: Price {
+                input: 20_000,
+                ..Price::FREE
+            },
+            ..ModelInfo::default()
+        },
+    );
+    let ledger = Ledger::builder()
+        .prices(prices)
+        .budget(Budget::global(200)) // 200 nano-dollars: 10 characters
+        .build()
+        .unwrap();
+    let api = service_fn(|t: Translate| async move {
+        Ok::<_, BoxError>(Translated {
+            chars: t.text.chars().count() as u64,
+        })
+    });
+    let svc = CostMeterLayer::new(ledger.clone()).layer(api);
+    let short = || Translate {
+        text: "bonjour".into(),
+        engine: "deepl-pro",
+    };
+    svc.clone().oneshot(short()).await.unwrap();
+    let e = svc.clone().oneshot(short()).await.unwrap_err();
+    let e = e.downcast_ref::<CostError>().unwrap();
+    assert_eq!(e.budget(), Some("global total"));
+    let snap = ledger.snapshot();
+    assert_eq!(snap.total.cost, 7 * 20);
+    assert_eq!(&*snap.providers[0].0, "deepl");
+}
+
+fn call_now<S: Service<R>, R>(svc: &mut S, req: R) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
+        return false;
+    }
+    let mut fut = std::pin::pin!(svc.call(req));
+    matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
+}
+
+#[test]
+fn success_path_allocates_nothing() {
+    let ledger = Ledger::builder()
+        .budget(Budget::global(u64::MAX / 2))
+        .build()
+        .unwrap();
+    let api = service_fn(|t: Translate| {
+        std::future::ready(Ok::<_, BoxError>(Translated {
+            chars: t.text.len() as u64,
+        }))
+    });
+    let mut svc = CostMeterLayer::new(ledger).layer(api);
+    let req = || Translate {
+        text: String::new(),
+        engine: "gpt-4o-mini",
+    };
+    assert!(call_now(&mut svc, req()));
+    let info = allocation_counter::measure(|| {
+        for _ in 0..1000 {
+            assert!(call_now(&mut svc, req()));
+        }
+    });
+    assert_eq!(info.count_total, 0, "{info:?}");
+}
