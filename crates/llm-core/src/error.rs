@@ -392,6 +392,11 @@ impl LlmError {
         self.inner.kind.counts_for_breaker()
     }
 
+    /// Whether the caller caused it: [`ErrorKind::is_client_fault`].
+    pub fn is_client_fault(&self) -> bool {
+        self.inner.kind.is_client_fault()
+    }
+
     /// Default fallback policy: [`ErrorKind::should_fallback`].
     pub fn should_fallback(&self) -> bool {
         self.inner.kind.should_fallback()

@@ -1,0 +1,487 @@
+//! Per-key state: error windows, penalties and GCRA rate limits, in a bounded sharded map.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Why a key may not pass right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// It caused too many errors and is serving a penalty.
+    Errors,
+    /// Requests per minute exceeded.
+    RequestRate,
+    /// Tokens per minute exceeded.
+    TokenRate,
+}
+
+impl Reason {
+    /// A short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Errors => "errors",
+            Reason::RequestRate => "rpm",
+            Reason::TokenRate => "tpm",
+        }
+    }
+}
+
+/// The verdict on one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Go ahead.
+    Pass,
+    /// Not now: try again after this long.
+    Deny {
+        /// Why.
+        reason: Reason,
+        /// How long until the key may pass.
+        retry_after: Duration,
+    },
+}
+
+/// A throttled key and the time it has left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottledKey {
+    /// The key.
+    pub key: String,
+    /// Time left.
+    pub remaining: Duration,
+    /// Its offence level (the penalty doubles with each).
+    pub offences: u32,
+}
+
+/// Counts across all keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimiterStats {
+    /// Keys tracked now.
+    pub keys: usize,
+    /// Keys throttled now.
+    pub throttled: usize,
+    /// Requests refused so far.
+    pub rejected: u64,
+    /// Errors counted so far.
+    pub errors: u64,
+    /// Times a key was throttled so far.
+    pub offences: u64,
+    /// Keys evicted to stay under the key cap.
+    pub evicted: u64,
+}
+
+/// The rules a store applies, fixed when the layer is built.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Errors within `window` that throttle a key.
+    pub threshold: u32,
+    /// The error window.
+    pub window: Duration,
+    /// Buckets the window is cut into (the window slides bucket by bucket).
+    pub buckets: u32,
+    /// First penalty; each repeated offence doubles it.
+    pub base_penalty: Duration,
+    /// Longest penalty.
+    pub max_penalty: Duration,
+    /// One offence is forgiven per this much time without a new one.
+    pub decay: Duration,
+    /// Requests per minute per key (GCRA), if limited.
+    pub rpm: Option<u64>,
+    /// Tokens per minute per key (GCRA, weighted by the request's tokens), if limited.
+    pub tpm: Option<u64>,
+    /// Most keys tracked at once.
+    pub max_keys: usize,
+}
+
+/// Where per-key limiter state lives. All times are nanoseconds on the limiter's clock.
+/// The in-memory default is [`MemoryStore`]; a shared store (Redis, for fleets of gateways)
+/// implements the same operations atomically per key.
+pub trait LimiterStore: Send + Sync + 'static {
+    /// May `key` send a request weighing `tokens` now? Takes the request's RPM/TPM share
+    /// if it passes. `now` is read only when needed (a clock read is not free).
+    fn admit(&self, key: &str, tokens: u64, now: &dyn Fn() -> u64) -> Admit;
+    /// Records an error caused by `key`; returns the penalty if this error throttled it.
+    fn record_error(&self, key: &str, now: u64) -> Option<Duration>;
+    /// Keys throttled at `now`.
+    fn throttled(&self, now: u64) -> Vec<ThrottledKey>;
+    /// Lifts `key`'s throttle and forgets its offences; false if it was not tracked.
+    fn unthrottle(&self, key: &str) -> bool;
+    /// Counts.
+    fn stats(&self, now: u64) -> LimiterStats;
+}
+
+/// One key's state; every field an atomic so the hot path needs only a shared read lock.
+#[derive(Debug, Default)]
+struct Entry {
+    touched: AtomicBool,
+    throttled_until: AtomicU64,
+    offences: AtomicU32,
+    last_offence: AtomicU64,
+    /// bucket epoch (+1) and error count, per bucket
+    epochs: Box<[AtomicU64]>,
+    counts: Box<[AtomicU32]>,
+    rpm_tat: AtomicU64,
+    tpm_tat: AtomicU64,
+}
+
+impl Entry {
+    fn new(buckets: u32) -> Self {
+        Self {
+            epochs: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
+            counts: (0..buckets).map(|_| AtomicU32::new(0)).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Idle: not throttled, no offences left, no errors: safe to forget.
+    fn idle(&self, now: u64) -> bool {
+        self.throttled_until.load(Ordering::Relaxed) <= now
+            && self.offences.load(Ordering::Relaxed) == 0
+            && self.counts.iter().all(|c| c.load(Ordering::Relaxed) == 0)
+    }
+}
+
+/// GCRA on one atomic "theoretical arrival time": `interval` nanoseconds per unit of cost,
+/// `tolerance` nanoseconds of burst. Returns how long to wait if the cost does not fit.
+fn gcra(tat: &AtomicU64, now: u64, interval: u64, cost: u64, tolerance: u64) -> Option<u64> {
+    let increment = interval.saturating_mul(cost);
+    let mut current = tat.load(Ordering::Acquire);
+    loop {
+        let base = current.max(now);
+        let next = base.saturating_add(increment);
+        // allowed while the new arrival time is within the burst tolerance of now
+        if next.saturating_sub(now) > tolerance.saturating_add(interval) && current > now {
+            return Some(
+                next.saturating_sub(now)
+                    .saturating_sub(tolerance + interval)
+                    .max(1),
+            );
+        }
+        match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return None,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+const SHARDS: usize = 32;
+const MINUTE: u64 = 60_000_000_000;
+
+struct Shard {
+    map: RwLock<HashMap<Box<str>, Entry, RandomState>>,
+    hand: AtomicUsize,
+}
+
+/// Limiter state in this process's memory: 32 shards, each a map behind its own read-write
+/// lock (the hot path takes it shared), holding at most `max_keys` keys in all; when a shard
+/// is full, idle keys are evicted (a second-chance sweep), and if none is idle new keys share
+/// one overflow entry, so a flood of fresh keys is throttled together and memory stays bounded.
+pub struct MemoryStore {
+    rules: Rules,
+    hasher: RandomState,
+    shards: Box<[Shard]>,
+    overflow: Entry,
+    per_shard: usize,
+    rejected: AtomicU64,
+    errors: AtomicU64,
+    offences: AtomicU64,
+    evicted: AtomicU64,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// A store applying `rules`.
+    pub fn new(rules: Rules) -> Self {
+        let per_shard = rules.max_keys.div_ceil(SHARDS).max(1);
+        Self {
+            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Shard {
+                    map: RwLock::new(HashMap::with_hasher(RandomState::new())),
+                    hand: AtomicUsize::new(0),
+                })
+                .collect(),
+            overflow: Entry::new(rules.buckets),
+            per_shard,
+            rules,
+            rejected: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            offences: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Shard {
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    }
+
+    /// Runs `f` on the key's entry, creating it (and evicting to make room) if needed.
+    #[inline]
+    fn with<T>(&self, key: &str, now: &dyn Fn() -> u64, f: impl FnOnce(&Entry) -> T) -> T {
+        let shard = self.shard(key);
+        {
+            let map = shard.map.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = map.get(key) {
+                if !e.touched.load(Ordering::Relaxed) {
+                    e.touched.store(true, Ordering::Relaxed);
+                }
+                return f(e);
+            }
+        }
+        let mut map = shard.map.write().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(key)
+            && map.len() >= self.per_shard
+            && !self.evict_one(shard, &mut map, now())
+        {
+            drop(map);
+            return f(&self.overflow);
+        }
+        let e = map
+            .entry(Box::from(key))
+            .or_insert_with(|| Entry::new(self.rules.buckets));
+        e.touched.store(true, Ordering::Relaxed);
+        f(e)
+    }
+
+    /// Second-chance sweep: clears `touched` bits until it finds an idle untouched entry.
+    fn evict_one(
+        &self,
+        shard: &Shard,
+        map: &mut HashMap<Box<str>, Entry, RandomState>,
+        now: u64,
+    ) -> bool {
+        let n = map.len();
+        if n == 0 {
+            return false;
+        }
+        let start = shard.hand.fetch_add(1, Ordering::Relaxed) % n;
+        let mut victim = None;
+        for (k, e) in map
+            .iter()
+            .skip(start)
+            .chain(map.iter().take(start))
+            .take(2 * n.min(64))
+        {
+            if !e.idle(now) {
+                continue;
+            }
+            if e.touched.swap(false, Ordering::Relaxed) {
+                continue; // second chance
+            }
+            victim = Some(k.clone());
+            break;
+        }
+        if victim.is_none() {
+            // everything was touched recently: take any idle one
+            victim = map
+                .iter()
+                .find(|(_, e)| e.idle(now))
+                .map(|(k, _)| k.clone());
+        }
+        match victim {
+            Some(k) => {
+                map.remove(&k);
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn bucket_nanos(&self) -> u64 {
+        (self.rules.window.as_nanos() / u128::from(self.rules.buckets.max(1)))
+            .clamp(1, u128::from(u64::MAX)) as u64
+    }
+
+    fn penalty(&self, offences: u32) -> Duration {
+        let doublings = offences.saturating_sub(1).min(32);
+        self.rules
+            .base_penalty
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(self.rules.max_penalty)
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+impl LimiterStore for MemoryStore {
+    #[inline]
+    fn admit(&self, key: &str, tokens: u64, now: &dyn Fn() -> u64) -> Admit {
+        let r = &self.rules;
+        let verdict = self.with(key, now, |e| {
+            let until = e.throttled_until.load(Ordering::Acquire);
+            let mut t = None;
+            if until != 0 {
+                let n = now();
+                t = Some(n);
+                if until > n {
+                    return Admit::Deny {
+                        reason: Reason::Errors,
+                        retry_after: Duration::from_nanos(until - n),
+                    };
+                }
+            }
+            if r.rpm.is_none() && r.tpm.is_none() {
+                return Admit::Pass;
+            }
+            let now = t.unwrap_or_else(now);
+            if let Some(rpm) = r.rpm {
+                let interval = MINUTE / rpm.max(1);
+                // a burst of up to a tenth of the per-minute allowance
+                let tolerance = interval.saturating_mul((rpm / 10).max(1) - 1);
+                if let Some(wait) = gcra(&e.rpm_tat, now, interval, 1, tolerance) {
+                    return Admit::Deny {
+                        reason: Reason::RequestRate,
+                        retry_after: Duration::from_nanos(wait),
+                    };
+                }
+            }
+            if let Some(tpm) = r.tpm {
+                let interval = (MINUTE / tpm.max(1)).max(1);
+                let tolerance = interval.saturating_mul(tpm / 10);
+                let cost = tokens.clamp(1, tpm);
+                if let Some(wait) = gcra(&e.tpm_tat, now, interval, cost, tolerance) {
+                    return Admit::Deny {
+                        reason: Reason::TokenRate,
+                        retry_after: Duration::from_nanos(wait),
+                    };
+                }
+            }
+            Admit::Pass
+        });
+        if verdict != Admit::Pass {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        verdict
+    }
+
+    fn record_error(&self, key: &str, now: u64) -> Option<Duration> {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let width = self.bucket_nanos();
+        let buckets = u64::from(self.rules.buckets.max(1));
+        self.with(key, &|| now, |e| {
+            // count the error in the current bucket
+            let epoch = now / width + 1;
+            let i = (epoch % buckets) as usize;
+            if e.epochs[i].swap(epoch, Ordering::AcqRel) != epoch {
+                e.counts[i].store(0, Ordering::Release);
+            }
+            e.counts[i].fetch_add(1, Ordering::AcqRel);
+            let oldest = epoch.saturating_sub(buckets - 1);
+            let in_window: u32 = e
+                .epochs
+                .iter()
+                .zip(e.counts.iter())
+                .filter(|(ep, _)| {
+                    let ep = ep.load(Ordering::Acquire);
+                    ep >= oldest && ep <= epoch
+                })
+                .map(|(_, c)| c.load(Ordering::Acquire))
+                .sum();
+            if in_window < self.rules.threshold {
+                return None;
+            }
+            // an offence: forgive one earlier offence per decay period, then count this one
+            let last = e.last_offence.swap(now, Ordering::AcqRel);
+            let decay = nanos(self.rules.decay).max(1);
+            let forgiven = u32::try_from(now.saturating_sub(last) / decay).unwrap_or(u32::MAX);
+            let prior = e.offences.load(Ordering::Acquire).saturating_sub(forgiven);
+            let offences = prior.saturating_add(1);
+            e.offences.store(offences, Ordering::Release);
+            let penalty = self.penalty(offences);
+            e.throttled_until
+                .store(now.saturating_add(nanos(penalty)), Ordering::Release);
+            for c in e.counts.iter() {
+                c.store(0, Ordering::Release);
+            }
+            self.offences.fetch_add(1, Ordering::Relaxed);
+            Some(penalty)
+        })
+    }
+
+    fn throttled(&self, now: u64) -> Vec<ThrottledKey> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            for (k, e) in shard.map.read().unwrap_or_else(|p| p.into_inner()).iter() {
+                let until = e.throttled_until.load(Ordering::Acquire);
+                if until > now {
+                    out.push(ThrottledKey {
+                        key: k.to_string(),
+                        remaining: Duration::from_nanos(until - now),
+                        offences: e.offences.load(Ordering::Acquire),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    fn unthrottle(&self, key: &str) -> bool {
+        let shard = self.shard(key);
+        let map = shard.map.read().unwrap_or_else(|p| p.into_inner());
+        match map.get(key) {
+            Some(e) => {
+                e.throttled_until.store(0, Ordering::Release);
+                e.offences.store(0, Ordering::Release);
+                for c in e.counts.iter() {
+                    c.store(0, Ordering::Release);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn stats(&self, now: u64) -> LimiterStats {
+        let mut keys = 0;
+        let mut throttled = 0;
+        for shard in self.shards.iter() {
+            let map = shard.map.read().unwrap_or_else(|p| p.into_inner());
+            keys += map.len();
+            throttled += map
+                .values()
+                .filter(|e| e.throttled_until.load(Ordering::Acquire) > now)
+                .count();
+        }
+        LimiterStats {
+            keys,
+            throttled,
+            rejected: self.rejected.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            offences: self.offences.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_the_rate_and_a_burst() {
+        let tat = AtomicU64::new(0);
+        let interval = 1_000; // one unit per microsecond
+        let tolerance = 2_000; // a burst of 3
+        let now = 1_000_000;
+        assert_eq!(gcra(&tat, now, interval, 1, tolerance), None);
+        assert_eq!(gcra(&tat, now, interval, 1, tolerance), None);
+        assert_eq!(gcra(&tat, now, interval, 1, tolerance), None);
+        assert!(gcra(&tat, now, interval, 1, tolerance).is_some());
+        // one interval later, one more fits
+        assert_eq!(gcra(&tat, now + 1_000, interval, 1, tolerance), None);
+        assert!(gcra(&tat, now + 1_000, interval, 1, tolerance).is_some());
+    }
+}
