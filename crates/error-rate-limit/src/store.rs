@@ -201,7 +201,8 @@ impl fmt::Debug for MemoryStore {
 impl MemoryStore {
     /// A store applying `rules`.
     pub fn new(rules: Rules) -> Self {
-        let per_shard = rules.max_keys.div_ceil(SHARDS).max(1);
+        // at most max_keys in all (at least one per shard)
+        let per_shard = (rules.max_keys / SHARDS).max(1);
         Self {
             hasher: RandomState::new(),
             shards: (0..SHARDS)
