@@ -60,6 +60,18 @@ pub(crate) struct Shared {
     waiting: AtomicUsize,
 }
 
+/// One service clone's handle on the shared state: calls' futures clone this (a reference
+/// count no other thread's clone touches), not the shared state's own.
+pub(crate) struct Local(Arc<Shared>);
+
+impl std::ops::Deref for Local {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl Shared {
     #[inline]
     fn now(&self) -> u64 {
@@ -204,7 +216,7 @@ impl<S, K: Clone, C: Clone> Layer<S> for ErrorRateLimitLayer<K, C> {
     fn layer(&self, inner: S) -> Self::Service {
         ErrorRateLimit {
             inner,
-            shared: self.shared.clone(),
+            shared: Arc::new(Local(self.shared.clone())),
             key: self.key.clone(),
             count: self.count.clone(),
         }
@@ -395,7 +407,7 @@ impl<K, C> ErrorRateLimitLayerBuilder<K, C> {
 /// A service behind the limiter. Made by [`ErrorRateLimitLayer`].
 pub struct ErrorRateLimit<S, K, C> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<Local>,
     key: K,
     count: C,
 }
@@ -404,7 +416,7 @@ impl<S: Clone, K: Clone, C: Clone> Clone for ErrorRateLimit<S, K, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
+            shared: Arc::new(Local(self.shared.0.clone())),
             key: self.key.clone(),
             count: self.count.clone(),
         }
@@ -516,7 +528,7 @@ pin_project! {
         #[pin]
         state: State<S, Req, S::Future, S::Error>,
         key: Option<Arc<str>>,
-        shared: Arc<Shared>,
+        shared: Arc<Local>,
         count: C,
     }
 }
@@ -528,7 +540,7 @@ where
     fn new(
         state: State<S, Req, S::Future, S::Error>,
         key: Option<Arc<str>>,
-        shared: Arc<Shared>,
+        shared: Arc<Local>,
         count: C,
     ) -> Self {
         Self {
