@@ -225,7 +225,11 @@ impl MemoryStore {
         for b in key.bytes() {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
-        &self.shards[((h >> 32) as usize) % SHARDS]
+        // a final mix so that similar keys spread evenly
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        &self.shards[(h as usize) % SHARDS]
     }
 
     /// Runs `f` on the key's entry, creating it (and evicting to make room) if needed.

@@ -301,7 +301,7 @@ fn a_flood_of_distinct_keys_stays_under_the_cap() {
         "peak {} bytes",
         info.bytes_max
     );
-    assert!(stats.evicted > 900_000);
+    assert!(stats.evicted > 500_000, "idle keys make room for new ones");
     // the keys with an error on record were kept over idle newcomers: a second error
     // within the window throttles them
     assert!(store.record_error("client-0", clock()).is_some());
