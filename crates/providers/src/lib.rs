@@ -1,0 +1,42 @@
+//! Real HTTP clients for the bottom of every pipeline, as `Service<LlmRequest>`:
+//! [`OpenAiCompatible`] (OpenAI, DeepSeek, xAI, Groq, Mistral, Ollama, and any custom base URL
+//! such as vLLM, a LiteLLM proxy or llama.cpp's server) and [`Anthropic`] (Messages API).
+//!
+//! - hyper-util's pooled client over rustls (webpki roots); plain HTTP for local servers.
+//! - Usage with cached tokens, finish reason, model and provider name on every response;
+//!   OpenAI and Anthropic rate-limit headers as [`RateLimitInfo`] in the extensions.
+//! - Every failure is an `LlmError` through llm-core's classification (status, body shapes,
+//!   `x-should-retry`, Retry-After); connection failures, resets and timeouts as their kinds.
+//!   One HTTP call per request: the retry layer is the only retry loop.
+//! - Connect and whole-request timeouts; response bodies capped ([`Limits`]); malformed or
+//!   truncated JSON is an error, never a panic.
+//! - Keys from configuration or the usual environment variables, never in logs, errors or
+//!   `Debug` ([`ApiKey`]).
+//!
+//! Non-streaming for now; the request and response types leave room for server-sent events.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use tower::ServiceExt;
+//! use towerguard_llm_core::{LlmRequest, Message};
+//! use towerguard_providers::{Anthropic, OpenAiCompatible};
+//!
+//! let deepseek = OpenAiCompatible::deepseek()?; // DEEPSEEK_API_KEY
+//! let claude = Anthropic::from_env()?;         // ANTHROPIC_API_KEY
+//! let req = LlmRequest::new("deepseek-chat", vec![Message::user("Hello")]).with_max_tokens(64);
+//! let answer = deepseek.oneshot(req).await?;
+//! println!("{} ({} tokens)", answer.content, answer.usage.total_tokens());
+//! # let _ = claude; Ok(()) }
+//! ```
+
+mod anthropic;
+mod key;
+mod openai;
+mod ratelimit;
+mod transport;
+
+pub use anthropic::{ANTHROPIC_VERSION, Anthropic, AnthropicBuilder};
+pub use key::{ApiKey, Env, ProcessEnv};
+pub use openai::{OpenAiCompatible, OpenAiCompatibleBuilder, Preset};
+pub use ratelimit::{RateLimitInfo, parse_go_duration};
+pub use transport::{ConfigError, Limits};

@@ -1,0 +1,410 @@
+//! [`OpenAiCompatible`]: `POST {base_url}/chat/completions` with bearer auth.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Uri, header};
+use http_body_util::Full;
+use serde::{Deserialize, Serialize};
+use tower_service::Service;
+use towerguard_llm_core::{FinishReason, LlmError, LlmRequest, LlmResponse, Usage};
+
+use crate::key::{ApiKey, Env, ProcessEnv, key_from};
+use crate::ratelimit::RateLimitInfo;
+use crate::transport::{ConfigError, Limits, Transport, endpoint, malformed, secret_header};
+
+/// A provider with an OpenAI-compatible API, and where its key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// OpenAI (`OPENAI_API_KEY`; `OPENAI_BASE_URL` overrides the URL).
+    OpenAi,
+    /// DeepSeek (`DEEPSEEK_API_KEY`).
+    DeepSeek,
+    /// xAI Grok (`XAI_API_KEY` or `GROK_API_KEY`).
+    Xai,
+    /// Groq (`GROQ_API_KEY`).
+    Groq,
+    /// Mistral (`MISTRAL_API_KEY`).
+    Mistral,
+    /// Ollama on `OLLAMA_HOST` (default `http://localhost:11434`), no key.
+    Ollama,
+}
+
+impl Preset {
+    /// The provider's name on responses, errors and statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::OpenAi => "openai",
+            Preset::DeepSeek => "deepseek",
+            Preset::Xai => "xai",
+            Preset::Groq => "groq",
+            Preset::Mistral => "mistral",
+            Preset::Ollama => "ollama",
+        }
+    }
+
+    fn base_url(self, env: &dyn Env) -> String {
+        match self {
+            Preset::OpenAi => env
+                .var("OPENAI_BASE_URL")
+                .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+            Preset::DeepSeek => "https://api.deepseek.com/v1".into(),
+            Preset::Xai => "https://api.x.ai/v1".into(),
+            Preset::Groq => "https://api.groq.com/openai/v1".into(),
+            Preset::Mistral => "https://api.mistral.ai/v1".into(),
+            Preset::Ollama => {
+                let host = env
+                    .var("OLLAMA_HOST")
+                    .unwrap_or_else(|| "http://localhost:11434".into());
+                let host = if host.starts_with("http://") || host.starts_with("https://") {
+                    host
+                } else {
+                    format!("http://{host}")
+                };
+                format!("{}/v1", host.trim_end_matches('/'))
+            }
+        }
+    }
+
+    fn key_vars(self) -> &'static [&'static str] {
+        match self {
+            Preset::OpenAi => &["OPENAI_API_KEY"],
+            Preset::DeepSeek => &["DEEPSEEK_API_KEY"],
+            Preset::Xai => &["XAI_API_KEY", "GROK_API_KEY"],
+            Preset::Groq => &["GROQ_API_KEY"],
+            Preset::Mistral => &["MISTRAL_API_KEY"],
+            Preset::Ollama => &[],
+        }
+    }
+}
+
+struct Inner {
+    name: Arc<str>,
+    url: Uri,
+    auth: Option<HeaderValue>,
+    transport: Transport,
+}
+
+/// An OpenAI-compatible chat-completions client as a `Service<LlmRequest>`: OpenAI, DeepSeek,
+/// xAI, Groq, Mistral, Ollama, vLLM, a LiteLLM proxy, llama.cpp's server, ...
+///
+/// Clones share one connection pool. It makes exactly one HTTP call per request: retries
+/// belong to the retry layer. The API key is never in `Debug`, logs or errors.
+///
+/// ```
+/// use towerguard_providers::{ApiKey, OpenAiCompatible};
+///
+/// let local = OpenAiCompatible::builder("vllm", "http://127.0.0.1:8000/v1").build().unwrap();
+/// let openai = OpenAiCompatible::builder("openai", "https://api.openai.com/v1")
+///     .api_key(ApiKey::new("sk-test-123").unwrap())
+///     .build()
+///     .unwrap();
+/// assert!(!format!("{openai:?}").contains("sk-test-123"));
+/// # let _ = local;
+/// ```
+#[derive(Clone)]
+pub struct OpenAiCompatible {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("name", &self.inner.name)
+            .field("url", &self.inner.url)
+            .field("api_key", &self.inner.auth.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Builds an [`OpenAiCompatible`] client.
+#[derive(Debug)]
+pub struct OpenAiCompatibleBuilder {
+    name: Arc<str>,
+    base_url: String,
+    key: Option<ApiKey>,
+    limits: Limits,
+}
+
+impl OpenAiCompatibleBuilder {
+    /// The API key (sent as `Authorization: Bearer`).
+    pub fn api_key(mut self, key: ApiKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Timeouts and the body cap.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Checks the configuration and makes the client.
+    pub fn build(self) -> Result<OpenAiCompatible, ConfigError> {
+        let url = endpoint(&self.base_url, "/chat/completions")?;
+        let auth = match &self.key {
+            Some(k) => Some(secret_header(&format!("Bearer {}", k.expose()))?),
+            None => None,
+        };
+        Ok(OpenAiCompatible {
+            inner: Arc::new(Inner {
+                name: self.name,
+                url,
+                auth,
+                transport: Transport::new(self.limits)?,
+            }),
+        })
+    }
+}
+
+impl OpenAiCompatible {
+    /// A client for any OpenAI-compatible server at `base_url` (the part before
+    /// `/chat/completions`), named `name`.
+    pub fn builder(
+        name: impl Into<Arc<str>>,
+        base_url: impl Into<String>,
+    ) -> OpenAiCompatibleBuilder {
+        OpenAiCompatibleBuilder {
+            name: name.into(),
+            base_url: base_url.into(),
+            key: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// A preset, with its key read from the process environment.
+    pub fn preset(preset: Preset) -> Result<Self, ConfigError> {
+        Self::preset_from(preset, &ProcessEnv)
+    }
+
+    /// A preset, with its key read from `env`.
+    pub fn preset_from(preset: Preset, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::preset_builder(preset, env)?.build()
+    }
+
+    /// A preset's builder (to change limits), with its key read from `env`. A missing key is
+    /// an error naming the variable.
+    pub fn preset_builder(
+        preset: Preset,
+        env: &dyn Env,
+    ) -> Result<OpenAiCompatibleBuilder, ConfigError> {
+        let vars = preset.key_vars();
+        let mut b = Self::builder(preset.name(), preset.base_url(env));
+        if !vars.is_empty() {
+            let key = key_from(env, vars).ok_or_else(|| {
+                ConfigError::new("api_key", format!("is missing: set {}", vars.join(" or ")))
+            })?;
+            b = b.api_key(key);
+        }
+        Ok(b)
+    }
+
+    /// OpenAI, keyed by `OPENAI_API_KEY`.
+    pub fn openai() -> Result<Self, ConfigError> {
+        Self::preset(Preset::OpenAi)
+    }
+
+    /// DeepSeek, keyed by `DEEPSEEK_API_KEY`.
+    pub fn deepseek() -> Result<Self, ConfigError> {
+        Self::preset(Preset::DeepSeek)
+    }
+
+    /// xAI Grok, keyed by `XAI_API_KEY` or `GROK_API_KEY`.
+    pub fn xai() -> Result<Self, ConfigError> {
+        Self::preset(Preset::Xai)
+    }
+
+    /// Groq, keyed by `GROQ_API_KEY`.
+    pub fn groq() -> Result<Self, ConfigError> {
+        Self::preset(Preset::Groq)
+    }
+
+    /// Mistral, keyed by `MISTRAL_API_KEY`.
+    pub fn mistral() -> Result<Self, ConfigError> {
+        Self::preset(Preset::Mistral)
+    }
+
+    /// Ollama on `OLLAMA_HOST` (default `http://localhost:11434`).
+    pub fn ollama() -> Result<Self, ConfigError> {
+        Self::preset(Preset::Ollama)
+    }
+
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+}
+
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: Vec<ChatMessage<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop: Option<&'a [String]>,
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Deserialize)]
+struct ChatResponse {
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<ChatUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: Option<ChoiceMessage>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceMessage {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChatUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
+}
+
+/// The JSON body of a chat-completions request.
+pub(crate) fn request_body(req: &LlmRequest) -> Result<Vec<u8>, LlmError> {
+    let p = req.params();
+    let body = ChatRequest {
+        model: req.model(),
+        messages: req
+            .messages()
+            .iter()
+            .map(|m| ChatMessage {
+                role: m.role.as_str(),
+                content: &m.content,
+            })
+            .collect(),
+        max_tokens: p.max_tokens,
+        temperature: p.temperature,
+        top_p: p.top_p,
+        presence_penalty: p.presence_penalty,
+        frequency_penalty: p.frequency_penalty,
+        seed: p.seed,
+        stop: p.stop.as_deref(),
+        stream: false,
+    };
+    serde_json::to_vec(&body).map_err(|e| {
+        LlmError::new(towerguard_llm_core::ErrorKind::InvalidRequest)
+            .with_detail(format!("the request cannot be encoded: {e}"))
+    })
+}
+
+/// Parses a chat-completions answer. OpenAI's `prompt_tokens` includes the cached ones, so
+/// they are taken out of `input_tokens` (the parts of `Usage` are disjoint).
+pub(crate) fn parse_response(
+    body: &[u8],
+    provider: &Arc<str>,
+    asked: &Arc<str>,
+) -> Result<LlmResponse, LlmError> {
+    let parsed: ChatResponse = serde_json::from_slice(body).map_err(malformed)?;
+    let choice = parsed
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| malformed("no choices"))?;
+    let content = choice.message.and_then(|m| m.content).unwrap_or_default();
+    let usage = parsed.usage.map_or(Usage::default(), |u| {
+        let cached = u
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+            .min(u.prompt_tokens);
+        Usage {
+            input_tokens: u.prompt_tokens - cached,
+            output_tokens: u.completion_tokens,
+            cached_input_tokens: cached,
+            cache_write_tokens: 0,
+        }
+    });
+    let model: Arc<str> = match parsed.model {
+        Some(m) if !m.is_empty() => Arc::from(m),
+        _ => asked.clone(),
+    };
+    Ok(LlmResponse::new(content, model, provider.clone())
+        .with_usage(usage)
+        .with_finish_reason(
+            choice
+                .finish_reason
+                .as_deref()
+                .map_or(FinishReason::Stop, FinishReason::from_provider),
+        ))
+}
+
+impl Inner {
+    async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
+        let body = request_body(&req).map_err(|e| e.with_provider(self.name.clone()))?;
+        let mut http = Request::builder()
+            .method(Method::POST)
+            .uri(self.url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json");
+        if let Some(auth) = &self.auth {
+            http = http.header(header::AUTHORIZATION, auth.clone());
+        }
+        let http = http.body(Full::new(Bytes::from(body))).map_err(|e| {
+            LlmError::new(towerguard_llm_core::ErrorKind::InvalidRequest).with_detail(e.to_string())
+        })?;
+        let answer = self.transport.send(&self.name, http).await?;
+        let mut resp = parse_response(&answer.body, &self.name, req.model_arc())
+            .map_err(|e| e.with_provider(self.name.clone()))?;
+        if let Some(info) = RateLimitInfo::from_headers(&answer.headers, SystemTime::now()) {
+            resp.extensions.insert(info);
+        }
+        Ok(resp)
+    }
+}
+
+impl Service<LlmRequest> for OpenAiCompatible {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        // the pool opens connections as needed
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.complete(req).await })
+    }
+}

@@ -1,0 +1,269 @@
+//! The HTTP plumbing every provider shares: a pooled hyper client over rustls, timeouts, a
+//! capped body, and the translation of every failure into an `LlmError`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use towerguard_llm_core::{ErrorKind, LlmError, classify_http_error_at};
+
+use crate::ratelimit::RateLimitInfo;
+
+/// Invalid provider configuration, naming the field at fault (never its secret value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The field at fault.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid provider configuration: `{}` {}",
+            self.field, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Timeouts and limits of a provider client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest wait to open a connection (default 10 s).
+    pub connect_timeout: Duration,
+    /// Longest wait for the whole answer, body included (default 120 s).
+    pub request_timeout: Duration,
+    /// Largest response body read (default 8 MiB): a broken upstream cannot exhaust memory.
+    pub max_response_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            max_response_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        if self.connect_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "connect_timeout",
+                "must be longer than zero",
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "request_timeout",
+                "must be longer than zero",
+            ));
+        }
+        if self.max_response_bytes == 0 {
+            return Err(ConfigError::new("max_response_bytes", "must be above zero"));
+        }
+        Ok(())
+    }
+}
+
+type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A pooled HTTPS (or plain HTTP, for local servers) client with the provider's limits.
+pub(crate) struct Transport {
+    client: HyperClient,
+    limits: Limits,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// A successful HTTP exchange: status, headers, body.
+pub(crate) struct Answer {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Transport {
+    pub(crate) fn new(limits: Limits) -> Result<Self, ConfigError> {
+        limits.check()?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(limits.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(https);
+        Ok(Self { client, limits })
+    }
+
+    /// Sends `req` and reads the whole answer. A non-success status becomes the classified
+    /// `LlmError`; so do connection failures, timeouts, oversized and cut-off bodies.
+    pub(crate) async fn send(
+        &self,
+        provider: &Arc<str>,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Answer, LlmError> {
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| transport_error(&e))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, self.limits.max_response_bytes)
+                .collect()
+                .await
+                .map_err(|e| body_error(&*e, self.limits.max_response_bytes))?
+                .to_bytes();
+            Ok::<_, LlmError>((parts.status, parts.headers, body))
+        };
+        let (status, headers, body) =
+            match tokio::time::timeout(self.limits.request_timeout, exchange).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => return Err(e.with_provider(provider.clone())),
+                Err(_) => {
+                    return Err(LlmError::new(ErrorKind::Timeout)
+                        .with_provider(provider.clone())
+                        .with_detail(format!(
+                            "no complete answer within {:?}",
+                            self.limits.request_timeout
+                        )));
+                }
+            };
+        if !status.is_success() {
+            let now = SystemTime::now();
+            let mut err = classify_http_error_at(status.as_u16(), &headers, &body, now)
+                .with_provider(provider.clone());
+            if let Some(info) = RateLimitInfo::from_headers(&headers, now) {
+                err.extensions_mut().insert(info);
+            }
+            tracing::debug!(
+                provider = &**provider,
+                status = status.as_u16(),
+                kind = err.kind().as_str(),
+                "provider answered with an error"
+            );
+            return Err(err);
+        }
+        Ok(Answer { headers, body })
+    }
+}
+
+fn transport_error(e: &hyper_util::client::legacy::Error) -> LlmError {
+    let kind = if is_timeout(e) {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Connection
+    };
+    let what = if e.is_connect() {
+        "could not connect"
+    } else {
+        "the connection failed"
+    };
+    LlmError::new(kind).with_detail(format!("{what}: {}", chain(e)))
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if err.to_string().contains("timed out") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}
+
+fn body_error(e: &(dyn std::error::Error + Send + Sync + 'static), max: usize) -> LlmError {
+    if e.is::<http_body_util::LengthLimitError>() {
+        LlmError::new(ErrorKind::Server)
+            .with_should_retry(false)
+            .with_detail(format!("response body larger than {max} bytes"))
+    } else {
+        LlmError::new(ErrorKind::Connection)
+            .with_detail(format!("the response body was cut off: {}", chain(e)))
+    }
+}
+
+/// A malformed success body: the upstream misbehaved.
+pub(crate) fn malformed(what: impl fmt::Display) -> LlmError {
+    LlmError::new(ErrorKind::Server).with_detail(format!("malformed response: {what}"))
+}
+
+/// `base` (e.g. `https://api.openai.com/v1`) joined with `path` (e.g. `/chat/completions`).
+pub(crate) fn endpoint(base: &str, path: &str) -> Result<Uri, ConfigError> {
+    let base = base.trim().trim_end_matches('/');
+    let uri: Uri = format!("{base}{path}")
+        .parse()
+        .map_err(|e| ConfigError::new("base_url", format!("is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(ConfigError::new(
+                "base_url",
+                "must start with http:// or https://",
+            ));
+        }
+    }
+    if uri.authority().is_none() {
+        return Err(ConfigError::new("base_url", "has no host"));
+    }
+    Ok(uri)
+}
+
+/// A header value holding a secret: marked sensitive, so hyper and `Debug` never show it.
+pub(crate) fn secret_header(value: &str) -> Result<HeaderValue, ConfigError> {
+    let mut v = HeaderValue::from_str(value)
+        .map_err(|_| ConfigError::new("api_key", "contains characters not allowed in a header"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
