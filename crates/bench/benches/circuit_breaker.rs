@@ -6,11 +6,11 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::{BoxError, Layer, Service, service_fn};
-use towerguard_bench::{Noop, call_now};
+use towerguard_bench::{Noop, call_now, timed_threads};
 use towerguard_circuit_breaker::CircuitBreakerLayer;
 
 type BoxNoop = tower::util::MapErr<Noop, fn(std::convert::Infallible) -> BoxError>;
@@ -181,26 +181,16 @@ where
     S: Service<u64> + Clone + Send,
 {
     let handle = tokio::runtime::Handle::current();
-    let barrier = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let mut s = svc.clone();
-            let handle = handle.clone();
-            let barrier = &barrier;
-            scope.spawn(move || {
-                let _g = handle.enter();
-                barrier.wait();
-                for _ in 0..iters {
-                    black_box(call_now(&mut s, black_box(1u64)));
-                }
-            });
+    timed_threads(threads, |_| {
+        let mut s = svc.clone();
+        let handle = handle.clone();
+        move || {
+            let _g = handle.enter();
+            for _ in 0..iters {
+                black_box(call_now(&mut s, black_box(1u64)));
+            }
         }
-        barrier.wait();
-        let start = Instant::now();
-        // scope joins every thread before returning
-        start
     })
-    .elapsed()
 }
 
 /// Runs a service on `threads` threads for `iters` calls each.

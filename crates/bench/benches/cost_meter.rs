@@ -7,11 +7,11 @@
 use std::hint::black_box;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::{BoxError, Layer, Service};
-use towerguard_bench::call_now;
+use towerguard_bench::{call_now, timed_threads};
 use towerguard_cost_meter::{
     Budget, CostMeterLayer, CostRequest, CostResponse, Ledger, Tokens, WorstCase, usd,
 };
@@ -115,22 +115,14 @@ fn hammer<S>(svc: &S, threads: usize, iters: u64) -> Duration
 where
     S: Service<Req> + Clone + Send,
 {
-    let barrier = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let mut s = svc.clone();
-            let barrier = &barrier;
-            scope.spawn(move || {
-                barrier.wait();
-                for _ in 0..iters {
-                    black_box(call_now(&mut s, Req { client: None }));
-                }
-            });
+    timed_threads(threads, |_| {
+        let mut s = svc.clone();
+        move || {
+            for _ in 0..iters {
+                black_box(call_now(&mut s, Req { client: None }));
+            }
         }
-        barrier.wait();
-        Instant::now()
     })
-    .elapsed()
 }
 
 fn threads(c: &mut Criterion) {

@@ -7,12 +7,12 @@
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
 use tower::{BoxError, Layer, Service, ServiceExt};
-use towerguard_bench::{Noop, call_now};
+use towerguard_bench::{Noop, call_now, timed_threads};
 use towerguard_error_rate_limit::ErrorRateLimitLayer;
 
 #[derive(Clone)]
@@ -81,27 +81,19 @@ where
     S: Service<Req> + Clone + Send,
 {
     let handle = tokio::runtime::Handle::current();
-    let barrier = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        for t in 0..threads {
-            let mut s = svc.clone();
-            let barrier = &barrier;
-            let handle = handle.clone();
-            scope.spawn(move || {
-                let _g = handle.enter();
-                let req = Req {
-                    client: Arc::from(format!("tenant-{t}")),
-                };
-                barrier.wait();
-                for _ in 0..iters {
-                    black_box(call_now(&mut s, req.clone()));
-                }
-            });
+    timed_threads(threads, |t| {
+        let mut s = svc.clone();
+        let handle = handle.clone();
+        let req = Req {
+            client: Arc::from(format!("tenant-{t}")),
+        };
+        move || {
+            let _g = handle.enter();
+            for _ in 0..iters {
+                black_box(call_now(&mut s, req.clone()));
+            }
         }
-        barrier.wait();
-        Instant::now()
     })
-    .elapsed()
 }
 
 fn threads(c: &mut Criterion) {
@@ -123,23 +115,15 @@ fn threads(c: &mut Criterion) {
         g.throughput(Throughput::Elements(threads as u64));
         g.bench_function(format!("governor_keyed/{threads}_threads"), |b| {
             b.iter_custom(|iters| {
-                let barrier = std::sync::Barrier::new(threads + 1);
-                std::thread::scope(|scope| {
-                    for t in 0..threads {
-                        let limiter = limiter.clone();
-                        let barrier = &barrier;
-                        scope.spawn(move || {
-                            let key: Arc<str> = Arc::from(format!("tenant-{t}"));
-                            barrier.wait();
-                            for _ in 0..iters {
-                                black_box(limiter.check_key(&key).is_ok());
-                            }
-                        });
+                timed_threads(threads, |t| {
+                    let limiter = limiter.clone();
+                    let key: Arc<str> = Arc::from(format!("tenant-{t}"));
+                    move || {
+                        for _ in 0..iters {
+                            black_box(limiter.check_key(&key).is_ok());
+                        }
                     }
-                    barrier.wait();
-                    Instant::now()
                 })
-                .elapsed()
             })
         });
     }

@@ -47,3 +47,27 @@ where
     let mut fut = std::pin::pin!(svc.call(req));
     matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
 }
+
+/// Times `threads` pieces of work started together: `prepare(t)` builds thread `t`'s work
+/// (clones, keys) on this thread, then every thread waits at a barrier and runs its work;
+/// the result is the wall time from the barrier until the last thread is done.
+pub fn timed_threads<W, F>(threads: usize, prepare: F) -> std::time::Duration
+where
+    F: Fn(usize) -> W,
+    W: FnOnce() + Send,
+{
+    let work: Vec<W> = (0..threads).map(&prepare).collect();
+    let barrier = std::sync::Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        for w in work {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                barrier.wait();
+                w();
+            });
+        }
+        barrier.wait();
+        std::time::Instant::now()
+    })
+    .elapsed()
+}
