@@ -214,6 +214,15 @@ impl<Req, Res, E> Service<Req> for NoPrimary<Res, E> {
     }
 }
 
+/// Polls a provider's readiness once: true if it is ready (or failed, which its call will
+/// report), false if it would have to be waited for.
+async fn poll_once<T, Req>(svc: &mut T) -> bool
+where
+    T: Service<Req>,
+{
+    std::future::poll_fn(|cx| Poll::Ready(!svc.poll_ready(cx).is_pending())).await
+}
+
 /// Calls one provider once it is ready.
 async fn call_ready<T, Req>(svc: &mut T, req: Req) -> Result<T::Response, T::Error>
 where
@@ -365,27 +374,49 @@ where
             Next::Continue(p) => plan = p,
         }
     }
+    // providers found not ready are put off once, so one slow-to-ready provider never holds
+    // up the others
+    let mut deferred: u32 = 0;
     loop {
         if tried.count_ones() as usize >= shared.max_providers {
             break;
         }
-        let Some(idx) = plan.iter().find(|&i| tried & (1 << i) == 0) else {
+        let open = |i: usize| tried & (1 << i) == 0;
+        let Some(idx) = plan
+            .iter()
+            .find(|&i| open(i) && deferred & (1 << i) == 0)
+            .or_else(|| plan.iter().find(|&i| open(i)))
+        else {
             break;
         };
-        tried |= 1 << idx;
         if idx == 0 && primary.is_none() {
+            tried |= 1;
             continue;
         }
+        let others_waiting = plan
+            .iter()
+            .any(|i| i != idx && open(i) && deferred & (1 << i) == 0);
+        let mut other = (idx > 0).then(|| shared.others[idx - 1].clone());
+        if deferred & (1 << idx) == 0 && others_waiting {
+            let ready_now = match (other.as_mut(), primary.as_mut()) {
+                (Some(svc), _) => poll_once(svc).await,
+                (None, Some(p)) => poll_once(p).await,
+                (None, None) => true,
+            };
+            if !ready_now {
+                deferred |= 1 << idx;
+                continue;
+            }
+        }
+        tried |= 1 << idx;
         if let (Some(from), Some((_, err))) = (last, errors.last()) {
             announce(&shared, err, from, idx);
         }
         let attempt = shared.request_for(idx, &req);
-        let result = match (idx, primary.as_mut()) {
-            (0, Some(p)) => call_ready(p, attempt).await,
-            _ => {
-                let mut svc = shared.others[idx - 1].clone();
-                call_ready(&mut svc, attempt).await
-            }
+        let result = match (other.as_mut(), primary.as_mut()) {
+            (Some(svc), _) => call_ready(svc, attempt).await,
+            (None, Some(p)) => call_ready(p, attempt).await,
+            (None, None) => continue,
         };
         match result {
             Ok(res) => {

@@ -486,3 +486,22 @@ fn invalid_configuration_is_rejected_naming_the_field() {
     }
     assert_eq!(many.build().unwrap_err().field(), "provider");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_that_is_not_ready_does_not_block_the_next_one() {
+    type Boxed = tower::util::BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
+    let third = FakeProvider::new("third");
+    let layer = FallbackLayer::<Boxed, _, _>::builder()
+        .primary("first")
+        .provider("stuck", Boxed::new(NeverReady))
+        .provider("third", Boxed::new(third.clone()))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(Boxed::new(down("first", ErrorKind::Server)));
+    let resp = tokio::time::timeout(secs(1), send(&mut svc))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.provider(), "third");
+    assert_eq!(third.calls(), 1);
+}
