@@ -64,16 +64,28 @@ impl<S> Layer<S> for CostMeterLayer {
     fn layer(&self, inner: S) -> Self::Service {
         CostMeter {
             inner,
-            ledger: self.ledger.clone(),
+            ledger: Arc::new(self.ledger.clone()),
         }
     }
 }
 
 /// A service whose calls are metered. Made by [`CostMeterLayer`].
-#[derive(Debug, Clone)]
+///
+/// Each clone holds its own handle on the ledger, so the reference count its calls bump is
+/// not shared with other threads' clones.
+#[derive(Debug)]
 pub struct CostMeter<S> {
     inner: S,
-    ledger: Ledger,
+    ledger: Arc<Ledger>,
+}
+
+impl<S: Clone> Clone for CostMeter<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            ledger: Arc::new(Ledger::clone(&self.ledger)),
+        }
+    }
 }
 
 /// The reservations one call holds: which budgets, when (their windows follow from it), and
@@ -258,7 +270,7 @@ where
 /// Settles a call's reservations: to the real cost when it answers, to zero when it fails
 /// or is dropped.
 struct Guard {
-    ledger: Ledger,
+    ledger: Arc<Ledger>,
     held: Held,
     price: Price,
     model: ModelRef,
