@@ -30,23 +30,7 @@ impl<Req> Service<Req> for Noop {
     }
 }
 
-/// Drives one request through a service whose future is ready at once (no runtime needed):
-/// polls it ready, calls it and polls the future once.
-///
-/// Returns `false` if the service was not ready or the future did not finish on its first poll.
-#[inline]
-pub fn call_now<S, Req>(svc: &mut S, req: Req) -> bool
-where
-    S: Service<Req>,
-{
-    use std::future::Future;
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-        return false;
-    }
-    let mut fut = std::pin::pin!(svc.call(req));
-    matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
-}
+pub use towerguard_testkit::call_now;
 
 /// Times `threads` pieces of work started together: `prepare(t)` builds thread `t`'s work
 /// (clones, keys) on this thread, then every thread waits at a barrier and runs its work;

@@ -2,14 +2,13 @@
 //! the closed-state success path allocates nothing.
 #![allow(clippy::unwrap_used)]
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
+use tower::{BoxError, Layer, ServiceExt, service_fn};
 use towerguard_circuit_breaker::{CircuitBreakerLayer, CircuitOpenError, State};
+use towerguard_testkit::call_now;
 
 #[tokio::test(start_paused = true)]
 async fn guards_a_database_client_speaking_io_errors() {
@@ -104,15 +103,6 @@ fn invalid_configuration_is_rejected_naming_the_field() {
         msg.contains("`failure_rate`") && msg.contains("0..=1"),
         "{msg}"
     );
-}
-
-fn call_now<S: Service<R>, R>(svc: &mut S, req: R) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-        return false;
-    }
-    let mut fut = std::pin::pin!(svc.call(req));
-    matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
 }
 
 #[test]

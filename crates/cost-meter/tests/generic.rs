@@ -2,14 +2,12 @@
 //! success path allocating nothing.
 #![allow(clippy::unwrap_used)]
 
-use std::future::Future;
-use std::task::{Context, Poll, Waker};
-
-use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
+use tower::{BoxError, Layer, ServiceExt, service_fn};
 use towerguard_cost_meter::{
     Budget, CostError, CostMeterLayer, CostRequest, CostResponse, Ledger, ModelInfo, Price,
     PriceTable, Tokens, WorstCase,
 };
+use towerguard_testkit::call_now;
 
 struct Translate {
     text: String,
@@ -78,15 +76,6 @@ async fn bills_characters_against_a_budget() {
     let snap = ledger.snapshot();
     assert_eq!(snap.total.cost, 7 * 20);
     assert_eq!(&*snap.providers[0].0, "deepl");
-}
-
-fn call_now<S: Service<R>, R>(svc: &mut S, req: R) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-        return false;
-    }
-    let mut fut = std::pin::pin!(svc.call(req));
-    matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
 }
 
 #[test]

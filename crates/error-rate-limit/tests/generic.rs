@@ -2,13 +2,12 @@
 //! address; and the known-key success path allocating nothing.
 #![allow(clippy::unwrap_used)]
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
+use tower::{BoxError, Layer, ServiceExt, service_fn};
 use towerguard_error_rate_limit::{ErrorRateLimitLayer, ThrottledError};
+use towerguard_testkit::call_now;
 
 #[derive(Clone)]
 struct Login {
@@ -54,15 +53,6 @@ async fn throttles_an_ip_that_keeps_failing_logins() {
         password_ok: true,
     };
     assert_eq!(svc.oneshot(user).await.unwrap(), "welcome");
-}
-
-fn call_now<S: Service<R>, R>(svc: &mut S, req: R) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-        return false;
-    }
-    let mut fut = std::pin::pin!(svc.call(req));
-    matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
 }
 
 #[test]

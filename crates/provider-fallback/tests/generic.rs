@@ -2,12 +2,12 @@
 //! path allocating nothing.
 #![allow(clippy::unwrap_used)]
 
-use std::future::Future;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 use towerguard_provider_fallback::{AllProvidersFailed, FallbackLayerBuilder};
+use towerguard_testkit::call_now;
 
 type Mirror = BoxCloneSyncService<String, String, BoxError>;
 
@@ -49,15 +49,6 @@ async fn falls_back_across_download_mirrors() {
     let names: Vec<&str> = all.attempts.iter().map(|(n, _)| &**n).collect();
     assert_eq!(names, ["primary", "us"]);
     assert!(err.to_string().contains("us unreachable"), "{err}");
-}
-
-fn call_now<S: Service<R>, R>(svc: &mut S, req: R) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-        return false;
-    }
-    let mut fut = std::pin::pin!(svc.call(req));
-    matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
 }
 
 #[derive(Clone)]

@@ -3,21 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::task::{Context, Poll, Waker};
 
-use tower::{Layer, Service};
+use tower::Layer;
 use towerguard_llm_core::{LlmRequest, Message};
 use towerguard_retry_backoff::RetryLayer;
-
-fn call_now<S: Service<R>, R>(svc: &mut S, req: R) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-        return false;
-    }
-    let mut fut = std::pin::pin!(svc.call(req));
-    matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
-}
+use towerguard_testkit::call_now;
 
 #[test]
 fn success_path_allocates_nothing() {

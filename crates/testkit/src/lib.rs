@@ -47,3 +47,20 @@ use towerguard_llm_core::{LlmRequest, Message};
 pub fn request(model: &str) -> LlmRequest {
     LlmRequest::new(model, vec![Message::user("Say hello in one word.")]).with_max_tokens(64)
 }
+
+/// Drives one request through a service whose future answers at once, without a runtime:
+/// polls it ready, calls it and polls the future once. Returns whether it answered `Ok` on
+/// that first poll. For allocation tests and benchmarks of a layer's own cost.
+pub fn call_now<S, Req>(svc: &mut S, req: Req) -> bool
+where
+    S: tower_service::Service<Req>,
+{
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
+        return false;
+    }
+    let mut fut = std::pin::pin!(svc.call(req));
+    matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
+}
