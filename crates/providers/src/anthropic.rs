@@ -1,15 +1,10 @@
 //! [`Anthropic`]: the Messages API (`POST {base_url}/v1/messages`).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
-use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Uri, header};
-use http_body_util::Full;
+use http::{HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 use tower_service::Service;
 use towerguard_llm_core::{
@@ -17,8 +12,9 @@ use towerguard_llm_core::{
 };
 
 use crate::key::{ApiKey, Env, ProcessEnv, key_from};
-use crate::ratelimit::RateLimitInfo;
-use crate::transport::{ConfigError, Limits, Transport, endpoint, malformed, secret_header};
+use crate::transport::{
+    BoxFuture, ConfigError, Limits, Transport, endpoint, malformed, secret_header,
+};
 
 /// The `anthropic-version` header sent.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -258,30 +254,31 @@ pub(crate) fn parse_response(
 
 impl Inner {
     async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
-        let body = request_body(&req, self.default_max_tokens)
-            .map_err(|e| e.with_provider(self.name.clone()))?;
-        let http = Request::builder()
-            .method(Method::POST)
-            .uri(self.url.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("x-api-key", self.key.clone())
-            .header("anthropic-version", ANTHROPIC_VERSION)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| LlmError::new(ErrorKind::InvalidRequest).with_detail(e.to_string()))?;
-        let answer = self.transport.send(&self.name, http).await?;
-        let mut resp = parse_response(&answer.body, &self.name, req.model_arc())
-            .map_err(|e| e.with_provider(self.name.clone()))?;
-        if let Some(info) = RateLimitInfo::from_headers(&answer.headers, SystemTime::now()) {
-            resp.extensions.insert(info);
-        }
-        Ok(resp)
+        let headers = [
+            ("x-api-key", self.key.clone()),
+            (
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            ),
+        ];
+        let body = request_body(&req, self.default_max_tokens);
+        self.transport
+            .post_json(
+                &self.name,
+                &self.url,
+                &headers,
+                body,
+                req.model_arc(),
+                parse_response,
+            )
+            .await
     }
 }
 
 impl Service<LlmRequest> for Anthropic {
     type Response = LlmResponse;
     type Error = LlmError;
-    type Future = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
+    type Future = BoxFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         Poll::Ready(Ok(()))

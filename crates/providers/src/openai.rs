@@ -1,22 +1,18 @@
 //! [`OpenAiCompatible`]: `POST {base_url}/chat/completions` with bearer auth.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
-use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Uri, header};
-use http_body_util::Full;
+use http::{HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 use tower_service::Service;
 use towerguard_llm_core::{FinishReason, LlmError, LlmRequest, LlmResponse, Usage};
 
 use crate::key::{ApiKey, Env, ProcessEnv, key_from};
-use crate::ratelimit::RateLimitInfo;
-use crate::transport::{ConfigError, Limits, Transport, endpoint, malformed, secret_header};
+use crate::transport::{
+    BoxFuture, ConfigError, Limits, Transport, endpoint, malformed, secret_header,
+};
 
 /// A provider with an OpenAI-compatible API, and where its key comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,32 +367,27 @@ pub(crate) fn parse_response(
 
 impl Inner {
     async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
-        let body = request_body(&req).map_err(|e| e.with_provider(self.name.clone()))?;
-        let mut http = Request::builder()
-            .method(Method::POST)
-            .uri(self.url.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json");
-        if let Some(auth) = &self.auth {
-            http = http.header(header::AUTHORIZATION, auth.clone());
-        }
-        let http = http.body(Full::new(Bytes::from(body))).map_err(|e| {
-            LlmError::new(towerguard_llm_core::ErrorKind::InvalidRequest).with_detail(e.to_string())
-        })?;
-        let answer = self.transport.send(&self.name, http).await?;
-        let mut resp = parse_response(&answer.body, &self.name, req.model_arc())
-            .map_err(|e| e.with_provider(self.name.clone()))?;
-        if let Some(info) = RateLimitInfo::from_headers(&answer.headers, SystemTime::now()) {
-            resp.extensions.insert(info);
-        }
-        Ok(resp)
+        let headers: &[(&'static str, HeaderValue)] = match &self.auth {
+            Some(auth) => &[("authorization", auth.clone())],
+            None => &[],
+        };
+        self.transport
+            .post_json(
+                &self.name,
+                &self.url,
+                headers,
+                request_body(&req),
+                req.model_arc(),
+                parse_response,
+            )
+            .await
     }
 }
 
 impl Service<LlmRequest> for OpenAiCompatible {
     type Response = LlmResponse;
     type Error = LlmError;
-    type Future = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
+    type Future = BoxFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         // the pool opens connections as needed

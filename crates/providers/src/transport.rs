@@ -12,7 +12,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use towerguard_llm_core::{ErrorKind, LlmError, classify_http_error_at};
+use towerguard_llm_core::{ErrorKind, LlmError, LlmResponse, classify_http_error_at};
 
 use crate::ratelimit::RateLimitInfo;
 
@@ -231,6 +231,48 @@ fn body_error(e: &(dyn std::error::Error + Send + Sync + 'static), max: usize) -
     } else {
         LlmError::new(ErrorKind::Connection)
             .with_detail(format!("the response body was cut off: {}", chain(e)))
+    }
+}
+
+/// The future type of every provider service.
+pub(crate) type BoxFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<LlmResponse, LlmError>> + Send>>;
+
+/// Parses a provider's success body: `(body, provider, model asked for)`.
+pub(crate) type Parse = fn(&[u8], &Arc<str>, &Arc<str>) -> Result<LlmResponse, LlmError>;
+
+impl Transport {
+    /// POSTs a JSON `body` to `url` with `headers`, parses the answer with `parse`, and puts
+    /// the rate-limit hints in the response's extensions. Every error names the provider.
+    pub(crate) async fn post_json(
+        &self,
+        provider: &Arc<str>,
+        url: &Uri,
+        headers: &[(&'static str, HeaderValue)],
+        body: Result<Vec<u8>, LlmError>,
+        asked: &Arc<str>,
+        parse: Parse,
+    ) -> Result<LlmResponse, LlmError> {
+        let named = |e: LlmError| e.with_provider(provider.clone());
+        let mut http = Request::builder()
+            .method(http::Method::POST)
+            .uri(url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json");
+        for (name, value) in headers {
+            http = http.header(*name, value.clone());
+        }
+        let http = http
+            .body(Full::new(Bytes::from(body.map_err(named)?)))
+            .map_err(|e| {
+                named(LlmError::new(ErrorKind::InvalidRequest).with_detail(e.to_string()))
+            })?;
+        let answer = self.send(provider, http).await?;
+        let mut resp = parse(&answer.body, provider, asked).map_err(named)?;
+        if let Some(info) = RateLimitInfo::from_headers(&answer.headers, SystemTime::now()) {
+            resp.extensions.insert(info);
+        }
+        Ok(resp)
     }
 }
 

@@ -100,15 +100,22 @@ pub trait RetryOutcome {
     fn record_attempts(&mut self, attempts: u32);
 }
 
+/// The decision for an error that says whether it is retryable and after how long.
+#[inline]
+fn error_decision(retryable: bool, after: Option<Duration>) -> Decision {
+    if retryable {
+        Decision::Retry { after }
+    } else {
+        Decision::Accept
+    }
+}
+
 impl<Res, E: RetryHint> RetryOutcome for Result<Res, E> {
     #[inline]
     fn decision(&self) -> Decision {
         match self {
             Ok(_) => Decision::Accept,
-            Err(e) if e.is_retryable() => Decision::Retry {
-                after: e.retry_after(),
-            },
-            Err(_) => Decision::Accept,
+            Err(e) => error_decision(e.is_retryable(), e.retry_after()),
         }
     }
 
@@ -208,7 +215,7 @@ where
 
 #[cfg(feature = "llm")]
 mod llm {
-    use super::{Decision, RetryOutcome};
+    use super::{Decision, RetryOutcome, error_decision};
     use towerguard_llm_core::{Attempts, LlmError, LlmResponse};
 
     impl RetryOutcome for Result<LlmResponse, LlmError> {
@@ -216,10 +223,7 @@ mod llm {
         fn decision(&self) -> Decision {
             match self {
                 Ok(_) => Decision::Accept,
-                Err(e) if e.is_retryable() => Decision::Retry {
-                    after: e.retry_after(),
-                },
-                Err(_) => Decision::Accept,
+                Err(e) => error_decision(e.is_retryable(), e.retry_after()),
             }
         }
 
