@@ -354,11 +354,19 @@ const CLIENT_SHARDS: usize = 16;
 type ClientMap = RwLock<HashMap<Box<str>, Box<[Counter]>>>;
 
 /// Budget counters in this process's memory: lock-free atomics for global and provider
-/// budgets, sharded maps for per-client ones.
+/// budgets, sharded maps for per-client ones, bounded: past `max_clients` a new client
+/// replaces one with nothing spent or reserved, and when there is none it shares one
+/// overflow set of counters with the other newcomers (they are limited together, which errs
+/// on the side of spending less).
 pub struct MemoryStore {
     fixed: Vec<Counter>,
     clients: Box<[ClientMap]>,
+    per_shard: usize,
+    overflow: Box<[Counter]>,
 }
+
+/// Clients tracked by a [`MemoryStore`] unless told otherwise.
+pub const DEFAULT_MAX_CLIENTS: usize = 100_000;
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -371,10 +379,25 @@ impl fmt::Debug for MemoryStore {
 impl MemoryStore {
     /// A store for up to `budgets` budgets.
     pub fn new(budgets: usize) -> Self {
+        Self::with_max_clients(budgets, DEFAULT_MAX_CLIENTS)
+    }
+
+    /// A store for up to `budgets` budgets tracking at most about `max_clients` clients.
+    pub fn with_max_clients(budgets: usize, max_clients: usize) -> Self {
         Self {
             fixed: (0..budgets).map(|_| Counter::default()).collect(),
             clients: (0..CLIENT_SHARDS).map(|_| RwLock::default()).collect(),
+            per_shard: (max_clients / CLIENT_SHARDS).max(1),
+            overflow: (0..budgets).map(|_| Counter::default()).collect(),
         }
+    }
+
+    /// Clients tracked now.
+    pub fn clients(&self) -> usize {
+        self.clients
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 
     fn with<T>(&self, key: BudgetKey<'_>, f: impl FnOnce(&Counter) -> T) -> Option<T> {
@@ -389,6 +412,19 @@ impl MemoryStore {
             }
         }
         let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(member) && map.len() >= self.per_shard {
+            // make room: forget a client with nothing spent or reserved in its windows
+            let idle = map
+                .iter()
+                .find(|(_, cs)| cs.iter().all(|c| c.used.load(Ordering::Acquire) == 0))
+                .map(|(k, _)| k.clone());
+            match idle {
+                Some(k) => {
+                    map.remove(&k);
+                }
+                None => return self.overflow.get(key.budget).map(f),
+            }
+        }
         let budgets = self.fixed.len();
         let counters = map
             .entry(Box::from(member))

@@ -180,6 +180,8 @@ pub(crate) struct Inner {
     rows_len: AtomicUsize,
     overflow: Totals,
     clients: Box<[ClientShard]>,
+    clients_per_shard: usize,
+    other_clients: Totals,
 }
 
 /// Prices, budgets and totals, shared by every [`CostMeterLayer`](crate::CostMeterLayer)
@@ -221,6 +223,7 @@ pub struct LedgerBuilder {
     store: Option<Box<dyn BudgetStore>>,
     clock: Box<dyn Clock>,
     on_alert: Option<AlertHook>,
+    max_clients: usize,
 }
 
 impl fmt::Debug for LedgerBuilder {
@@ -244,6 +247,7 @@ impl Ledger {
             store: None,
             clock: Box::new(SystemClock),
             on_alert: None,
+            max_clients: crate::budget::DEFAULT_MAX_CLIENTS,
         }
     }
 
@@ -310,6 +314,10 @@ impl Ledger {
             }
         }
         snap.clients.sort_by(|a, b| a.0.cmp(&b.0));
+        let other = self.inner.other_clients.read();
+        if other.requests > 0 {
+            snap.clients.push((Arc::from("(other)"), other));
+        }
         snap
     }
 
@@ -333,6 +341,7 @@ impl Ledger {
             row.totals.clear();
         }
         self.inner.overflow.clear();
+        self.inner.other_clients.clear();
         for shard in self.inner.clients.iter() {
             shard.write().unwrap_or_else(|p| p.into_inner()).clear();
         }
@@ -439,6 +448,11 @@ impl Ledger {
             }
         }
         let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.inner.clients_per_shard {
+            // bounded: clients past the cap are totalled together as "(other)"
+            f(&self.inner.other_clients);
+            return;
+        }
         f(map.entry(Arc::from(client)).or_default());
     }
 
@@ -543,6 +557,14 @@ impl LedgerBuilder {
         self
     }
 
+    /// Most client keys tracked (default 100,000): past it, new clients' totals are kept
+    /// together as `"(other)"` and their budget counters share one overflow set (limited
+    /// together), so memory stays bounded whatever keys arrive.
+    pub fn max_clients(mut self, n: usize) -> Self {
+        self.max_clients = n;
+        self
+    }
+
     /// Adds a budget.
     pub fn budget(mut self, budget: Budget) -> Self {
         self.budgets.push(budget);
@@ -605,6 +627,12 @@ impl LedgerBuilder {
                 reason: "must be above zero".into(),
             });
         }
+        if self.max_clients == 0 {
+            return Err(ConfigError {
+                field: "max_clients",
+                reason: "must be at least 1".into(),
+            });
+        }
         if self.default_max_output == 0 {
             return Err(ConfigError {
                 field: "default_max_output_tokens",
@@ -613,9 +641,12 @@ impl LedgerBuilder {
         }
         let needs_clock = self.budgets.iter().any(Budget::needs_clock);
         let models = self.prices.len();
-        let store = self
-            .store
-            .unwrap_or_else(|| Box::new(MemoryStore::new(self.budgets.len())));
+        let store = self.store.unwrap_or_else(|| {
+            Box::new(MemoryStore::with_max_clients(
+                self.budgets.len(),
+                self.max_clients,
+            ))
+        });
         Ok(Ledger {
             inner: Arc::new(Inner {
                 prices: self.prices,
@@ -642,6 +673,8 @@ impl LedgerBuilder {
                 rows_len: AtomicUsize::new(0),
                 overflow: Totals::default(),
                 clients: (0..CLIENT_SHARDS).map(|_| RwLock::default()).collect(),
+                clients_per_shard: (self.max_clients / CLIENT_SHARDS).max(1),
+                other_clients: Totals::default(),
             }),
         })
     }

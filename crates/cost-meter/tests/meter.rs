@@ -411,3 +411,42 @@ fn cost_errors_convert_to_llm_errors_without_leaking() {
         "other clients' names stay out of client messages"
     );
 }
+
+#[tokio::test]
+async fn client_state_stays_bounded_under_a_flood_of_keys() {
+    let (r, usage) = exact("gpt-4o-mini");
+    let each = usage.input_tokens * MINI_IN + usage.output_tokens * MINI_OUT;
+    let ledger = Ledger::builder()
+        .max_clients(64)
+        .budget(Budget::per_client(10 * each).daily())
+        .build()
+        .unwrap();
+    let provider = FakeProvider::always("openai", Outcome::ok_with_usage(usage));
+    let svc = CostMeterLayer::new(ledger.clone()).layer(provider.clone());
+    let (mut ok, mut refused) = (0u64, 0u64);
+    for i in 0..2_000 {
+        match svc
+            .clone()
+            .oneshot(r.clone().with_client_key(format!("client-{i}").as_str()))
+            .await
+        {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::BudgetExceeded);
+                refused += 1;
+            }
+        }
+    }
+    let snap = ledger.snapshot();
+    assert!(
+        snap.clients.len() <= 64 + 1,
+        "{} client rows",
+        snap.clients.len()
+    );
+    assert_eq!(snap.total.requests, ok, "every billed request is counted");
+    assert_eq!(provider.calls(), ok);
+    // every tracked client spent this day, so none could be forgotten: the newcomers past
+    // the cap share one budget (limited together: never more spending, only less)
+    assert!(ok >= 64 && ok <= 64 + 10, "{ok} served");
+    assert_eq!(ok + refused, 2_000);
+}
