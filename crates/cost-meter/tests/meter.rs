@@ -447,6 +447,6 @@ async fn client_state_stays_bounded_under_a_flood_of_keys() {
     assert_eq!(provider.calls(), ok);
     // every tracked client spent this day, so none could be forgotten: the newcomers past
     // the cap share one budget (limited together: never more spending, only less)
-    assert!(ok >= 64 && ok <= 64 + 10, "{ok} served");
+    assert!((64..=64 + 10).contains(&ok), "{ok} served");
     assert_eq!(ok + refused, 2_000);
 }
