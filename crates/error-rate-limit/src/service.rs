@@ -483,6 +483,7 @@ where
                             sleep: tokio::time::sleep(retry_after),
                             svc: Some(svc),
                             req: Some(req),
+                            _slot: WaitSlot(self.shared.clone()),
                         };
                         return ResponseFuture::new(
                             state,
@@ -509,11 +510,20 @@ where
     }
 }
 
+/// One of the `max_waiting` places, given back when the wait ends or is abandoned.
+struct WaitSlot(Arc<Local>);
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pin_project! {
     #[project = StateProj]
     enum State<S, Req, F, E> {
         Rejected { error: Option<E> },
-        Waiting { #[pin] sleep: Sleep, svc: Option<S>, req: Option<Req> },
+        Waiting { #[pin] sleep: Sleep, svc: Option<S>, req: Option<Req>, _slot: WaitSlot },
         Readying { svc: Option<S>, req: Option<Req> },
         Called { #[pin] future: F },
     }
@@ -569,9 +579,11 @@ where
                         None => Poll::Pending,
                     };
                 }
-                StateProj::Waiting { sleep, svc, req } => {
+                StateProj::Waiting {
+                    sleep, svc, req, ..
+                } => {
                     ready!(sleep.poll(cx));
-                    this.shared.waiting.fetch_sub(1, Ordering::AcqRel);
+                    // leaving this state drops the wait slot
                     let (svc, req) = (svc.take(), req.take());
                     this.state.set(State::Readying { svc, req });
                 }

@@ -333,3 +333,20 @@ fn invalid_configuration_is_rejected_naming_the_field() {
             .contains("`threshold`")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_wait_gives_its_place_back() {
+    let layer = limiter(base().delay_instead(1));
+    let provider = FakeProvider::scripted("p", vec![Outcome::fail(ErrorKind::InvalidRequest); 3]);
+    let svc = layer.layer(provider.clone());
+    for _ in 0..3 {
+        svc.clone().oneshot(req("kim")).await.unwrap_err();
+    }
+    // the caller gives up while waiting
+    let gave_up = tokio::time::timeout(secs(1), svc.clone().oneshot(req("kim"))).await;
+    assert!(gave_up.is_err());
+    // its place is free again: the next one may wait, and then runs
+    let start = Instant::now();
+    svc.clone().oneshot(req("kim")).await.unwrap();
+    assert_eq!(start.elapsed(), secs(9));
+}
