@@ -28,7 +28,7 @@ fn noop() -> impl Service<Req, Response = (), Error = BoxError> + Clone + Send {
 
 fn errors_only() -> impl Service<Req, Response = (), Error = BoxError> + Clone + Send {
     ErrorRateLimitLayer::builder()
-        .key_with(|r: &Req| Some(r.client.clone()))
+        .key_with(|r: &Req| Some(&*r.client))
         .build()
         .unwrap()
         .layer(noop())
@@ -37,7 +37,7 @@ fn errors_only() -> impl Service<Req, Response = (), Error = BoxError> + Clone +
 fn with_rpm() -> impl Service<Req, Response = (), Error = BoxError> + Clone + Send {
     ErrorRateLimitLayer::builder()
         .requests_per_minute(u64::MAX / 1_000_000)
-        .key_with(|r: &Req| Some(r.client.clone()))
+        .key_with(|r: &Req| Some(&*r.client))
         .build()
         .unwrap()
         .layer(noop())

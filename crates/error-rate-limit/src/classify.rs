@@ -1,7 +1,5 @@
 //! Keys, token weights, and which errors count against a client.
 
-use std::sync::Arc;
-
 /// What an error says about who caused it, for the default error counting. Implemented for
 /// `std::io::Error`, `Box<dyn Error + Send + Sync>` (a boxed `LlmError` inside is asked, with
 /// the `llm` feature) and, with the `llm` feature, `LlmError`.
@@ -107,8 +105,8 @@ impl<E, F: Fn(&E) -> bool> Count<E> for CountFn<F> {
 /// Picks a request's key and weight. [`DefaultKey`] uses [`Keyed`] on the request;
 /// [`KeyFn`] a closure.
 pub trait RateKey<Req> {
-    /// The key (`None`: the one global key).
-    fn key(&self, req: &Req) -> Option<Arc<str>>;
+    /// The key (`None`: the one global key), borrowed from the request.
+    fn key<'a>(&self, req: &'a Req) -> Option<&'a str>;
     /// Tokens the request weighs, for the tokens-per-minute limit.
     fn tokens(&self, req: &Req) -> u64;
 }
@@ -117,7 +115,7 @@ pub trait RateKey<Req> {
 /// `LlmRequest` with the `llm` feature (its client key; prompt estimate + `max_tokens`).
 pub trait Keyed {
     /// The client key, if any.
-    fn rate_key(&self) -> Option<&Arc<str>> {
+    fn rate_key(&self) -> Option<&str> {
         None
     }
     /// The request's weight in tokens. Default: 1.
@@ -128,8 +126,8 @@ pub trait Keyed {
 
 #[cfg(feature = "llm")]
 impl Keyed for towerguard_llm_core::LlmRequest {
-    fn rate_key(&self) -> Option<&Arc<str>> {
-        self.client_key().map(|k| k.as_arc())
+    fn rate_key(&self) -> Option<&str> {
+        self.client_key().map(|k| k.as_str())
     }
 
     fn token_weight(&self) -> u64 {
@@ -144,8 +142,8 @@ pub struct DefaultKey;
 
 impl<Req: Keyed> RateKey<Req> for DefaultKey {
     #[inline]
-    fn key(&self, req: &Req) -> Option<Arc<str>> {
-        req.rate_key().cloned()
+    fn key<'a>(&self, req: &'a Req) -> Option<&'a str> {
+        req.rate_key()
     }
 
     #[inline]
@@ -160,9 +158,9 @@ pub struct KeyFn<F>(pub F);
 
 impl<Req, F> RateKey<Req> for KeyFn<F>
 where
-    F: Fn(&Req) -> Option<Arc<str>>,
+    F: for<'a> Fn(&'a Req) -> Option<&'a str>,
 {
-    fn key(&self, req: &Req) -> Option<Arc<str>> {
+    fn key<'a>(&self, req: &'a Req) -> Option<&'a str> {
         (self.0)(req)
     }
 

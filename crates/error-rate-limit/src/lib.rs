@@ -51,4 +51,6 @@ pub use service::{
     ConfigError, ErrorRateLimit, ErrorRateLimitLayer, ErrorRateLimitLayerBuilder, GLOBAL_KEY,
     LimiterHandle, ResponseFuture,
 };
-pub use store::{Admit, LimiterStats, LimiterStore, MemoryStore, Reason, Rules, ThrottledKey};
+pub use store::{
+    Admit, KeyId, LimiterStats, LimiterStore, MemoryStore, Reason, Rules, ThrottledKey,
+};

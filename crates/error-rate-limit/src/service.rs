@@ -15,7 +15,9 @@ use tower_service::Service;
 
 use crate::classify::{CountErrors, RateKey};
 use crate::error::ThrottledError;
-use crate::store::{Admit, LimiterStats, LimiterStore, MemoryStore, Reason, Rules, ThrottledKey};
+use crate::store::{
+    Admit, KeyId, LimiterStats, LimiterStore, MemoryStore, Reason, Rules, ThrottledKey,
+};
 
 /// The key used for requests that carry none.
 pub const GLOBAL_KEY: &str = "";
@@ -314,8 +316,12 @@ impl<K, C> ErrorRateLimitLayerBuilder<K, C> {
         self
     }
 
-    /// Key requests with a closure (`None`: the one global key).
-    pub fn key_with<F>(self, f: F) -> ErrorRateLimitLayerBuilder<crate::classify::KeyFn<F>, C> {
+    /// Key requests with a closure borrowing the key from the request (`None`: the one
+    /// global key), e.g. `|req: &MyRequest| Some(req.tenant.as_str())`.
+    pub fn key_with<Req, F>(self, f: F) -> ErrorRateLimitLayerBuilder<crate::classify::KeyFn<F>, C>
+    where
+        F: for<'a> Fn(&'a Req) -> Option<&'a str>,
+    {
         ErrorRateLimitLayerBuilder {
             rules: self.rules,
             delay: self.delay,
@@ -450,15 +456,15 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &*self.shared;
-        let key = self.key.key(&req);
+        let name = self.key.key(&req).unwrap_or(GLOBAL_KEY);
+        let id = shared.store.key_id(name);
         let tokens = self.key.tokens(&req);
-        let name = key.as_deref().unwrap_or(GLOBAL_KEY);
-        match shared.store.admit(name, tokens, &|| shared.now()) {
+        match shared.store.admit(id, name, tokens, &|| shared.now()) {
             Admit::Pass => {
                 let future = self.inner.call(req);
                 ResponseFuture::new(
                     State::Called { future },
-                    key,
+                    id,
                     self.shared.clone(),
                     self.count.clone(),
                 )
@@ -487,7 +493,7 @@ where
                         };
                         return ResponseFuture::new(
                             state,
-                            key,
+                            id,
                             self.shared.clone(),
                             self.count.clone(),
                         );
@@ -501,7 +507,7 @@ where
                 });
                 ResponseFuture::new(
                     State::Rejected { error: Some(error) },
-                    None,
+                    id,
                     self.shared.clone(),
                     self.count.clone(),
                 )
@@ -537,7 +543,7 @@ pin_project! {
     {
         #[pin]
         state: State<S, Req, S::Future, S::Error>,
-        key: Option<Arc<str>>,
+        key: KeyId,
         shared: Arc<Local>,
         count: C,
     }
@@ -549,7 +555,7 @@ where
 {
     fn new(
         state: State<S, Req, S::Future, S::Error>,
-        key: Option<Arc<str>>,
+        key: KeyId,
         shared: Arc<Local>,
         count: C,
     ) -> Self {
@@ -603,11 +609,10 @@ where
                     if let Err(e) = &result
                         && this.count.counts(e)
                     {
-                        let key = this.key.as_deref().unwrap_or(GLOBAL_KEY);
                         let shared = &**this.shared;
-                        if let Some(penalty) = shared.store.record_error(key, shared.now()) {
+                        if let Some(penalty) = shared.store.record_error(*this.key, shared.now()) {
                             tracing::warn!(
-                                key,
+                                key_id = this.key.0,
                                 penalty_ms = penalty.as_millis() as u64,
                                 "client throttled after repeated errors"
                             );

@@ -1,8 +1,8 @@
 //! Per-key state: error windows, penalties and GCRA rate limits, in a bounded sharded map.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -98,11 +98,14 @@ pub struct Rules {
 /// The in-memory default is [`MemoryStore`]; a shared store (Redis, for fleets of gateways)
 /// implements the same operations atomically per key.
 pub trait LimiterStore: Send + Sync + 'static {
-    /// May `key` send a request weighing `tokens` now? Takes the request's RPM/TPM share
+    /// The key's identity in this store (a keyed 64-bit hash: calls carry it instead of
+    /// the key string).
+    fn key_id(&self, key: &str) -> KeyId;
+    /// May the key send a request weighing `tokens` now? Takes the request's RPM/TPM share
     /// if it passes. `now` is read only when needed (a clock read is not free).
-    fn admit(&self, key: &str, tokens: u64, now: &dyn Fn() -> u64) -> Admit;
-    /// Records an error caused by `key`; returns the penalty if this error throttled it.
-    fn record_error(&self, key: &str, now: u64) -> Option<Duration>;
+    fn admit(&self, id: KeyId, key: &str, tokens: u64, now: &dyn Fn() -> u64) -> Admit;
+    /// Records an error caused by the key; returns the penalty if this error throttled it.
+    fn record_error(&self, id: KeyId, now: u64) -> Option<Duration>;
     /// Keys throttled at `now`.
     fn throttled(&self, now: u64) -> Vec<ThrottledKey>;
     /// Lifts `key`'s throttle and forgets its offences; false if it was not tracked.
@@ -111,9 +114,37 @@ pub trait LimiterStore: Send + Sync + 'static {
     fn stats(&self, now: u64) -> LimiterStats;
 }
 
+/// A key's identity in a store: a 64-bit hash of the key, keyed per store so that nobody can
+/// craft two keys that collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(pub u64);
+
+/// Hashes a [`KeyId`] by passing its (already random) bits through.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type KeyMap = HashMap<u64, Entry, BuildHasherDefault<IdHasher>>;
+
 /// One key's state; every field an atomic so the hot path needs only a shared read lock.
 #[derive(Debug, Default)]
 struct Entry {
+    key: Box<str>,
     touched: AtomicBool,
     throttled_until: AtomicU64,
     offences: AtomicU32,
@@ -126,8 +157,9 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(buckets: u32) -> Self {
+    fn new(key: &str, buckets: u32) -> Self {
         Self {
+            key: Box::from(key),
             epochs: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
             counts: (0..buckets).map(|_| AtomicU32::new(0)).collect(),
             ..Self::default()
@@ -169,7 +201,7 @@ const SHARDS: usize = 32;
 const MINUTE: u64 = 60_000_000_000;
 
 struct Shard {
-    map: RwLock<HashMap<Box<str>, Entry, RandomState>>,
+    map: RwLock<KeyMap>,
     hand: AtomicUsize,
 }
 
@@ -179,6 +211,8 @@ struct Shard {
 /// one overflow entry, so a flood of fresh keys is throttled together and memory stays bounded.
 pub struct MemoryStore {
     rules: Rules,
+    /// ahash with a random key: fast, and nobody can craft keys that collide.
+    hasher: ahash::RandomState,
     shards: Box<[Shard]>,
     overflow: Entry,
     per_shard: usize,
@@ -202,13 +236,14 @@ impl MemoryStore {
         // at most max_keys in all (at least one per shard)
         let per_shard = (rules.max_keys / SHARDS).max(1);
         Self {
+            hasher: ahash::RandomState::new(),
             shards: (0..SHARDS)
                 .map(|_| Shard {
-                    map: RwLock::new(HashMap::with_hasher(RandomState::new())),
+                    map: RwLock::new(KeyMap::default()),
                     hand: AtomicUsize::new(0),
                 })
                 .collect(),
-            overflow: Entry::new(rules.buckets),
+            overflow: Entry::new("(overflow)", rules.buckets),
             per_shard,
             rules,
             rejected: AtomicU64::new(0),
@@ -218,55 +253,49 @@ impl MemoryStore {
         }
     }
 
-    /// The key's shard, by FNV-1a: cheap, and the maps inside use std's randomly seeded
-    /// hasher, so keys crafted to pile into one shard only crowd that shard.
-    fn shard(&self, key: &str) -> &Shard {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        // a final mix so that similar keys spread evenly
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        &self.shards[(h as usize) % SHARDS]
+    fn shard(&self, id: KeyId) -> &Shard {
+        &self.shards[((id.0 >> 32) as usize) % SHARDS]
     }
 
-    /// Runs `f` on the key's entry, creating it (and evicting to make room) if needed.
+    /// Runs `f` on the key's entry. With `key` given, a missing entry is created (evicting
+    /// to make room, or falling back to the overflow entry); without, a missing entry (one
+    /// evicted since) gives `None`.
     #[inline]
-    fn with<T>(&self, key: &str, now: &dyn Fn() -> u64, f: impl FnOnce(&Entry) -> T) -> T {
-        let shard = self.shard(key);
+    fn with<T>(
+        &self,
+        id: KeyId,
+        key: Option<&str>,
+        now: &dyn Fn() -> u64,
+        f: impl FnOnce(&Entry) -> T,
+    ) -> Option<T> {
+        let shard = self.shard(id);
         {
             let map = shard.map.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(e) = map.get(key) {
+            if let Some(e) = map.get(&id.0) {
                 if !e.touched.load(Ordering::Relaxed) {
                     e.touched.store(true, Ordering::Relaxed);
                 }
-                return f(e);
+                return Some(f(e));
             }
         }
+        let key = key?;
         let mut map = shard.map.write().unwrap_or_else(|p| p.into_inner());
-        if !map.contains_key(key)
+        if !map.contains_key(&id.0)
             && map.len() >= self.per_shard
             && !self.evict_one(shard, &mut map, now())
         {
             drop(map);
-            return f(&self.overflow);
+            return Some(f(&self.overflow));
         }
         let e = map
-            .entry(Box::from(key))
-            .or_insert_with(|| Entry::new(self.rules.buckets));
+            .entry(id.0)
+            .or_insert_with(|| Entry::new(key, self.rules.buckets));
         e.touched.store(true, Ordering::Relaxed);
-        f(e)
+        Some(f(e))
     }
 
     /// Second-chance sweep: clears `touched` bits until it finds an idle untouched entry.
-    fn evict_one(
-        &self,
-        shard: &Shard,
-        map: &mut HashMap<Box<str>, Entry, RandomState>,
-        now: u64,
-    ) -> bool {
+    fn evict_one(&self, shard: &Shard, map: &mut KeyMap, now: u64) -> bool {
         let n = map.len();
         if n == 0 {
             return false;
@@ -285,15 +314,12 @@ impl MemoryStore {
             if e.touched.swap(false, Ordering::Relaxed) {
                 continue; // second chance
             }
-            victim = Some(k.clone());
+            victim = Some(*k);
             break;
         }
         if victim.is_none() {
             // everything was touched recently: take any idle one
-            victim = map
-                .iter()
-                .find(|(_, e)| e.idle(now))
-                .map(|(k, _)| k.clone());
+            victim = map.iter().find(|(_, e)| e.idle(now)).map(|(k, _)| *k);
         }
         match victim {
             Some(k) => {
@@ -325,60 +351,67 @@ fn nanos(d: Duration) -> u64 {
 
 impl LimiterStore for MemoryStore {
     #[inline]
-    fn admit(&self, key: &str, tokens: u64, now: &dyn Fn() -> u64) -> Admit {
+    fn key_id(&self, key: &str) -> KeyId {
+        KeyId(self.hasher.hash_one(key))
+    }
+
+    #[inline]
+    fn admit(&self, id: KeyId, key: &str, tokens: u64, now: &dyn Fn() -> u64) -> Admit {
         let r = &self.rules;
-        let verdict = self.with(key, now, |e| {
-            let until = e.throttled_until.load(Ordering::Acquire);
-            let mut t = None;
-            if until != 0 {
-                let n = now();
-                t = Some(n);
-                if until > n {
-                    return Admit::Deny {
-                        reason: Reason::Errors,
-                        retry_after: Duration::from_nanos(until - n),
-                    };
+        let verdict = self
+            .with(id, Some(key), now, |e| {
+                let until = e.throttled_until.load(Ordering::Acquire);
+                let mut t = None;
+                if until != 0 {
+                    let n = now();
+                    t = Some(n);
+                    if until > n {
+                        return Admit::Deny {
+                            reason: Reason::Errors,
+                            retry_after: Duration::from_nanos(until - n),
+                        };
+                    }
                 }
-            }
-            if r.rpm.is_none() && r.tpm.is_none() {
-                return Admit::Pass;
-            }
-            let now = t.unwrap_or_else(now);
-            if let Some(rpm) = r.rpm {
-                let interval = MINUTE / rpm.max(1);
-                // a burst of up to a tenth of the per-minute allowance
-                let tolerance = interval.saturating_mul((rpm / 10).max(1) - 1);
-                if let Some(wait) = gcra(&e.rpm_tat, now, interval, 1, tolerance) {
-                    return Admit::Deny {
-                        reason: Reason::RequestRate,
-                        retry_after: Duration::from_nanos(wait),
-                    };
+                if r.rpm.is_none() && r.tpm.is_none() {
+                    return Admit::Pass;
                 }
-            }
-            if let Some(tpm) = r.tpm {
-                let interval = (MINUTE / tpm.max(1)).max(1);
-                let tolerance = interval.saturating_mul(tpm / 10);
-                let cost = tokens.clamp(1, tpm);
-                if let Some(wait) = gcra(&e.tpm_tat, now, interval, cost, tolerance) {
-                    return Admit::Deny {
-                        reason: Reason::TokenRate,
-                        retry_after: Duration::from_nanos(wait),
-                    };
+                let now = t.unwrap_or_else(now);
+                if let Some(rpm) = r.rpm {
+                    let interval = MINUTE / rpm.max(1);
+                    // a burst of up to a tenth of the per-minute allowance
+                    let tolerance = interval.saturating_mul((rpm / 10).max(1) - 1);
+                    if let Some(wait) = gcra(&e.rpm_tat, now, interval, 1, tolerance) {
+                        return Admit::Deny {
+                            reason: Reason::RequestRate,
+                            retry_after: Duration::from_nanos(wait),
+                        };
+                    }
                 }
-            }
-            Admit::Pass
-        });
+                if let Some(tpm) = r.tpm {
+                    let interval = (MINUTE / tpm.max(1)).max(1);
+                    let tolerance = interval.saturating_mul(tpm / 10);
+                    let cost = tokens.clamp(1, tpm);
+                    if let Some(wait) = gcra(&e.tpm_tat, now, interval, cost, tolerance) {
+                        return Admit::Deny {
+                            reason: Reason::TokenRate,
+                            retry_after: Duration::from_nanos(wait),
+                        };
+                    }
+                }
+                Admit::Pass
+            })
+            .unwrap_or(Admit::Pass);
         if verdict != Admit::Pass {
             self.rejected.fetch_add(1, Ordering::Relaxed);
         }
         verdict
     }
 
-    fn record_error(&self, key: &str, now: u64) -> Option<Duration> {
+    fn record_error(&self, id: KeyId, now: u64) -> Option<Duration> {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let width = self.bucket_nanos();
         let buckets = u64::from(self.rules.buckets.max(1));
-        self.with(key, &|| now, |e| {
+        self.with(id, None, &|| now, |e| {
             // count the error in the current bucket
             let epoch = now / width + 1;
             let i = (epoch % buckets) as usize;
@@ -416,16 +449,17 @@ impl LimiterStore for MemoryStore {
             self.offences.fetch_add(1, Ordering::Relaxed);
             Some(penalty)
         })
+        .flatten()
     }
 
     fn throttled(&self, now: u64) -> Vec<ThrottledKey> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
-            for (k, e) in shard.map.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            for e in shard.map.read().unwrap_or_else(|p| p.into_inner()).values() {
                 let until = e.throttled_until.load(Ordering::Acquire);
                 if until > now {
                     out.push(ThrottledKey {
-                        key: k.to_string(),
+                        key: e.key.to_string(),
                         remaining: Duration::from_nanos(until - now),
                         offences: e.offences.load(Ordering::Acquire),
                     });
@@ -437,9 +471,10 @@ impl LimiterStore for MemoryStore {
     }
 
     fn unthrottle(&self, key: &str) -> bool {
-        let shard = self.shard(key);
+        let id = self.key_id(key);
+        let shard = self.shard(id);
         let map = shard.map.read().unwrap_or_else(|p| p.into_inner());
-        match map.get(key) {
+        match map.get(&id.0) {
             Some(e) => {
                 e.throttled_until.store(0, Ordering::Release);
                 e.offences.store(0, Ordering::Release);

@@ -27,7 +27,7 @@ async fn throttles_an_ip_that_keeps_failing_logins() {
     let layer = ErrorRateLimitLayer::builder()
         .threshold(3)
         .penalty(Duration::from_secs(60), Duration::from_secs(3600))
-        .key_with(|l: &Login| Some(l.ip.clone()))
+        .key_with(|l: &Login| Some(&*l.ip))
         .build()
         .unwrap();
     let svc = layer.layer(backend);
@@ -60,7 +60,7 @@ fn known_key_success_path_allocates_nothing() {
     let ok = service_fn(|_: Login| std::future::ready(Ok::<_, BoxError>(())));
     let mut svc = ErrorRateLimitLayer::builder()
         .requests_per_minute(u64::MAX / 2)
-        .key_with(|l: &Login| Some(l.ip.clone()))
+        .key_with(|l: &Login| Some(&*l.ip))
         .build()
         .unwrap()
         .layer(ok);

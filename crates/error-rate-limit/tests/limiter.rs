@@ -268,9 +268,10 @@ fn a_flood_of_distinct_keys_stays_under_the_cap() {
     // warm: the store at its cap of 10,000 keys, half of them with an error on record
     for i in 0..10_000u64 {
         let key = format!("client-{i}");
-        store.admit(&key, 1, &clock);
+        let id = store.key_id(&key);
+        store.admit(id, &key, 1, &clock);
         if i % 2 == 0 {
-            store.record_error(&key, 1);
+            store.record_error(id, 1);
         }
     }
     let info = allocation_counter::measure(|| {
@@ -279,7 +280,7 @@ fn a_flood_of_distinct_keys_stays_under_the_cap() {
             use std::fmt::Write;
             key.clear();
             let _ = write!(key, "flood-{i}");
-            store.admit(&key, 1, &clock);
+            store.admit(store.key_id(&key), &key, 1, &clock);
             now.fetch_add(1_000, std::sync::atomic::Ordering::Relaxed);
         }
     });
@@ -304,9 +305,15 @@ fn a_flood_of_distinct_keys_stays_under_the_cap() {
     assert!(stats.evicted > 500_000, "idle keys make room for new ones");
     // the keys with an error on record were kept over idle newcomers: a second error
     // within the window throttles them
-    assert!(store.record_error("client-0", clock()).is_some());
     assert!(
-        store.record_error("client-1", clock()).is_none(),
+        store
+            .record_error(store.key_id("client-0"), clock())
+            .is_some()
+    );
+    assert!(
+        store
+            .record_error(store.key_id("client-1"), clock())
+            .is_none(),
         "idle, so it was evicted"
     );
 }
