@@ -258,8 +258,9 @@ impl MemoryStore {
     }
 
     /// Runs `f` on the key's entry. With `key` given, a missing entry is created (evicting
-    /// to make room, or falling back to the overflow entry); without, a missing entry (one
-    /// evicted since) gives `None`.
+    /// to make room, or falling back to the overflow entry); without (recording an error), a
+    /// missing entry means the key lives in the overflow entry, or was evicted since: the
+    /// overflow entry takes it.
     #[inline]
     fn with<T>(
         &self,
@@ -278,7 +279,9 @@ impl MemoryStore {
                 return Some(f(e));
             }
         }
-        let key = key?;
+        let Some(key) = key else {
+            return Some(f(&self.overflow));
+        };
         let mut map = shard.map.write().unwrap_or_else(|p| p.into_inner());
         if !map.contains_key(&id.0)
             && map.len() >= self.per_shard

@@ -357,3 +357,34 @@ async fn an_abandoned_wait_gives_its_place_back() {
     svc.clone().oneshot(req("kim")).await.unwrap();
     assert_eq!(start.elapsed(), secs(9));
 }
+
+#[test]
+fn a_flood_of_fresh_erring_keys_is_throttled_together() {
+    let store = MemoryStore::new(Rules {
+        threshold: 3,
+        window: secs(60),
+        buckets: 6,
+        base_penalty: secs(10),
+        max_penalty: secs(60),
+        decay: secs(60),
+        rpm: None,
+        tpm: None,
+        max_keys: 32,
+    });
+    let clock = || 1_000u64;
+    // every key makes one error, so none is idle and none can be evicted
+    let mut denied = 0;
+    for i in 0..200 {
+        let key = format!("bot-{i}");
+        let id = store.key_id(&key);
+        match store.admit(id, &key, 1, &clock) {
+            towerguard_error_rate_limit::Admit::Pass => {
+                store.record_error(id, clock());
+            }
+            towerguard_error_rate_limit::Admit::Deny { .. } => denied += 1,
+        }
+    }
+    assert!(store.stats(clock()).keys <= 32);
+    // past the cap the newcomers share the overflow entry, whose errors throttle them all
+    assert!(denied > 150, "{denied} denied");
+}
