@@ -96,6 +96,10 @@ pub(crate) struct Shared<F, Req, E> {
     pub(crate) slots: Vec<Slot>,
     pub(crate) strategy: Strategy,
     pub(crate) cheapest: Vec<u8>,
+    /// Every request starts on the primary (no hedging, and the strategy puts it first).
+    pub(crate) primary_first: bool,
+    /// The primary gets the request unchanged (no model mapping, no mapper).
+    pub(crate) primary_as_is: bool,
     pub(crate) health_aware: bool,
     pub(crate) all_down: AllDown,
     pub(crate) max_providers: usize,
@@ -682,11 +686,20 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
                 last_error: std::sync::Mutex::new(None),
             });
         }
+        let primary_first = self.hedge_after.is_none()
+            && match self.strategy {
+                Strategy::Priority | Strategy::FailFast => true,
+                Strategy::CheapestFirst => cheapest.first() == Some(&0),
+                Strategy::RoundRobin => false,
+            };
+        let primary_as_is = slots[0].model.is_none() && self.mapper.is_none();
         Ok(FallbackLayer {
             shared: Arc::new(Shared {
                 others,
                 slots,
                 strategy: self.strategy,
+                primary_first,
+                primary_as_is,
                 cheapest,
                 health_aware: self.health_aware,
                 all_down: self.all_down,

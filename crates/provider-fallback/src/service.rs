@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::hint::AllProvidersFailed;
-use crate::layer::{AllDown, Plan, Shared, Strategy};
+use crate::layer::{AllDown, Plan, Shared};
 
 /// A boxed fallback future (only used once the primary failed, or for hedging).
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -88,17 +88,8 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &self.shared;
         let ready = std::mem::take(&mut self.primary_ready);
-        let primary_first = shared.hedge_after.is_none()
-            && ready
-            && match shared.strategy {
-                Strategy::Priority | Strategy::FailFast => true,
-                Strategy::CheapestFirst => shared.cheapest.first() == Some(&0),
-                Strategy::RoundRobin => false,
-            }
-            && (!shared.health_aware || shared.is_up(0));
-        if primary_first {
-            let slot = &shared.slots[0];
-            let first = if slot.model.is_none() && shared.mapper.is_none() {
+        if ready && shared.primary_first && (!shared.health_aware || shared.is_up(0)) {
+            let first = if shared.primary_as_is {
                 req.clone()
             } else {
                 shared.request_for(0, &req)
@@ -111,8 +102,30 @@ where
                 },
             };
         }
+        self.slow_call(ready, req)
+    }
+}
+
+impl<S, F, Req, E> Fallback<S, F, Req, E>
+where
+    S: Service<Req, Error = E> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    F: Service<Req, Response = S::Response, Error = E> + Clone + Send + Sync + 'static,
+    F::Future: Send + 'static,
+    Req: Clone + Send + Sync + 'static,
+    E: From<AllProvidersFailed<E>> + Send + Sync + 'static,
+{
+    /// Every call that does not start on the primary: boxed, off the fast path.
+    #[cold]
+    #[inline(never)]
+    fn slow_call(
+        &mut self,
+        ready: bool,
+        req: Req,
+    ) -> ResponseFuture<S::Future, S::Response, F, Req, E> {
         let primary = self.primary.clone();
-        let shared = shared.clone();
+        let shared = self.shared.clone();
         let future: BoxFuture<Result<S::Response, E>> = match shared.hedge_after {
             Some(delay) => Box::pin(run_hedged(shared, primary, ready, req, delay)),
             None => Box::pin(run(shared, Some(primary), !ready, req, None)),
@@ -170,23 +183,39 @@ where
                             shared.served(0);
                             return Poll::Ready(Ok(res));
                         }
-                        Err(e) => {
-                            let future: BoxFuture<Result<Res, E>> =
-                                Box::pin(run::<NoPrimary<Res, E>, F, Req, E>(
-                                    shared,
-                                    None,
-                                    false,
-                                    req,
-                                    Some(e),
-                                ));
-                            this.state.set(State::Boxed { future });
-                        }
+                        Err(e) => this.state.set(State::Boxed {
+                            future: after_primary_failed(shared, req, e),
+                        }),
                     }
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),
             }
         }
     }
+}
+
+/// The fallback loop after the primary failed on the fast path (boxed, off the fast path).
+#[cold]
+#[inline(never)]
+fn after_primary_failed<Res, F, Req, E>(
+    shared: Arc<Shared<F, Req, E>>,
+    req: Req,
+    error: E,
+) -> BoxFuture<Result<Res, E>>
+where
+    Res: Send + 'static,
+    F: Service<Req, Response = Res, Error = E> + Clone + Send + Sync + 'static,
+    F::Future: Send + 'static,
+    Req: Clone + Send + Sync + 'static,
+    E: From<AllProvidersFailed<E>> + Send + Sync + 'static,
+{
+    Box::pin(run::<NoPrimary<Res, E>, F, Req, E>(
+        shared,
+        None,
+        false,
+        req,
+        Some(error),
+    ))
 }
 
 /// Stands in for the primary once it has been tried (it is never called again).
