@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tower::{BoxError, Layer, Service, service_fn};
-use towerguard_bench::{Noop, call_now, timed_threads};
+use tower::{BoxError, Layer, service_fn};
+use towerguard_bench::{Noop, call_now, hammer};
 use towerguard_circuit_breaker::CircuitBreakerLayer;
 
 type BoxNoop = tower::util::MapErr<Noop, fn(std::convert::Infallible) -> BoxError>;
@@ -174,25 +174,6 @@ fn open(c: &mut Criterion) {
     g.finish();
 }
 
-/// Runs `iters` calls on each of `threads` threads, each with its own clone of the service,
-/// and returns the wall time.
-fn hammer<S>(svc: &S, threads: usize, iters: u64) -> Duration
-where
-    S: Service<u64> + Clone + Send,
-{
-    let handle = tokio::runtime::Handle::current();
-    timed_threads(threads, |_| {
-        let mut s = svc.clone();
-        let handle = handle.clone();
-        move || {
-            let _g = handle.enter();
-            for _ in 0..iters {
-                black_box(call_now(&mut s, black_box(1u64)));
-            }
-        }
-    })
-}
-
 /// Runs a service on `threads` threads for `iters` calls each.
 type Hammer = Box<dyn Fn(usize, u64) -> Duration>;
 
@@ -207,19 +188,19 @@ fn contended(c: &mut Criterion) {
     let cases: Vec<(&str, Hammer)> = vec![
         ("towerguard_consecutive", {
             let s = ours_consecutive().layer(noop());
-            Box::new(move |t, n| hammer(&s, t, n))
+            Box::new(move |t, n| hammer(&s, t, n, |_| 1u64))
         }),
         ("towerguard_time_window", {
             let s = ours_time().layer(noop());
-            Box::new(move |t, n| hammer(&s, t, n))
+            Box::new(move |t, n| hammer(&s, t, n, |_| 1u64))
         }),
         ("towerguard_count_window", {
             let s = ours_count().layer(noop());
-            Box::new(move |t, n| hammer(&s, t, n))
+            Box::new(move |t, n| hammer(&s, t, n, |_| 1u64))
         }),
         ("tower_resilience_count_window", {
             let s = resilience_count().layer(noop());
-            Box::new(move |t, n| hammer(&s, t, n))
+            Box::new(move |t, n| hammer(&s, t, n, |_| 1u64))
         }),
     ];
     for (name, run) in &cases {

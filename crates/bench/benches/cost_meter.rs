@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::{BoxError, Layer, Service};
-use towerguard_bench::{call_now, timed_threads};
+use towerguard_bench::{call_now, hammer};
 use towerguard_cost_meter::{
     Budget, CostMeterLayer, CostRequest, CostResponse, Ledger, Tokens, WorstCase, usd,
 };
@@ -111,27 +111,13 @@ fn single(c: &mut Criterion) {
     g.finish();
 }
 
-fn hammer<S>(svc: &S, threads: usize, iters: u64) -> Duration
-where
-    S: Service<Req> + Clone + Send,
-{
-    timed_threads(threads, |_| {
-        let mut s = svc.clone();
-        move || {
-            for _ in 0..iters {
-                black_box(call_now(&mut s, Req { client: None }));
-            }
-        }
-    })
-}
-
 fn threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("cost_meter_threads");
     let s = CostMeterLayer::new(ledger(&[Budget::global(PLENTY)])).layer(Api);
     for threads in [1usize, 2] {
         g.throughput(Throughput::Elements(threads as u64));
         g.bench_function(format!("global_budget/{threads}_threads"), |b| {
-            b.iter_custom(|iters| hammer(&s, threads, iters))
+            b.iter_custom(|iters| hammer(&s, threads, iters, |_| Req { client: None }))
         });
     }
     g.finish();

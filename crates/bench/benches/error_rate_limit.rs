@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
 use tower::{BoxError, Layer, Service, ServiceExt};
-use towerguard_bench::{Noop, call_now, timed_threads};
+use towerguard_bench::{Noop, call_now, hammer, timed_threads};
 use towerguard_error_rate_limit::ErrorRateLimitLayer;
 
 #[derive(Clone)]
@@ -76,26 +76,6 @@ fn single(c: &mut Criterion) {
     g.finish();
 }
 
-fn hammer<S>(svc: &S, threads: usize, iters: u64) -> Duration
-where
-    S: Service<Req> + Clone + Send,
-{
-    let handle = tokio::runtime::Handle::current();
-    timed_threads(threads, |t| {
-        let mut s = svc.clone();
-        let handle = handle.clone();
-        let req = Req {
-            client: Arc::from(format!("tenant-{t}")),
-        };
-        move || {
-            let _g = handle.enter();
-            for _ in 0..iters {
-                black_box(call_now(&mut s, req.clone()));
-            }
-        }
-    })
-}
-
 fn threads(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -107,7 +87,11 @@ fn threads(c: &mut Criterion) {
     for threads in [1usize, 2] {
         g.throughput(Throughput::Elements(threads as u64));
         g.bench_function(format!("towerguard_rpm/{threads}_threads"), |b| {
-            b.iter_custom(|iters| hammer(&s, threads, iters))
+            b.iter_custom(|iters| {
+                hammer(&s, threads, iters, |t| Req {
+                    client: Arc::from(format!("tenant-{t}")),
+                })
+            })
         });
     }
     let limiter = Arc::new(RateLimiter::keyed(Quota::per_second(NonZeroU32::MAX)));

@@ -55,3 +55,26 @@ where
     })
     .elapsed()
 }
+
+/// Times `iters` calls on each of `threads` threads, each with its own clone of `svc` and the
+/// request `request(thread)`, inside the current tokio runtime if there is one (for layers
+/// that read tokio's clock).
+pub fn hammer<S, Req, F>(svc: &S, threads: usize, iters: u64, request: F) -> std::time::Duration
+where
+    S: Service<Req> + Clone + Send,
+    Req: Clone + Send,
+    F: Fn(usize) -> Req,
+{
+    let handle = tokio::runtime::Handle::try_current().ok();
+    timed_threads(threads, |t| {
+        let mut s = svc.clone();
+        let handle = handle.clone();
+        let req = request(t);
+        move || {
+            let _g = handle.as_ref().map(|h| h.enter());
+            for _ in 0..iters {
+                std::hint::black_box(call_now(&mut s, req.clone()));
+            }
+        }
+    })
+}
