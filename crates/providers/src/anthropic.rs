@@ -2,19 +2,15 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
-use tower_service::Service;
 use towerguard_llm_core::{
     ErrorKind, FinishReason, LlmError, LlmRequest, LlmResponse, Role, Usage,
 };
 
 use crate::key::{ApiKey, Env, ProcessEnv, key_from};
-use crate::transport::{
-    BoxFuture, ConfigError, Limits, Transport, endpoint, malformed, secret_header,
-};
+use crate::transport::{ConfigError, Limits, Transport, endpoint, malformed, secret_header};
 
 /// The `anthropic-version` header sent.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -275,17 +271,4 @@ impl Inner {
     }
 }
 
-impl Service<LlmRequest> for Anthropic {
-    type Response = LlmResponse;
-    type Error = LlmError;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.complete(req).await })
-    }
-}
+crate::transport::provider_service!(Anthropic);

@@ -2,17 +2,13 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
-use tower_service::Service;
 use towerguard_llm_core::{FinishReason, LlmError, LlmRequest, LlmResponse, Usage};
 
 use crate::key::{ApiKey, Env, ProcessEnv, key_from};
-use crate::transport::{
-    BoxFuture, ConfigError, Limits, Transport, endpoint, malformed, secret_header,
-};
+use crate::transport::{ConfigError, Limits, Transport, endpoint, malformed, secret_header};
 
 /// A provider with an OpenAI-compatible API, and where its key comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,18 +380,4 @@ impl Inner {
     }
 }
 
-impl Service<LlmRequest> for OpenAiCompatible {
-    type Response = LlmResponse;
-    type Error = LlmError;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        // the pool opens connections as needed
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.complete(req).await })
-    }
-}
+crate::transport::provider_service!(OpenAiCompatible);

@@ -238,6 +238,33 @@ fn body_error(e: &(dyn std::error::Error + Send + Sync + 'static), max: usize) -
 pub(crate) type BoxFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<LlmResponse, LlmError>> + Send>>;
 
+/// Implements `Service<LlmRequest>` for a provider type holding `inner: Arc<Inner>` whose
+/// `Inner` has `async fn complete(&self, LlmRequest) -> Result<LlmResponse, LlmError>`: always
+/// ready (the pool opens connections as needed), one boxed future per call.
+macro_rules! provider_service {
+    ($provider:ty) => {
+        impl tower_service::Service<towerguard_llm_core::LlmRequest> for $provider {
+            type Response = towerguard_llm_core::LlmResponse;
+            type Error = towerguard_llm_core::LlmError;
+            type Future = $crate::transport::BoxFuture;
+
+            fn poll_ready(
+                &mut self,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), towerguard_llm_core::LlmError>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, req: towerguard_llm_core::LlmRequest) -> Self::Future {
+                let inner = self.inner.clone();
+                Box::pin(async move { inner.complete(req).await })
+            }
+        }
+    };
+}
+
+pub(crate) use provider_service;
+
 /// Parses a provider's success body: `(body, provider, model asked for)`.
 pub(crate) type Parse = fn(&[u8], &Arc<str>, &Arc<str>) -> Result<LlmResponse, LlmError>;
 
