@@ -178,6 +178,27 @@ impl RetryLayer {
     }
 }
 
+impl RetryLayerBuilder<(), (), ()> {
+    /// Puts typed parts back on the rest of a builder.
+    fn join<C, R, G>(
+        self,
+        classifier: C,
+        on_retry: R,
+        on_give_up: G,
+    ) -> RetryLayerBuilder<C, R, G> {
+        RetryLayerBuilder {
+            classifier,
+            backoff: self.backoff,
+            max_retries: self.max_retries,
+            max_elapsed: self.max_elapsed,
+            max_retry_after: self.max_retry_after,
+            budget: self.budget,
+            on_retry,
+            on_give_up,
+        }
+    }
+}
+
 impl Default for RetryLayer {
     fn default() -> Self {
         Self::new()
@@ -291,68 +312,41 @@ impl<C, R, G> RetryLayerBuilder<C, R, G> {
 
     /// Never retry the results `predicate` picks, whatever the classifier says.
     pub fn stop_on<F>(self, predicate: F) -> RetryLayerBuilder<StopOn<C, F>, R, G> {
-        let RetryLayerBuilder {
-            classifier,
-            backoff,
-            max_retries,
-            max_elapsed,
-            max_retry_after,
-            budget,
-            on_retry,
-            on_give_up,
-        } = self;
-        RetryLayerBuilder {
-            classifier: StopOn::new(classifier, predicate),
-            backoff,
-            max_retries,
-            max_elapsed,
-            max_retry_after,
-            budget,
-            on_retry,
-            on_give_up,
-        }
+        let (classifier, on_retry, on_give_up, rest) = self.split();
+        rest.join(StopOn::new(classifier, predicate), on_retry, on_give_up)
     }
 
     /// Any [`Classify`](crate::Classify) implementation.
     pub fn classifier<C2>(self, classifier: C2) -> RetryLayerBuilder<C2, R, G> {
-        RetryLayerBuilder {
-            classifier,
-            backoff: self.backoff,
-            max_retries: self.max_retries,
-            max_elapsed: self.max_elapsed,
-            max_retry_after: self.max_retry_after,
-            budget: self.budget,
-            on_retry: self.on_retry,
-            on_give_up: self.on_give_up,
-        }
+        let (_, on_retry, on_give_up, rest) = self.split();
+        rest.join(classifier, on_retry, on_give_up)
     }
 
     /// Call `hook(result, attempt, delay)` before each retry.
     pub fn on_retry<R2>(self, hook: R2) -> RetryLayerBuilder<C, R2, G> {
-        RetryLayerBuilder {
-            classifier: self.classifier,
-            backoff: self.backoff,
-            max_retries: self.max_retries,
-            max_elapsed: self.max_elapsed,
-            max_retry_after: self.max_retry_after,
-            budget: self.budget,
-            on_retry: hook,
-            on_give_up: self.on_give_up,
-        }
+        let (classifier, _, on_give_up, rest) = self.split();
+        rest.join(classifier, hook, on_give_up)
     }
 
     /// Call `hook(result, attempts)` when a retryable result is returned for lack of retries.
     pub fn on_give_up<G2>(self, hook: G2) -> RetryLayerBuilder<C, R, G2> {
-        RetryLayerBuilder {
-            classifier: self.classifier,
+        let (classifier, on_retry, _, rest) = self.split();
+        rest.join(classifier, on_retry, hook)
+    }
+
+    /// The builder's typed parts, and the rest (for methods that change a type parameter).
+    fn split(self) -> (C, R, G, RetryLayerBuilder<(), (), ()>) {
+        let rest = RetryLayerBuilder {
+            classifier: (),
             backoff: self.backoff,
             max_retries: self.max_retries,
             max_elapsed: self.max_elapsed,
             max_retry_after: self.max_retry_after,
             budget: self.budget,
-            on_retry: self.on_retry,
-            on_give_up: hook,
-        }
+            on_retry: (),
+            on_give_up: (),
+        };
+        (self.classifier, self.on_retry, self.on_give_up, rest)
     }
 
     /// Checks the configuration and makes the layer.
