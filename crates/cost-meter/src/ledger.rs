@@ -2,10 +2,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
-use crate::budget::{Budget, BudgetKey, BudgetStore, Clock, MemoryStore, Scope, SystemClock};
+use crate::budget::{
+    Budget, BudgetKey, BudgetStore, Clock, CoarseClock, MemoryStore, Scope, Store,
+};
 use crate::error::CostError;
 use crate::prices::{Nanos, Price, PriceTable, Tokens};
 
@@ -58,8 +60,9 @@ impl Spend {
     }
 }
 
+/// One set of running totals.
 #[derive(Debug, Default)]
-struct Totals {
+struct Counts {
     requests: AtomicU64,
     input: AtomicU64,
     output: AtomicU64,
@@ -68,22 +71,16 @@ struct Totals {
     cost: AtomicU64,
 }
 
-impl Totals {
-    #[inline]
-    fn add(&self, t: Tokens, cost: Nanos) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.input.fetch_add(t.input, Ordering::Relaxed);
-        self.output.fetch_add(t.output, Ordering::Relaxed);
-        if t.cached_input != 0 {
-            self.cached_input
-                .fetch_add(t.cached_input, Ordering::Relaxed);
-        }
-        if t.cache_write != 0 {
-            self.cache_write.fetch_add(t.cache_write, Ordering::Relaxed);
-        }
-        if cost != 0 {
-            self.cost.fetch_add(cost, Ordering::Relaxed);
-        }
+impl Counts {
+    fn all(&self) -> [&AtomicU64; 6] {
+        [
+            &self.requests,
+            &self.input,
+            &self.output,
+            &self.cached_input,
+            &self.cache_write,
+            &self.cost,
+        ]
     }
 
     fn read(&self) -> Spend {
@@ -98,17 +95,87 @@ impl Totals {
             cost: self.cost.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Adds to a counter only its lock holder writes: a plain load and store, no atomic
+/// read-modify-write.
+#[inline]
+fn bump(a: &AtomicU64, n: u64) {
+    if n != 0 {
+        a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+}
+
+/// The totals of one ledger row. A call takes the row's flag (one compare-and-swap) and
+/// adds to `owned` with plain stores; a call that finds the flag taken does not wait but
+/// adds to `spill` with atomic adds. Reads sum both, so every call counts exactly once.
+#[derive(Debug, Default)]
+struct Totals {
+    busy: AtomicBool,
+    owned: Counts,
+    spill: Counts,
+}
+
+impl Totals {
+    #[inline]
+    fn add(&self, t: Tokens, cost: Nanos) {
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            let o = &self.owned;
+            bump(&o.requests, 1);
+            bump(&o.input, t.input);
+            bump(&o.output, t.output);
+            bump(&o.cached_input, t.cached_input);
+            bump(&o.cache_write, t.cache_write);
+            bump(&o.cost, cost);
+            self.busy.store(false, Ordering::Release);
+        } else {
+            self.add_contended(t, cost);
+        }
+    }
+
+    #[cold]
+    fn add_contended(&self, t: Tokens, cost: Nanos) {
+        let s = &self.spill;
+        let parts = [1, t.input, t.output, t.cached_input, t.cache_write, cost];
+        for (a, n) in s.all().into_iter().zip(parts) {
+            if n != 0 {
+                a.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn read(&self) -> Spend {
+        // under the flag, so no call is half-way through its stores (calls meanwhile spill)
+        self.lock();
+        let mut spend = self.owned.read();
+        self.busy.store(false, Ordering::Release);
+        spend.add(&self.spill.read());
+        spend
+    }
 
     fn clear(&self) {
-        for a in [
-            &self.requests,
-            &self.input,
-            &self.output,
-            &self.cached_input,
-            &self.cache_write,
-            &self.cost,
-        ] {
+        self.lock();
+        for a in self.owned.all() {
             a.store(0, Ordering::Relaxed);
+        }
+        self.busy.store(false, Ordering::Release);
+        for a in self.spill.all() {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the flag, waiting for a call holding it (a handful of stores).
+    fn lock(&self) {
+        while self
+            .busy
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
         }
     }
 }
@@ -171,7 +238,15 @@ pub(crate) struct Inner {
     pub(crate) max_request_cost: Option<Nanos>,
     pub(crate) budgets: Vec<Budget>,
     pub(crate) needs_clock: bool,
-    pub(crate) store: Box<dyn BudgetStore>,
+    pub(crate) store: Store,
+    /// Per price-table model: the global budgets and the budgets of its provider (bits).
+    pub(crate) model_masks: Box<[u8]>,
+    /// The global budgets (for models the table does not know).
+    pub(crate) global_mask: u8,
+    /// The per-client budgets.
+    pub(crate) client_mask: u8,
+    /// The budgets with an alert share.
+    pub(crate) alert_mask: u8,
     pub(crate) clock: Box<dyn Clock>,
     on_alert: Option<AlertHook>,
     /// One row per price-table model for its first provider: found without scanning.
@@ -245,7 +320,7 @@ impl Ledger {
             max_request_cost: None,
             budgets: Vec::new(),
             store: None,
-            clock: Box::new(SystemClock),
+            clock: Box::new(CoarseClock::new()),
             on_alert: None,
             max_clients: crate::budget::DEFAULT_MAX_CLIENTS,
         }
@@ -328,7 +403,7 @@ impl Ledger {
             Some(b) => b.window.id(self.inner.clock.unix_nanos()),
             None => return 0,
         };
-        self.inner.store.spent(BudgetKey {
+        self.inner.store.get().spent(BudgetKey {
             budget: index,
             member,
             window,
@@ -346,7 +421,7 @@ impl Ledger {
             shard.write().unwrap_or_else(|p| p.into_inner()).clear();
         }
         for i in 0..self.inner.budgets.len() {
-            self.inner.store.reset(i);
+            self.inner.store.get().reset(i);
         }
     }
 
@@ -360,7 +435,7 @@ impl Ledger {
         }
         for (i, b) in self.inner.budgets.iter().enumerate() {
             if matches!(&b.scope, Scope::Provider(p) if &**p == provider) {
-                self.inner.store.reset(i);
+                self.inner.store.get().reset(i);
             }
         }
     }
@@ -470,7 +545,7 @@ impl Ledger {
             member,
             window,
         };
-        if !self.inner.store.first_alert(key) {
+        if !self.inner.store.get().first_alert(key) {
             return;
         }
         let alert = BudgetAlert {
@@ -577,7 +652,7 @@ impl LedgerBuilder {
         self
     }
 
-    /// The clock budget windows roll over by (default: the system clock).
+    /// The clock budget windows roll over by (default: [`CoarseClock`], the system clock read cheaply).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Box::new(clock);
         self
@@ -641,12 +716,30 @@ impl LedgerBuilder {
         }
         let needs_clock = self.budgets.iter().any(Budget::needs_clock);
         let models = self.prices.len();
-        let store = self.store.unwrap_or_else(|| {
-            Box::new(MemoryStore::with_max_clients(
+        let store = match self.store {
+            Some(s) => Store::Custom(s),
+            None => Store::Memory(MemoryStore::with_max_clients(
                 self.budgets.len(),
                 self.max_clients,
-            ))
-        });
+            )),
+        };
+        let mask_of = |keep: &dyn Fn(&Budget) -> bool| -> u8 {
+            self.budgets
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| keep(b))
+                .fold(0, |m, (i, _)| m | (1 << i))
+        };
+        let global_mask = mask_of(&|b| b.scope == Scope::Global);
+        let client_mask = mask_of(&|b| b.scope == Scope::PerClient);
+        let alert_mask = mask_of(&|b| b.alert_at.is_some());
+        let model_masks = (0..models)
+            .map(|i| {
+                let provider = self.prices.entry(i).1.provider.as_deref();
+                global_mask
+                    | mask_of(&|b| matches!(&b.scope, Scope::Provider(p) if Some(&**p) == provider))
+            })
+            .collect();
         Ok(Ledger {
             inner: Arc::new(Inner {
                 prices: self.prices,
@@ -656,6 +749,10 @@ impl LedgerBuilder {
                 budgets: self.budgets,
                 needs_clock,
                 store,
+                model_masks,
+                global_mask,
+                client_mask,
+                alert_mask,
                 clock: self.clock,
                 on_alert: self.on_alert,
                 model_rows: (0..models)

@@ -52,8 +52,8 @@ mod prices;
 mod service;
 
 pub use budget::{
-    Budget, BudgetKey, BudgetStore, Clock, DEFAULT_MAX_CLIENTS, ManualClock, MemoryStore, Scope,
-    SystemClock, Window,
+    Budget, BudgetKey, BudgetStore, Clock, CoarseClock, DEFAULT_MAX_CLIENTS, ManualClock,
+    MemoryStore, Scope, SystemClock, Window,
 };
 pub use error::CostError;
 pub use ledger::{

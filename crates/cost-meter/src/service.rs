@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::budget::{BudgetKey, Scope};
+use crate::budget::BudgetKey;
 use crate::error::CostError;
 use crate::ledger::{Ledger, UnknownModel};
 use crate::meter::{CostRequest, CostResponse};
@@ -65,6 +65,7 @@ impl<S> Layer<S> for CostMeterLayer {
         CostMeter {
             inner,
             ledger: Arc::new(self.ledger.clone()),
+            last_model: LastModel::default(),
         }
     }
 }
@@ -77,6 +78,47 @@ impl<S> Layer<S> for CostMeterLayer {
 pub struct CostMeter<S> {
     inner: S,
     ledger: Arc<Ledger>,
+    last_model: LastModel,
+}
+
+/// The last model name this clone priced and its price-table entry: a request for the same
+/// model skips the table's hash lookup. Inline bytes, so keeping it never allocates.
+#[derive(Debug, Clone, Copy)]
+struct LastModel {
+    len: u8,
+    name: [u8; LastModel::CAP],
+    index: usize,
+}
+
+impl Default for LastModel {
+    fn default() -> Self {
+        Self {
+            len: u8::MAX, // matches no name
+            name: [0; Self::CAP],
+            index: 0,
+        }
+    }
+}
+
+impl LastModel {
+    const CAP: usize = 46;
+
+    #[inline]
+    fn get(&self, model: &str) -> Option<usize> {
+        let b = model.as_bytes();
+        (b.len() == usize::from(self.len) && self.name.get(..b.len()) == Some(b))
+            .then_some(self.index)
+    }
+
+    #[inline]
+    fn set(&mut self, model: &str, index: usize) {
+        let b = model.as_bytes();
+        if let Some(dst) = self.name.get_mut(..b.len()) {
+            dst.copy_from_slice(b);
+            self.len = b.len() as u8;
+            self.index = index;
+        }
+    }
 }
 
 impl<S: Clone> Clone for CostMeter<S> {
@@ -84,6 +126,7 @@ impl<S: Clone> Clone for CostMeter<S> {
         Self {
             inner: self.inner.clone(),
             ledger: Arc::new(Ledger::clone(&self.ledger)),
+            last_model: self.last_model,
         }
     }
 }
@@ -105,13 +148,9 @@ enum ModelRef {
 }
 
 impl Ledger {
-    /// Reserves the worst case of a request on every budget that applies, all or nothing.
-    fn reserve(
-        &self,
-        worst: Nanos,
-        provider: Option<&str>,
-        client: Option<&str>,
-    ) -> Result<Held, CostError> {
+    /// Reserves the worst case of a request on every budget in `mask`, all or nothing.
+    #[inline]
+    fn reserve(&self, worst: Nanos, mask: u8, client: Option<&str>) -> Result<Held, CostError> {
         let inner = &*self.inner;
         if let Some(max) = inner.max_request_cost
             && worst > max
@@ -123,65 +162,84 @@ impl Ledger {
                 requested: worst,
             });
         }
-        let mut held = Held::default();
-        if inner.budgets.is_empty() {
-            return Ok(held);
+        if mask == 0 {
+            return Ok(Held::default());
         }
         let now = if inner.needs_clock {
             inner.clock.unix_nanos()
         } else {
             0
         };
-        held.at = now;
-        held.amount = worst;
-        for (i, b) in inner.budgets.iter().enumerate() {
-            let member = match &b.scope {
-                Scope::Global => None,
-                Scope::Provider(p) if Some(&**p) == provider => None,
-                Scope::Provider(_) => continue,
-                Scope::PerClient => match client {
-                    Some(c) => Some(c),
-                    None => continue,
-                },
+        let mut held = Held {
+            budgets: 0,
+            at: now,
+            amount: worst,
+        };
+        let mut bits = mask;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some(b) = inner.budgets.get(i) else {
+                continue;
             };
-            let window = b.window.id(now);
+            let member = if inner.client_mask & (1 << i) != 0 {
+                client
+            } else {
+                None
+            };
             let key = BudgetKey {
                 budget: i,
                 member,
-                window,
+                window: b.window.id(now),
             };
             match inner.store.try_reserve(key, worst, b.limit) {
                 Ok(_) => held.budgets |= 1 << i,
-                Err(spent) => {
-                    self.settle_all(&held, client, 0);
-                    tracing::warn!(
-                        budget = b.describe(member).as_str(),
-                        "request refused: budget exceeded"
-                    );
-                    return Err(CostError::BudgetExceeded {
-                        budget: b.describe(member),
-                        limit: b.limit,
-                        spent,
-                        requested: worst,
-                    });
-                }
+                Err(spent) => return Err(self.refuse(&held, client, i, member, spent)),
             }
         }
         Ok(held)
     }
 
+    /// Gives back what a refused request had reserved, and says which budget refused it.
+    #[cold]
+    #[inline(never)]
+    fn refuse(
+        &self,
+        held: &Held,
+        client: Option<&str>,
+        i: usize,
+        member: Option<&str>,
+        spent: Nanos,
+    ) -> CostError {
+        self.settle_all(held, client, 0);
+        let b = &self.inner.budgets[i];
+        tracing::warn!(
+            budget = b.describe(member).as_str(),
+            "request refused: budget exceeded"
+        );
+        CostError::BudgetExceeded {
+            budget: b.describe(member),
+            limit: b.limit,
+            spent,
+            requested: held.amount,
+        }
+    }
+
+    /// Settles every reservation a call holds to `actual` (0 releases them).
+    #[inline]
     fn settle_all(&self, held: &Held, client: Option<&str>, actual: Nanos) {
         let inner = &*self.inner;
-        if held.budgets == 0 {
-            return;
-        }
-        for (i, b) in inner.budgets.iter().enumerate() {
-            if held.budgets & (1 << i) == 0 {
+        let mut bits = held.budgets;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some(b) = inner.budgets.get(i) else {
                 continue;
-            }
-            let member = match b.scope {
-                Scope::PerClient => client,
-                _ => None,
+            };
+            let member = if inner.client_mask & (1 << i) != 0 {
+                client
+            } else {
+                None
             };
             let window = b.window.id(held.at);
             let key = BudgetKey {
@@ -190,7 +248,7 @@ impl Ledger {
                 window,
             };
             let total = inner.store.settle(key, held.amount, actual);
-            if actual > 0 {
+            if actual > 0 && inner.alert_mask & (1 << i) != 0 {
                 self.check_alert(i, member, window, total);
             }
         }
@@ -216,14 +274,28 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let inner = &*self.ledger.inner;
         let name = req.model();
-        let (model, price, info_max, provider) = match inner.prices.index_of(name) {
+        let index = match self.last_model.get(name) {
+            Some(i) => Some(i),
+            None => {
+                let found = inner.prices.index_of(name);
+                if let Some(i) = found {
+                    self.last_model.set(name, i);
+                }
+                found
+            }
+        };
+        let (model, price, info_max, mask) = match index {
             Some(i) => {
                 let (_, info) = inner.prices.entry(i);
                 (
                     ModelRef::Table(i),
                     info.price,
                     info.max_output_tokens,
-                    info.provider.as_deref(),
+                    inner
+                        .model_masks
+                        .get(i)
+                        .copied()
+                        .unwrap_or(inner.global_mask),
                 )
             }
             None => {
@@ -236,7 +308,12 @@ where
                     UnknownModel::Free => Price::FREE,
                     UnknownModel::Price(p) => p,
                 };
-                (ModelRef::Unknown(Arc::from(name)), price, None, None)
+                (
+                    ModelRef::Unknown(Arc::from(name)),
+                    price,
+                    None,
+                    inner.global_mask,
+                )
             }
         };
         let worst = req.worst_case();
@@ -246,7 +323,11 @@ where
             .unwrap_or(inner.default_max_output);
         let worst_cost = price.cost(Tokens::new(worst.input_tokens, max_output));
         let client = req.client().cloned();
-        let held = match self.ledger.reserve(worst_cost, provider, client.as_deref()) {
+        let mask = match client {
+            Some(_) => mask | inner.client_mask,
+            None => mask,
+        };
+        let held = match self.ledger.reserve(worst_cost, mask, client.as_deref()) {
             Ok(held) => held,
             Err(e) => return ResponseFuture::rejected(S::Error::from(e)),
         };
