@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 /// Why a key may not pass right now.
@@ -139,12 +139,9 @@ impl Hasher for IdHasher {
     }
 }
 
-type KeyMap = HashMap<u64, Entry, BuildHasherDefault<IdHasher>>;
-
-/// One key's state; every field an atomic so the hot path needs only a shared read lock.
+/// One key's state; every field an atomic, so it is read and changed without a lock.
 #[derive(Debug, Default)]
 struct Entry {
-    key: Box<str>,
     touched: AtomicBool,
     throttled_until: AtomicU64,
     offences: AtomicU32,
@@ -157,13 +154,26 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(key: &str, buckets: u32) -> Self {
+    fn new(buckets: u32) -> Self {
         Self {
-            key: Box::from(key),
             epochs: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
             counts: (0..buckets).map(|_| AtomicU32::new(0)).collect(),
             ..Self::default()
         }
+    }
+
+    /// Back to a fresh key's state (when its slot is given to a new key).
+    fn reset(&self) {
+        self.touched.store(false, Ordering::Relaxed);
+        self.throttled_until.store(0, Ordering::Relaxed);
+        self.offences.store(0, Ordering::Relaxed);
+        self.last_offence.store(0, Ordering::Relaxed);
+        for (e, c) in self.epochs.iter().zip(self.counts.iter()) {
+            e.store(0, Ordering::Relaxed);
+            c.store(0, Ordering::Relaxed);
+        }
+        self.rpm_tat.store(0, Ordering::Relaxed);
+        self.tpm_tat.store(0, Ordering::Relaxed);
     }
 
     /// Idle: not throttled, no offences left, no errors: safe to forget.
@@ -171,6 +181,13 @@ impl Entry {
         self.throttled_until.load(Ordering::Relaxed) <= now
             && self.offences.load(Ordering::Relaxed) == 0
             && self.counts.iter().all(|c| c.load(Ordering::Relaxed) == 0)
+    }
+
+    #[inline]
+    fn touch(&self) {
+        if !self.touched.load(Ordering::Relaxed) {
+            self.touched.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -199,23 +216,52 @@ fn gcra(tat: &AtomicU64, now: u64, interval: u64, cost: u64, tolerance: u64) -> 
 
 const SHARDS: usize = 32;
 const MINUTE: u64 = 60_000_000_000;
+/// Slots are allocated this many at a time, when first needed.
+const CHUNK: usize = 256;
+
+/// A place for one key's state, reused when its key is evicted.
+#[derive(Debug)]
+struct Slot {
+    /// The key id it holds now (0: none).
+    owner: AtomicU64,
+    entry: Entry,
+}
+
+/// A shard's keys: id -> (slot number, key), and the slots it may still hand out.
+#[derive(Default)]
+struct ShardMap {
+    keys: HashMap<u64, (u32, Box<str>), BuildHasherDefault<IdHasher>>,
+    /// Slots freed by eviction.
+    free: Vec<u32>,
+    /// Slots of this shard handed out so far.
+    used: u32,
+}
 
 struct Shard {
-    map: RwLock<KeyMap>,
+    map: RwLock<ShardMap>,
     hand: AtomicUsize,
 }
 
-/// Limiter state in this process's memory: 32 shards, each a map behind its own read-write
-/// lock (the hot path takes it shared), holding at most `max_keys` keys in all; when a shard
-/// is full, idle keys are evicted (a second-chance sweep), and if none is idle new keys share
-/// one overflow entry, so a flood of fresh keys is throttled together and memory stays bounded.
+/// Limiter state in this process's memory, bounded by `max_keys`.
+///
+/// Each key's state lives in a slot of a fixed set (allocated in chunks as keys arrive).
+/// The hot path finds a known key without any lock: a table of hints maps the key id's low
+/// bits to its slot, and the slot's owner word confirms it. Adding, finding a key whose hint
+/// was overwritten, and evicting go through 32 shards, each a map behind its own read-write
+/// lock. When a shard is full, an idle key is evicted (a second-chance sweep) and its slot
+/// reused; if none is idle, new keys share one overflow entry, so a flood of fresh keys is
+/// throttled together and memory stays bounded.
 pub struct MemoryStore {
     rules: Rules,
     /// ahash with a random key: fast, and nobody can craft keys that collide.
     hasher: ahash::RandomState,
     shards: Box<[Shard]>,
+    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    /// Slot number + 1 (0: none) by the key id's low bits.
+    hints: Box<[AtomicU32]>,
+    hint_mask: usize,
     overflow: Entry,
-    per_shard: usize,
+    per_shard: u32,
     rejected: AtomicU64,
     errors: AtomicU64,
     offences: AtomicU64,
@@ -234,17 +280,24 @@ impl MemoryStore {
     /// A store applying `rules`.
     pub fn new(rules: Rules) -> Self {
         // at most max_keys in all (at least one per shard)
-        let per_shard = (rules.max_keys / SHARDS).max(1);
+        let per_shard = (rules.max_keys / SHARDS).clamp(1, (u32::MAX as usize - 1) / SHARDS);
+        let slots = per_shard * SHARDS;
+        let hints = slots.next_power_of_two().clamp(64, 1 << 16);
         Self {
             hasher: ahash::RandomState::new(),
             shards: (0..SHARDS)
                 .map(|_| Shard {
-                    map: RwLock::new(KeyMap::default()),
+                    map: RwLock::new(ShardMap::default()),
                     hand: AtomicUsize::new(0),
                 })
                 .collect(),
-            overflow: Entry::new("(overflow)", rules.buckets),
-            per_shard,
+            chunks: (0..slots.div_ceil(CHUNK))
+                .map(|_| OnceLock::new())
+                .collect(),
+            hints: (0..hints).map(|_| AtomicU32::new(0)).collect(),
+            hint_mask: hints - 1,
+            overflow: Entry::new(rules.buckets),
+            per_shard: per_shard as u32,
             rules,
             rejected: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -255,6 +308,47 @@ impl MemoryStore {
 
     fn shard(&self, id: KeyId) -> &Shard {
         &self.shards[((id.0 >> 32) as usize) % SHARDS]
+    }
+
+    fn shard_index(&self, id: KeyId) -> u32 {
+        ((id.0 >> 32) as usize % SHARDS) as u32
+    }
+
+    /// Slot `n`, if its chunk exists.
+    #[inline]
+    fn slot(&self, n: u32) -> Option<&Slot> {
+        let n = n as usize;
+        self.chunks.get(n / CHUNK)?.get()?.get(n % CHUNK)
+    }
+
+    /// Slot `n`, allocating its chunk if needed.
+    fn slot_or_alloc(&self, n: u32) -> Option<&Slot> {
+        let n = n as usize;
+        let buckets = self.rules.buckets;
+        self.chunks
+            .get(n / CHUNK)?
+            .get_or_init(|| {
+                (0..CHUNK)
+                    .map(|_| Slot {
+                        owner: AtomicU64::new(0),
+                        entry: Entry::new(buckets),
+                    })
+                    .collect()
+            })
+            .get(n % CHUNK)
+    }
+
+    #[inline]
+    fn hint(&self, id: KeyId) -> &AtomicU32 {
+        &self.hints[(id.0 as usize) & self.hint_mask]
+    }
+
+    /// The key's entry, found without a lock (None: ask the shard).
+    #[inline]
+    fn find(&self, id: KeyId) -> Option<&Entry> {
+        let h = self.hint(id).load(Ordering::Relaxed);
+        let slot = self.slot(h.checked_sub(1)?)?;
+        (slot.owner.load(Ordering::Acquire) == id.0).then_some(&slot.entry)
     }
 
     /// Runs `f` on the key's entry. With `key` given, a missing entry is created (evicting
@@ -268,53 +362,88 @@ impl MemoryStore {
         key: Option<&str>,
         now: &dyn Fn() -> u64,
         f: impl FnOnce(&Entry) -> T,
-    ) -> Option<T> {
+    ) -> T {
+        match self.find(id) {
+            Some(e) => {
+                e.touch();
+                f(e)
+            }
+            None => f(self.lookup(id, key, now)),
+        }
+    }
+
+    /// The slow path of [`with`](Self::with): through the shard's map.
+    #[cold]
+    #[inline(never)]
+    fn lookup(&self, id: KeyId, key: Option<&str>, now: &dyn Fn() -> u64) -> &Entry {
         let shard = self.shard(id);
         {
             let map = shard.map.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(e) = map.get(&id.0) {
-                if !e.touched.load(Ordering::Relaxed) {
-                    e.touched.store(true, Ordering::Relaxed);
-                }
-                return Some(f(e));
+            if let Some(e) = self.known(&map, id) {
+                return e;
             }
         }
         let Some(key) = key else {
-            return Some(f(&self.overflow));
+            return &self.overflow;
         };
         let mut map = shard.map.write().unwrap_or_else(|p| p.into_inner());
-        if !map.contains_key(&id.0)
-            && map.len() >= self.per_shard
-            && !self.evict_one(shard, &mut map, now())
-        {
-            drop(map);
-            return Some(f(&self.overflow));
+        if let Some(e) = self.known(&map, id) {
+            return e;
         }
-        let e = map
-            .entry(id.0)
-            .or_insert_with(|| Entry::new(key, self.rules.buckets));
-        e.touched.store(true, Ordering::Relaxed);
-        Some(f(e))
+        let base = self.shard_index(id) * self.per_shard;
+        let n = match map.free.pop() {
+            Some(n) => Some(n),
+            None if map.used < self.per_shard => {
+                map.used += 1;
+                Some(base + map.used - 1)
+            }
+            None => self.evict_one(shard, &mut map, now()),
+        };
+        let Some(slot) = n.and_then(|n| self.slot_or_alloc(n).map(|s| (n, s))) else {
+            return &self.overflow;
+        };
+        let (n, slot) = slot;
+        slot.entry.reset();
+        slot.entry.touch();
+        slot.owner.store(id.0, Ordering::Release);
+        map.keys.insert(id.0, (n, Box::from(key)));
+        self.hint(id).store(n + 1, Ordering::Relaxed);
+        &slot.entry
     }
 
-    /// Second-chance sweep: clears `touched` bits until it finds an idle untouched entry.
-    fn evict_one(&self, shard: &Shard, map: &mut KeyMap, now: u64) -> bool {
-        let n = map.len();
+    /// The entry of a key the shard's map holds; points its hint at it.
+    fn known(&self, map: &ShardMap, id: KeyId) -> Option<&Entry> {
+        let &(n, _) = map.keys.get(&id.0)?;
+        let slot = self.slot(n)?;
+        self.hint(id).store(n + 1, Ordering::Relaxed);
+        slot.entry.touch();
+        Some(&slot.entry)
+    }
+
+    /// Second-chance sweep: clears `touched` bits until it finds an idle untouched entry,
+    /// forgets its key and returns its slot.
+    fn evict_one(&self, shard: &Shard, map: &mut ShardMap, now: u64) -> Option<u32> {
+        let n = map.keys.len();
         if n == 0 {
-            return false;
+            return None;
         }
         let start = shard.hand.fetch_add(1, Ordering::Relaxed) % n;
+        let idle = |slot: u32| self.slot(slot).is_some_and(|s| s.entry.idle(now));
         let mut victim = None;
-        for (k, e) in map
+        for (k, (slot, _)) in map
+            .keys
             .iter()
             .skip(start)
-            .chain(map.iter().take(start))
+            .chain(map.keys.iter().take(start))
             .take(2 * n.min(64))
         {
-            if !e.idle(now) {
+            if !idle(*slot) {
                 continue;
             }
-            if e.touched.swap(false, Ordering::Relaxed) {
+            if self
+                .slot(*slot)
+                .is_some_and(|s| s.entry.touched.swap(false, Ordering::Relaxed))
+            {
                 continue; // second chance
             }
             victim = Some(*k);
@@ -322,15 +451,29 @@ impl MemoryStore {
         }
         if victim.is_none() {
             // everything was touched recently: take any idle one
-            victim = map.iter().find(|(_, e)| e.idle(now)).map(|(k, _)| *k);
+            victim = map
+                .keys
+                .iter()
+                .find(|(_, (slot, _))| idle(*slot))
+                .map(|(k, _)| *k);
         }
-        match victim {
-            Some(k) => {
-                map.remove(&k);
-                self.evicted.fetch_add(1, Ordering::Relaxed);
-                true
+        let (slot, _) = map.keys.remove(&victim?)?;
+        if let Some(s) = self.slot(slot) {
+            s.owner.store(0, Ordering::Release);
+        }
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    /// Runs `f` on every tracked key with its entry.
+    fn for_each(&self, mut f: impl FnMut(&str, &Entry)) {
+        for shard in self.shards.iter() {
+            let map = shard.map.read().unwrap_or_else(|p| p.into_inner());
+            for (slot, key) in map.keys.values() {
+                if let Some(s) = self.slot(*slot) {
+                    f(key, &s.entry);
+                }
             }
-            None => false,
         }
     }
 
@@ -355,55 +498,54 @@ fn nanos(d: Duration) -> u64 {
 impl LimiterStore for MemoryStore {
     #[inline]
     fn key_id(&self, key: &str) -> KeyId {
-        KeyId(self.hasher.hash_one(key))
+        // never 0, which marks a free slot
+        KeyId(self.hasher.hash_one(key).max(1))
     }
 
     #[inline]
     fn admit(&self, id: KeyId, key: &str, tokens: u64, now: &dyn Fn() -> u64) -> Admit {
         let r = &self.rules;
-        let verdict = self
-            .with(id, Some(key), now, |e| {
-                let until = e.throttled_until.load(Ordering::Acquire);
-                let mut t = None;
-                if until != 0 {
-                    let n = now();
-                    t = Some(n);
-                    if until > n {
-                        return Admit::Deny {
-                            reason: Reason::Errors,
-                            retry_after: Duration::from_nanos(until - n),
-                        };
-                    }
+        let verdict = self.with(id, Some(key), now, |e| {
+            let until = e.throttled_until.load(Ordering::Acquire);
+            let mut t = None;
+            if until != 0 {
+                let n = now();
+                t = Some(n);
+                if until > n {
+                    return Admit::Deny {
+                        reason: Reason::Errors,
+                        retry_after: Duration::from_nanos(until - n),
+                    };
                 }
-                if r.rpm.is_none() && r.tpm.is_none() {
-                    return Admit::Pass;
+            }
+            if r.rpm.is_none() && r.tpm.is_none() {
+                return Admit::Pass;
+            }
+            let now = t.unwrap_or_else(now);
+            if let Some(rpm) = r.rpm {
+                let interval = MINUTE / rpm.max(1);
+                // a burst of up to a tenth of the per-minute allowance
+                let tolerance = interval.saturating_mul((rpm / 10).max(1) - 1);
+                if let Some(wait) = gcra(&e.rpm_tat, now, interval, 1, tolerance) {
+                    return Admit::Deny {
+                        reason: Reason::RequestRate,
+                        retry_after: Duration::from_nanos(wait),
+                    };
                 }
-                let now = t.unwrap_or_else(now);
-                if let Some(rpm) = r.rpm {
-                    let interval = MINUTE / rpm.max(1);
-                    // a burst of up to a tenth of the per-minute allowance
-                    let tolerance = interval.saturating_mul((rpm / 10).max(1) - 1);
-                    if let Some(wait) = gcra(&e.rpm_tat, now, interval, 1, tolerance) {
-                        return Admit::Deny {
-                            reason: Reason::RequestRate,
-                            retry_after: Duration::from_nanos(wait),
-                        };
-                    }
+            }
+            if let Some(tpm) = r.tpm {
+                let interval = (MINUTE / tpm.max(1)).max(1);
+                let tolerance = interval.saturating_mul(tpm / 10);
+                let cost = tokens.clamp(1, tpm);
+                if let Some(wait) = gcra(&e.tpm_tat, now, interval, cost, tolerance) {
+                    return Admit::Deny {
+                        reason: Reason::TokenRate,
+                        retry_after: Duration::from_nanos(wait),
+                    };
                 }
-                if let Some(tpm) = r.tpm {
-                    let interval = (MINUTE / tpm.max(1)).max(1);
-                    let tolerance = interval.saturating_mul(tpm / 10);
-                    let cost = tokens.clamp(1, tpm);
-                    if let Some(wait) = gcra(&e.tpm_tat, now, interval, cost, tolerance) {
-                        return Admit::Deny {
-                            reason: Reason::TokenRate,
-                            retry_after: Duration::from_nanos(wait),
-                        };
-                    }
-                }
-                Admit::Pass
-            })
-            .unwrap_or(Admit::Pass);
+            }
+            Admit::Pass
+        });
         if verdict != Admit::Pass {
             self.rejected.fetch_add(1, Ordering::Relaxed);
         }
@@ -452,33 +594,30 @@ impl LimiterStore for MemoryStore {
             self.offences.fetch_add(1, Ordering::Relaxed);
             Some(penalty)
         })
-        .flatten()
     }
 
     fn throttled(&self, now: u64) -> Vec<ThrottledKey> {
         let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            for e in shard.map.read().unwrap_or_else(|p| p.into_inner()).values() {
-                let until = e.throttled_until.load(Ordering::Acquire);
-                if until > now {
-                    out.push(ThrottledKey {
-                        key: e.key.to_string(),
-                        remaining: Duration::from_nanos(until - now),
-                        offences: e.offences.load(Ordering::Acquire),
-                    });
-                }
+        self.for_each(|key, e| {
+            let until = e.throttled_until.load(Ordering::Acquire);
+            if until > now {
+                out.push(ThrottledKey {
+                    key: key.to_owned(),
+                    remaining: Duration::from_nanos(until - now),
+                    offences: e.offences.load(Ordering::Acquire),
+                });
             }
-        }
+        });
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
     }
 
     fn unthrottle(&self, key: &str) -> bool {
         let id = self.key_id(key);
-        let shard = self.shard(id);
-        let map = shard.map.read().unwrap_or_else(|p| p.into_inner());
-        match map.get(&id.0) {
-            Some(e) => {
+        let map = self.shard(id).map.read().unwrap_or_else(|p| p.into_inner());
+        match map.keys.get(&id.0).and_then(|(slot, _)| self.slot(*slot)) {
+            Some(s) => {
+                let e = &s.entry;
                 e.throttled_until.store(0, Ordering::Release);
                 e.offences.store(0, Ordering::Release);
                 for c in e.counts.iter() {
@@ -493,14 +632,12 @@ impl LimiterStore for MemoryStore {
     fn stats(&self, now: u64) -> LimiterStats {
         let mut keys = 0;
         let mut throttled = 0;
-        for shard in self.shards.iter() {
-            let map = shard.map.read().unwrap_or_else(|p| p.into_inner());
-            keys += map.len();
-            throttled += map
-                .values()
-                .filter(|e| e.throttled_until.load(Ordering::Acquire) > now)
-                .count();
-        }
+        self.for_each(|_, e| {
+            keys += 1;
+            if e.throttled_until.load(Ordering::Acquire) > now {
+                throttled += 1;
+            }
+        });
         LimiterStats {
             keys,
             throttled,
