@@ -13,8 +13,8 @@
 //! - Requests and tokens per minute per key (GCRA on one atomic, weighted by tokens).
 //! - The rejection message is generic: nothing of the upstream or of other clients.
 //! - Memory is bounded under a flood of distinct keys: a cap on keys, idle ones evicted, and
-//!   past that new keys share one overflow entry. Sharded; the hot path takes only a shared
-//!   read lock of one shard.
+//!   past that new keys share one overflow entry. A known key is found without any lock;
+//!   only adding and evicting keys lock one of 32 shards.
 //! - A [`LimiterHandle`]: throttled keys with their remaining time, `unthrottle`, counts; a
 //!   [`LimiterStore`] trait with the in-memory [`MemoryStore`] default.
 //!

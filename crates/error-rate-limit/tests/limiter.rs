@@ -388,3 +388,53 @@ fn a_flood_of_fresh_erring_keys_is_throttled_together() {
     // past the cap the newcomers share the overflow entry, whose errors throttle them all
     assert!(denied > 150, "{denied} denied");
 }
+
+#[test]
+fn threads_churning_keys_through_eviction_keep_every_count() {
+    // 4 threads, each with 2 hot keys and a stream of fresh ones, on a store of 64 slots:
+    // slots are evicted and reused under the lock-free lookups of the other threads
+    let store = std::sync::Arc::new(MemoryStore::new(Rules {
+        threshold: 1_000_000,
+        window: secs(60),
+        buckets: 6,
+        base_penalty: secs(10),
+        max_penalty: secs(60),
+        decay: secs(60),
+        rpm: None,
+        tpm: None,
+        max_keys: 64,
+    }));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let clock = || 1_000u64;
+                for i in 0..20_000u64 {
+                    let key = if i % 4 == 0 {
+                        format!("fresh-{t}-{i}")
+                    } else {
+                        format!("hot-{t}-{}", i % 2)
+                    };
+                    let id = store.key_id(&key);
+                    assert_eq!(
+                        store.admit(id, &key, 1, &clock),
+                        towerguard_error_rate_limit::Admit::Pass
+                    );
+                    if i % 4 == 1 {
+                        assert_eq!(store.record_error(id, 1_000), None);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = store.stats(1_000);
+    assert!(stats.keys <= 64, "{} keys", stats.keys);
+    assert_eq!(stats.errors, 4 * 5_000, "every error counted once");
+    assert_eq!(stats.rejected, 0);
+    // the hot keys, with errors on record, were never evicted; the fresh ones made room
+    assert!(stats.evicted > 0);
+    assert!(stats.keys >= 8, "{} keys", stats.keys);
+}
