@@ -348,7 +348,8 @@ impl MemoryStore {
     fn find(&self, id: KeyId) -> Option<&Entry> {
         let h = self.hint(id).load(Ordering::Relaxed);
         let slot = self.slot(h.checked_sub(1)?)?;
-        (slot.owner.load(Ordering::Acquire) == id.0).then_some(&slot.entry)
+        // 0 marks a free slot: no key has that id
+        (slot.owner.load(Ordering::Acquire) == id.0 && id.0 != 0).then_some(&slot.entry)
     }
 
     /// Runs `f` on the key's entry. With `key` given, a missing entry is created (evicting
