@@ -29,7 +29,19 @@ pub(crate) struct Local<C> {
 pub struct CircuitBreaker<S, C> {
     inner: S,
     local: Arc<Local<C>>,
+    owned: Owned,
     ticket: Option<Admission>,
+}
+
+/// Whether a service clone has a handle of its own. A clone first shares its parent's, so a
+/// clone made for a single request (as axum makes one per request) never allocates; a clone
+/// that serves a second request makes its own, so long-lived clones on different threads do
+/// not share one reference count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owned {
+    Yes,
+    Shared,
+    SharedUsed,
 }
 
 impl<S, C> CircuitBreaker<S, C> {
@@ -40,8 +52,22 @@ impl<S, C> CircuitBreaker<S, C> {
                 breaker,
                 classifier,
             }),
+            owned: Owned::Yes,
             ticket: None,
         }
+    }
+
+    /// Gives this clone a handle of its own (on its second call).
+    #[cold]
+    fn own_local(&mut self)
+    where
+        C: Clone,
+    {
+        self.local = Arc::new(Local {
+            breaker: self.local.breaker.clone(),
+            classifier: self.local.classifier.clone(),
+        });
+        self.owned = Owned::Yes;
     }
 
     /// A handle to read and control the shared breaker.
@@ -64,10 +90,8 @@ impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            local: Arc::new(Local {
-                breaker: self.local.breaker.clone(),
-                classifier: self.local.classifier.clone(),
-            }),
+            local: self.local.clone(),
+            owned: Owned::Shared,
             ticket: None,
         }
     }
@@ -94,7 +118,7 @@ impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
     S::Error: From<CircuitOpenError>,
-    C: Classify<S::Response, S::Error>,
+    C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -123,6 +147,11 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        match self.owned {
+            Owned::Yes => {}
+            Owned::Shared => self.owned = Owned::SharedUsed,
+            Owned::SharedUsed => self.own_local(),
+        }
         let breaker = &self.local.breaker;
         let ticket = match self.ticket.take() {
             Some(t) => t,

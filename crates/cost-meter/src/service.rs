@@ -65,6 +65,7 @@ impl<S> Layer<S> for CostMeterLayer {
         CostMeter {
             inner,
             ledger: Arc::new(self.ledger.clone()),
+            owned: Owned::Yes,
             last_model: LastModel::default(),
         }
     }
@@ -72,13 +73,26 @@ impl<S> Layer<S> for CostMeterLayer {
 
 /// A service whose calls are metered. Made by [`CostMeterLayer`].
 ///
-/// Each clone holds its own handle on the ledger, so the reference count its calls bump is
-/// not shared with other threads' clones.
+/// A clone that serves more than one request holds its own handle on the ledger, so the
+/// reference count its calls bump is not shared with other threads' clones; a clone made
+/// for a single request shares its parent's and does not allocate.
 #[derive(Debug)]
 pub struct CostMeter<S> {
     inner: S,
     ledger: Arc<Ledger>,
+    owned: Owned,
     last_model: LastModel,
+}
+
+/// Whether a service clone has a ledger handle of its own. A clone first shares its
+/// parent's, so a clone made for a single request (as axum makes one per request) never
+/// allocates; a clone that serves a second request makes its own, so long-lived clones on
+/// different threads do not share one reference count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owned {
+    Yes,
+    Shared,
+    SharedUsed,
 }
 
 /// The last model name this clone priced and its price-table entry: a request for the same
@@ -125,7 +139,8 @@ impl<S: Clone> Clone for CostMeter<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            ledger: Arc::new(Ledger::clone(&self.ledger)),
+            ledger: self.ledger.clone(),
+            owned: Owned::Shared,
             last_model: self.last_model,
         }
     }
@@ -272,6 +287,15 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        match self.owned {
+            Owned::Yes => {}
+            Owned::Shared => self.owned = Owned::SharedUsed,
+            Owned::SharedUsed => {
+                // a long-lived clone: its own handle from now on
+                self.ledger = Arc::new(Ledger::clone(&self.ledger));
+                self.owned = Owned::Yes;
+            }
+        }
         let inner = &*self.ledger.inner;
         let name = req.model();
         let index = match self.last_model.get(name) {

@@ -219,6 +219,7 @@ impl<S, K: Clone, C: Clone> Layer<S> for ErrorRateLimitLayer<K, C> {
         ErrorRateLimit {
             inner,
             shared: Arc::new(Local(self.shared.clone())),
+            owned: Owned::Yes,
             key: self.key.clone(),
             count: self.count.clone(),
         }
@@ -414,15 +415,28 @@ impl<K, C> ErrorRateLimitLayerBuilder<K, C> {
 pub struct ErrorRateLimit<S, K, C> {
     inner: S,
     shared: Arc<Local>,
+    owned: Owned,
     key: K,
     count: C,
+}
+
+/// Whether a service clone has a handle of its own. A clone first shares its parent's, so a
+/// clone made for a single request (as axum makes one per request) never allocates; a clone
+/// that serves a second request makes its own, so long-lived clones on different threads do
+/// not share one reference count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owned {
+    Yes,
+    Shared,
+    SharedUsed,
 }
 
 impl<S: Clone, K: Clone, C: Clone> Clone for ErrorRateLimit<S, K, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::new(Local(self.shared.0.clone())),
+            shared: self.shared.clone(),
+            owned: Owned::Shared,
             key: self.key.clone(),
             count: self.count.clone(),
         }
@@ -455,6 +469,15 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        match self.owned {
+            Owned::Yes => {}
+            Owned::Shared => self.owned = Owned::SharedUsed,
+            Owned::SharedUsed => {
+                // a long-lived clone: its own handle from now on
+                self.shared = Arc::new(Local(self.shared.0.clone()));
+                self.owned = Owned::Yes;
+            }
+        }
         let shared = &*self.shared;
         let name = self.key.key(&req).unwrap_or(GLOBAL_KEY);
         let id = shared.store.key_id(name);

@@ -75,4 +75,19 @@ fn known_key_success_path_allocates_nothing() {
         }
     });
     assert_eq!(info.count_total, 0, "{info:?}");
+    // a clone per request, as axum makes, allocates nothing either
+    let info = allocation_counter::measure(|| {
+        for _ in 0..1000 {
+            assert!(call_now(&mut svc.clone(), login.clone()));
+        }
+    });
+    assert_eq!(info.count_total, 0, "{info:?}");
+    // a long-lived clone takes its own handle once, on its second call
+    let mut kept = svc.clone();
+    let info = allocation_counter::measure(|| {
+        for _ in 0..1000 {
+            assert!(call_now(&mut kept, login.clone()));
+        }
+    });
+    assert_eq!(info.count_total, 1, "{info:?}");
 }
