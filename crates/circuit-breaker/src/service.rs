@@ -57,12 +57,17 @@ impl<S, C> CircuitBreaker<S, C> {
         }
     }
 
-    /// Gives this clone a handle of its own (on its second call).
+    /// A call on a clone still sharing its parent's handle: the second one takes its own.
     #[cold]
-    fn own_local(&mut self)
+    #[inline(never)]
+    fn on_shared_call(&mut self)
     where
         C: Clone,
     {
+        if self.owned == Owned::Shared {
+            self.owned = Owned::SharedUsed;
+            return;
+        }
         self.local = Arc::new(Local {
             breaker: self.local.breaker.clone(),
             classifier: self.local.classifier.clone(),
@@ -147,11 +152,6 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.owned {
-            Owned::Yes => {}
-            Owned::Shared => self.owned = Owned::SharedUsed,
-            Owned::SharedUsed => self.own_local(),
-        }
         let breaker = &self.local.breaker;
         let ticket = match self.ticket.take() {
             Some(t) => t,
@@ -179,6 +179,9 @@ where
                     .slow_threshold
                     .map(|_| tokio::time::Instant::now());
                 let future = self.inner.call(req);
+                if self.owned != Owned::Yes {
+                    self.on_shared_call();
+                }
                 ResponseFuture::admitted(future, admission, self.local.clone(), started)
             }
         }

@@ -135,6 +135,20 @@ impl LastModel {
     }
 }
 
+impl<S> CostMeter<S> {
+    /// A call on a clone still sharing its parent's handle: the second one takes its own.
+    #[cold]
+    #[inline(never)]
+    fn on_shared_call(&mut self) {
+        if self.owned == Owned::Shared {
+            self.owned = Owned::SharedUsed;
+            return;
+        }
+        self.ledger = Arc::new(Ledger::clone(&self.ledger));
+        self.owned = Owned::Yes;
+    }
+}
+
 impl<S: Clone> Clone for CostMeter<S> {
     fn clone(&self) -> Self {
         Self {
@@ -287,15 +301,6 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.owned {
-            Owned::Yes => {}
-            Owned::Shared => self.owned = Owned::SharedUsed,
-            Owned::SharedUsed => {
-                // a long-lived clone: its own handle from now on
-                self.ledger = Arc::new(Ledger::clone(&self.ledger));
-                self.owned = Owned::Yes;
-            }
-        }
         let inner = &*self.ledger.inner;
         let name = req.model();
         let index = match self.last_model.get(name) {
@@ -356,6 +361,9 @@ where
             Err(e) => return ResponseFuture::rejected(S::Error::from(e)),
         };
         let future = self.inner.call(req);
+        if self.owned != Owned::Yes {
+            self.on_shared_call();
+        }
         ResponseFuture {
             kind: Kind::Metered {
                 future,

@@ -431,6 +431,20 @@ enum Owned {
     SharedUsed,
 }
 
+impl<S, K, C> ErrorRateLimit<S, K, C> {
+    /// A call on a clone still sharing its parent's handle: the second one takes its own.
+    #[cold]
+    #[inline(never)]
+    fn on_shared_call(&mut self) {
+        if self.owned == Owned::Shared {
+            self.owned = Owned::SharedUsed;
+            return;
+        }
+        self.shared = Arc::new(Local(self.shared.0.clone()));
+        self.owned = Owned::Yes;
+    }
+}
+
 impl<S: Clone, K: Clone, C: Clone> Clone for ErrorRateLimit<S, K, C> {
     fn clone(&self) -> Self {
         Self {
@@ -469,15 +483,6 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.owned {
-            Owned::Yes => {}
-            Owned::Shared => self.owned = Owned::SharedUsed,
-            Owned::SharedUsed => {
-                // a long-lived clone: its own handle from now on
-                self.shared = Arc::new(Local(self.shared.0.clone()));
-                self.owned = Owned::Yes;
-            }
-        }
         let shared = &*self.shared;
         let name = self.key.key(&req).unwrap_or(GLOBAL_KEY);
         let id = shared.store.key_id(name);
@@ -485,6 +490,9 @@ where
         match shared.store.admit(id, name, tokens, &|| shared.now()) {
             Admit::Pass => {
                 let future = self.inner.call(req);
+                if self.owned != Owned::Yes {
+                    self.on_shared_call();
+                }
                 ResponseFuture::new(
                     State::Called { future },
                     id,
