@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::budget::BudgetKey;
+use crate::budget::{Budget, BudgetKey};
 use crate::error::CostError;
 use crate::ledger::{Ledger, UnknownModel};
 use crate::meter::{CostRequest, CostResponse};
@@ -204,18 +204,7 @@ impl Ledger {
             at: now,
             amount: worst,
         };
-        let mut bits = mask;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let Some(b) = inner.budgets.get(i) else {
-                continue;
-            };
-            let member = if inner.client_mask & (1 << i) != 0 {
-                client
-            } else {
-                None
-            };
+        for (i, b, member) in self.budgets_in(mask, client) {
             let key = BudgetKey {
                 budget: i,
                 member,
@@ -227,6 +216,31 @@ impl Ledger {
             }
         }
         Ok(held)
+    }
+
+    /// The budgets of `mask` in order, each with the client it limits (for per-client
+    /// budgets) or none.
+    #[inline]
+    fn budgets_in<'a>(
+        &'a self,
+        mask: u8,
+        client: Option<&'a str>,
+    ) -> impl Iterator<Item = (usize, &'a Budget, Option<&'a str>)> + 'a {
+        let inner = &*self.inner;
+        let mut bits = mask;
+        std::iter::from_fn(move || {
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(b) = inner.budgets.get(i) {
+                    let member = (inner.client_mask & (1 << i) != 0)
+                        .then_some(client)
+                        .flatten();
+                    return Some((i, b, member));
+                }
+            }
+            None
+        })
     }
 
     /// Gives back what a refused request had reserved, and says which budget refused it.
@@ -258,18 +272,7 @@ impl Ledger {
     #[inline]
     fn settle_all(&self, held: &Held, client: Option<&str>, actual: Nanos) {
         let inner = &*self.inner;
-        let mut bits = held.budgets;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let Some(b) = inner.budgets.get(i) else {
-                continue;
-            };
-            let member = if inner.client_mask & (1 << i) != 0 {
-                client
-            } else {
-                None
-            };
+        for (i, b, member) in self.budgets_in(held.budgets, client) {
             let window = b.window.id(held.at);
             let key = BudgetKey {
                 budget: i,

@@ -358,10 +358,10 @@ async fn an_abandoned_wait_gives_its_place_back() {
     assert_eq!(start.elapsed(), secs(9));
 }
 
-#[test]
-fn a_flood_of_fresh_erring_keys_is_throttled_together() {
-    let store = MemoryStore::new(Rules {
-        threshold: 3,
+/// Store rules with no rate limits: `threshold` errors a minute, at most `max_keys` keys.
+fn store_rules(threshold: u32, max_keys: usize) -> Rules {
+    Rules {
+        threshold,
         window: secs(60),
         buckets: 6,
         base_penalty: secs(10),
@@ -369,8 +369,13 @@ fn a_flood_of_fresh_erring_keys_is_throttled_together() {
         decay: secs(60),
         rpm: None,
         tpm: None,
-        max_keys: 32,
-    });
+        max_keys,
+    }
+}
+
+#[test]
+fn a_flood_of_fresh_erring_keys_is_throttled_together() {
+    let store = MemoryStore::new(store_rules(3, 32));
     let clock = || 1_000u64;
     // every key makes one error, so none is idle and none can be evicted
     let mut denied = 0;
@@ -393,17 +398,7 @@ fn a_flood_of_fresh_erring_keys_is_throttled_together() {
 fn threads_churning_keys_through_eviction_keep_every_count() {
     // 4 threads, each with 2 hot keys and a stream of fresh ones, on a store of 64 slots:
     // slots are evicted and reused under the lock-free lookups of the other threads
-    let store = std::sync::Arc::new(MemoryStore::new(Rules {
-        threshold: 1_000_000,
-        window: secs(60),
-        buckets: 6,
-        base_penalty: secs(10),
-        max_penalty: secs(60),
-        decay: secs(60),
-        rpm: None,
-        tpm: None,
-        max_keys: 64,
-    }));
+    let store = std::sync::Arc::new(MemoryStore::new(store_rules(1_000_000, 64)));
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let store = store.clone();
