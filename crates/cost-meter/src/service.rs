@@ -373,7 +373,6 @@ where
                 guard: Guard {
                     ledger: self.ledger.clone(),
                     held,
-                    price,
                     model,
                     client,
                     done: false,
@@ -388,7 +387,6 @@ where
 struct Guard {
     ledger: Arc<Ledger>,
     held: Held,
-    price: Price,
     model: ModelRef,
     client: Option<Arc<str>>,
     done: bool,
@@ -404,6 +402,11 @@ impl Guard {
         };
         let inner = &*self.ledger.inner;
         let tokens = resp.tokens();
+        // the price for a name the table does not know (never `Reject`: refused at the call)
+        let unknown = match inner.unknown {
+            UnknownModel::Price(p) => p,
+            UnknownModel::Free | UnknownModel::Reject => Price::FREE,
+        };
         // price what answered: after a fallback that may be another model
         let (index, model_name, price, table_provider): (Option<usize>, &str, Price, Option<&str>) =
             match (resp.model(), &self.model) {
@@ -413,14 +416,15 @@ impl Guard {
                             let (name, info) = inner.prices.entry(j);
                             (Some(j), name, info.price, info.provider.as_deref())
                         }
-                        None => (None, m, self.price, None),
+                        // not in the table (e.g. a dated variant): the requested model's price
+                        None => (None, m, inner.prices.entry(*i).1.price, None),
                     }
                 }
                 (_, ModelRef::Table(i)) => {
                     let (name, info) = inner.prices.entry(*i);
                     (Some(*i), name, info.price, info.provider.as_deref())
                 }
-                (_, ModelRef::Unknown(name)) => (None, name, self.price, None),
+                (_, ModelRef::Unknown(name)) => (None, name, unknown, None),
             };
         let cost = price.cost(tokens);
         self.ledger

@@ -99,6 +99,26 @@ async fn the_model_that_answered_is_priced() {
     assert_eq!(rows[0].spend.cost, 10 * 3000 + 10 * 15000);
 }
 
+#[tokio::test]
+async fn a_dated_variant_of_the_model_is_priced_as_the_model_asked_for() {
+    // OpenAI answers "gpt-4o-mini" with "gpt-4o-mini-2024-07-18", which the table lacks
+    let ledger = Ledger::builder().build().unwrap();
+    let provider = FakeProvider::new("openai");
+    let svc = CostMeterLayer::new(ledger.clone()).layer(tower::service_fn(move |r: LlmRequest| {
+        let mut p = provider.clone();
+        async move {
+            let mut dated = r.clone();
+            dated.set_model("gpt-4o-mini-2024-07-18");
+            let resp = p.call(dated).await?;
+            Ok::<_, LlmError>(resp.with_usage(Usage::new(1000, 100)))
+        }
+    }));
+    svc.oneshot(req("gpt-4o-mini", 64)).await.unwrap();
+    let rows = ledger.stats();
+    assert_eq!(&*rows[0].model, "gpt-4o-mini-2024-07-18");
+    assert_eq!(rows[0].spend.cost, 1000 * MINI_IN + 100 * MINI_OUT);
+}
+
 /// A request whose worst case the provider then uses exactly.
 fn exact(model: &str) -> (LlmRequest, Usage) {
     let r = req(model, 100);
