@@ -409,7 +409,8 @@ impl Counter {
 const CLIENT_SHARDS: usize = 16;
 
 /// Client key -> one counter per budget.
-type ClientMap = RwLock<HashMap<Box<str>, Box<[Counter]>>>;
+/// ahash with a random key: fast, and clients cannot craft keys that collide.
+type ClientMap = RwLock<HashMap<Box<str>, Box<[Counter]>, ahash::RandomState>>;
 
 /// Budget counters in this process's memory: lock-free atomics for global and provider
 /// budgets, sharded maps for per-client ones, bounded: past `max_clients` a new client
@@ -444,7 +445,9 @@ impl MemoryStore {
     pub fn with_max_clients(budgets: usize, max_clients: usize) -> Self {
         Self {
             fixed: (0..budgets).map(|_| Counter::default()).collect(),
-            clients: (0..CLIENT_SHARDS).map(|_| RwLock::default()).collect(),
+            clients: (0..CLIENT_SHARDS)
+                .map(|_| RwLock::new(HashMap::with_hasher(ahash::RandomState::new())))
+                .collect(),
             per_shard: (max_clients / CLIENT_SHARDS).max(1),
             overflow: (0..budgets).map(|_| Counter::default()).collect(),
         }

@@ -231,7 +231,8 @@ type AlertHook = Box<dyn Fn(&BudgetAlert) + Send + Sync>;
 const CLIENT_SHARDS: usize = 16;
 
 /// Client key -> totals, one map per shard.
-type ClientShard = RwLock<HashMap<Arc<str>, Arc<Totals>>>;
+/// ahash with a random key: fast, and clients cannot craft keys that collide.
+type ClientShard = RwLock<HashMap<Arc<str>, Arc<Totals>, ahash::RandomState>>;
 
 pub(crate) struct Inner {
     pub(crate) prices: PriceTable,
@@ -771,7 +772,9 @@ impl LedgerBuilder {
                     .collect(),
                 rows_len: AtomicUsize::new(0),
                 overflow: Totals::default(),
-                clients: (0..CLIENT_SHARDS).map(|_| RwLock::default()).collect(),
+                clients: (0..CLIENT_SHARDS)
+                    .map(|_| RwLock::new(HashMap::with_hasher(ahash::RandomState::new())))
+                    .collect(),
                 clients_per_shard: (self.max_clients / CLIENT_SHARDS).max(1),
                 other_clients: Totals::default(),
             }),
