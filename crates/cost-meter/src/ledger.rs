@@ -97,6 +97,12 @@ impl Counts {
     }
 }
 
+/// What one call adds to each of [`Counts::all`].
+#[inline]
+fn parts(t: Tokens, cost: Nanos) -> [u64; 6] {
+    [1, t.input, t.output, t.cached_input, t.cache_write, cost]
+}
+
 /// Adds to a counter only its lock holder writes: a plain load and store, no atomic
 /// read-modify-write.
 #[inline]
@@ -124,13 +130,9 @@ impl Totals {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            let o = &self.owned;
-            bump(&o.requests, 1);
-            bump(&o.input, t.input);
-            bump(&o.output, t.output);
-            bump(&o.cached_input, t.cached_input);
-            bump(&o.cache_write, t.cache_write);
-            bump(&o.cost, cost);
+            for (a, n) in self.owned.all().into_iter().zip(parts(t, cost)) {
+                bump(a, n);
+            }
             self.busy.store(false, Ordering::Release);
         } else {
             self.add_contended(t, cost);
@@ -139,9 +141,7 @@ impl Totals {
 
     #[cold]
     fn add_contended(&self, t: Tokens, cost: Nanos) {
-        let s = &self.spill;
-        let parts = [1, t.input, t.output, t.cached_input, t.cache_write, cost];
-        for (a, n) in s.all().into_iter().zip(parts) {
+        for (a, n) in self.spill.all().into_iter().zip(parts(t, cost)) {
             if n != 0 {
                 a.fetch_add(n, Ordering::Relaxed);
             }
