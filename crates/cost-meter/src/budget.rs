@@ -139,14 +139,16 @@ impl Window {
     /// The window's number at `unix_nanos` (windows with the same number share a spend).
     #[inline]
     pub fn id(&self, unix_nanos: u64) -> u64 {
+        self.period().id(unix_nanos)
+    }
+
+    /// The window in the form the hot path reads.
+    pub(crate) fn period(&self) -> Period {
         match self {
-            Window::Total => 0,
-            Window::Daily => unix_nanos / DAY_NANOS,
-            Window::Monthly => {
-                let (y, m) = year_month(unix_nanos / DAY_NANOS);
-                y * 12 + m
-            }
-            Window::Every(d) => unix_nanos / (d.as_nanos().clamp(1, u128::from(u64::MAX)) as u64),
+            Window::Total => Period::Total,
+            Window::Daily => Period::Every(DAY_NANOS),
+            Window::Monthly => Period::Monthly,
+            Window::Every(d) => Period::Every(d.as_nanos().clamp(1, u128::from(u64::MAX)) as u64),
         }
     }
 
@@ -162,6 +164,33 @@ impl Window {
             Window::Every(d) => format!("every {d:?}"),
         }
     }
+}
+
+/// A [`Window`] with its length in nanoseconds worked out once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Period {
+    Total,
+    Every(u64),
+    Monthly,
+}
+
+impl Period {
+    #[inline]
+    pub(crate) fn id(self, unix_nanos: u64) -> u64 {
+        match self {
+            Period::Total => 0,
+            Period::Every(n) => unix_nanos / n.max(1),
+            Period::Monthly => month_id(unix_nanos),
+        }
+    }
+}
+
+/// The number of the UTC calendar month of `unix_nanos`.
+#[cold]
+#[inline(never)]
+fn month_id(unix_nanos: u64) -> u64 {
+    let (y, m) = year_month(unix_nanos / DAY_NANOS);
+    y * 12 + m
 }
 
 /// (year, month 0..=11) of a day count since 1970-01-01, by the days-to-civil algorithm.
@@ -309,7 +338,7 @@ pub trait BudgetStore: Send + Sync + 'static {
 }
 
 #[derive(Debug, Default)]
-struct Counter {
+pub(crate) struct Counter {
     window: AtomicU64,
     used: AtomicU64,
     alerted: AtomicU64,
@@ -331,7 +360,12 @@ impl Counter {
     }
 
     #[inline]
-    fn try_reserve(&self, window: u64, amount: Nanos, limit: Nanos) -> Result<Nanos, Nanos> {
+    pub(crate) fn try_reserve(
+        &self,
+        window: u64,
+        amount: Nanos,
+        limit: Nanos,
+    ) -> Result<Nanos, Nanos> {
         self.roll(window);
         let mut cur = self.used.load(Ordering::Acquire);
         loop {
@@ -350,14 +384,9 @@ impl Counter {
     }
 
     #[inline]
-    fn settle(&self, window: u64, reserved: Nanos, actual: Nanos) -> Nanos {
-        self.roll(window);
+    pub(crate) fn settle(&self, window: u64, reserved: Nanos, actual: Nanos) -> Nanos {
         if self.window.load(Ordering::Acquire) != window {
-            // the reservation's window is gone: the spend counts now
-            return self
-                .used
-                .fetch_add(actual, Ordering::AcqRel)
-                .saturating_add(actual);
+            return self.settle_elsewhere(actual);
         }
         if actual >= reserved {
             let d = actual - reserved;
@@ -378,6 +407,15 @@ impl Counter {
                 }
             }
         }
+    }
+
+    /// Settles a reservation whose window has gone (the counter only moves forward, and the
+    /// reservation moved it to its own window): the spend counts in the current one.
+    #[cold]
+    fn settle_elsewhere(&self, actual: Nanos) -> Nanos {
+        self.used
+            .fetch_add(actual, Ordering::AcqRel)
+            .saturating_add(actual)
     }
 
     fn spent(&self, window: u64) -> Nanos {
@@ -418,7 +456,7 @@ type ClientMap = RwLock<HashMap<Box<str>, Box<[Counter]>, ahash::RandomState>>;
 /// overflow set of counters with the other newcomers (they are limited together, which errs
 /// on the side of spending less).
 pub struct MemoryStore {
-    fixed: Vec<Counter>,
+    pub(crate) fixed: Vec<Counter>,
     clients: Box<[ClientMap]>,
     per_shard: usize,
     overflow: Box<[Counter]>,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::budget::{
-    Budget, BudgetKey, BudgetStore, Clock, CoarseClock, MemoryStore, Scope, Store,
+    Budget, BudgetKey, BudgetStore, Clock, CoarseClock, MemoryStore, Period, Scope, Store,
 };
 use crate::error::CostError;
 use crate::prices::{Nanos, Price, PriceTable, Tokens};
@@ -107,16 +107,14 @@ fn parts(t: Tokens, cost: Nanos) -> [u64; 6] {
 /// read-modify-write.
 #[inline]
 fn bump(a: &AtomicU64, n: u64) {
-    if n != 0 {
-        a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-    }
+    a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// The totals of one ledger row. A call takes the row's flag (one compare-and-swap) and
 /// adds to `owned` with plain stores; a call that finds the flag taken does not wait but
 /// adds to `spill` with atomic adds. Reads sum both, so every call counts exactly once.
 #[derive(Debug, Default)]
-struct Totals {
+pub(crate) struct Totals {
     busy: AtomicBool,
     owned: Counts,
     spill: Counts,
@@ -124,7 +122,7 @@ struct Totals {
 
 impl Totals {
     #[inline]
-    fn add(&self, t: Tokens, cost: Nanos) {
+    pub(crate) fn add(&self, t: Tokens, cost: Nanos) {
         if self
             .busy
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -186,7 +184,7 @@ const ROWS: usize = 256;
 
 /// Cache-line aligned, so rows busy on two threads never share a line.
 #[repr(align(64))]
-struct Row {
+pub(crate) struct Row {
     key: OnceLock<(Arc<str>, Arc<str>)>,
     totals: Totals,
 }
@@ -234,16 +232,40 @@ const CLIENT_SHARDS: usize = 16;
 /// ahash with a random key: fast, and clients cannot craft keys that collide.
 type ClientShard = RwLock<HashMap<Arc<str>, Arc<Totals>, ahash::RandomState>>;
 
+/// What a call for one price-table model needs, in one place: its price, the output it
+/// reserves when the request sets no cap, its budgets, and its ledger row (for the first
+/// provider that serves it; others get rows of their own).
+pub(crate) struct ModelSlot {
+    pub(crate) name: Arc<str>,
+    pub(crate) price: Price,
+    /// The table's output maximum, else the ledger's default.
+    pub(crate) max_output: u64,
+    /// The global budgets and the budgets of its provider (bits).
+    pub(crate) mask: u8,
+    /// The table's provider, for a response that names none.
+    pub(crate) provider: Option<Arc<str>>,
+    pub(crate) row: Row,
+}
+
+/// A budget's limit and window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    pub(crate) limit: Nanos,
+    pub(crate) period: Period,
+}
+
 pub(crate) struct Inner {
     pub(crate) prices: PriceTable,
     pub(crate) unknown: UnknownModel,
     pub(crate) default_max_output: u64,
     pub(crate) max_request_cost: Option<Nanos>,
     pub(crate) budgets: Vec<Budget>,
+    /// Each budget's limit and window, as the hot path reads them.
+    pub(crate) plans: [Plan; crate::service::MAX_BUDGETS],
     pub(crate) needs_clock: bool,
     pub(crate) store: Store,
-    /// Per price-table model: the global budgets and the budgets of its provider (bits).
-    pub(crate) model_masks: Box<[u8]>,
+    /// Per price-table model, in the table's order: what a call for it needs.
+    pub(crate) models: Box<[ModelSlot]>,
     /// The global budgets (for models the table does not know).
     pub(crate) global_mask: u8,
     /// The per-client budgets.
@@ -252,8 +274,6 @@ pub(crate) struct Inner {
     pub(crate) alert_mask: u8,
     pub(crate) clock: Box<dyn Clock>,
     on_alert: Option<AlertHook>,
-    /// One row per price-table model for its first provider: found without scanning.
-    model_rows: Box<[Row]>,
     rows: Box<[Row]>,
     rows_len: AtomicUsize,
     overflow: Totals,
@@ -345,7 +365,7 @@ impl Ledger {
     pub fn stats(&self) -> Vec<StatsRow> {
         let mut rows: Vec<StatsRow> = Vec::new();
         let n = self.inner.rows_len.load(Ordering::Acquire).min(ROWS);
-        for row in self.inner.model_rows.iter().chain(&self.inner.rows[..n]) {
+        for row in self.model_rows().chain(&self.inner.rows[..n]) {
             let Some((provider, model)) = row.key.get() else {
                 continue;
             };
@@ -415,7 +435,7 @@ impl Ledger {
 
     /// Clears every total and budget counter.
     pub fn reset(&self) {
-        for row in self.inner.rows.iter().chain(self.inner.model_rows.iter()) {
+        for row in self.inner.rows.iter().chain(self.model_rows()) {
             row.totals.clear();
         }
         self.inner.overflow.clear();
@@ -431,7 +451,7 @@ impl Ledger {
     /// Clears the totals of one provider, and its provider budgets.
     pub fn reset_provider(&self, provider: &str) {
         let n = self.inner.rows_len.load(Ordering::Acquire).min(ROWS);
-        for row in self.inner.model_rows.iter().chain(&self.inner.rows[..n]) {
+        for row in self.model_rows().chain(&self.inner.rows[..n]) {
             if row.key.get().is_some_and(|(p, _)| &**p == provider) {
                 row.totals.clear();
             }
@@ -441,6 +461,11 @@ impl Ledger {
                 self.inner.store.get().reset(i);
             }
         }
+    }
+
+    /// The rows of the price-table models.
+    fn model_rows(&self) -> impl Iterator<Item = &Row> {
+        self.inner.models.iter().map(|m| &m.row)
     }
 
     /// Records one billed call. `table_index` is the model's price-table entry, if any.
@@ -454,22 +479,34 @@ impl Ledger {
         t: Tokens,
         cost: Nanos,
     ) {
-        let totals = match table_index.and_then(|i| self.inner.model_rows.get(i)) {
-            Some(row) => {
-                let key = row
-                    .key
-                    .get_or_init(|| (Arc::from(provider), Arc::from(model)));
-                if &*key.0 == provider {
-                    &row.totals
-                } else {
-                    self.row(provider, model)
-                }
-            }
+        let totals = match table_index.and_then(|i| self.inner.models.get(i)) {
+            Some(slot) => self.model_row(slot, provider),
             None => self.row(provider, model),
         };
         totals.add(t, cost);
         if let Some(c) = client {
             self.client_totals(c, |totals| totals.add(t, cost));
+        }
+    }
+
+    /// The totals of a price-table model served by `provider`: its own row if `provider`
+    /// was the first to serve it, else a row found by scanning.
+    #[inline]
+    pub(crate) fn model_row<'a>(&'a self, slot: &'a ModelSlot, provider: &str) -> &'a Totals {
+        match slot.row.key.get() {
+            Some((p, _)) if **p == *provider => &slot.row.totals,
+            Some(_) => self.row(provider, &slot.name),
+            None => {
+                let key = slot
+                    .row
+                    .key
+                    .get_or_init(|| (Arc::from(provider), slot.name.clone()));
+                if *key.0 == *provider {
+                    &slot.row.totals
+                } else {
+                    self.row(provider, &slot.name)
+                }
+            }
         }
     }
 
@@ -516,7 +553,7 @@ impl Ledger {
         }
     }
 
-    fn client_totals(&self, client: &str, f: impl FnOnce(&Totals)) {
+    pub(crate) fn client_totals(&self, client: &str, f: impl FnOnce(&Totals)) {
         let shard = &self.inner.clients[shard_of(client)];
         {
             let map = shard.read().unwrap_or_else(|p| p.into_inner());
@@ -736,15 +773,39 @@ impl LedgerBuilder {
         let global_mask = mask_of(&|b| b.scope == Scope::Global);
         let client_mask = mask_of(&|b| b.scope == Scope::PerClient);
         let alert_mask = mask_of(&|b| b.alert_at.is_some());
-        let model_masks = (0..models)
+        let models: Box<[ModelSlot]> = (0..models)
             .map(|i| {
-                let provider = self.prices.entry(i).1.provider.as_deref();
-                global_mask
-                    | mask_of(&|b| matches!(&b.scope, Scope::Provider(p) if Some(&**p) == provider))
+                let (name, info) = self.prices.entry(i);
+                let provider = info.provider.as_deref();
+                ModelSlot {
+                    name: name.clone(),
+                    price: info.price,
+                    max_output: info.max_output_tokens.unwrap_or(self.default_max_output),
+                    mask: global_mask
+                        | mask_of(
+                            &|b| matches!(&b.scope, Scope::Provider(p) if Some(&**p) == provider),
+                        ),
+                    provider: info.provider.clone(),
+                    row: Row {
+                        key: OnceLock::new(),
+                        totals: Totals::default(),
+                    },
+                }
             })
             .collect();
+        let mut plans = [Plan {
+            limit: 0,
+            period: Period::Total,
+        }; crate::service::MAX_BUDGETS];
+        for (plan, b) in plans.iter_mut().zip(&self.budgets) {
+            *plan = Plan {
+                limit: b.limit,
+                period: b.window.period(),
+            };
+        }
         Ok(Ledger {
             inner: Arc::new(Inner {
+                plans,
                 prices: self.prices,
                 unknown: self.unknown,
                 default_max_output: self.default_max_output,
@@ -752,18 +813,12 @@ impl LedgerBuilder {
                 budgets: self.budgets,
                 needs_clock,
                 store,
-                model_masks,
+                models,
                 global_mask,
                 client_mask,
                 alert_mask,
                 clock: self.clock,
                 on_alert: self.on_alert,
-                model_rows: (0..models)
-                    .map(|_| Row {
-                        key: OnceLock::new(),
-                        totals: Totals::default(),
-                    })
-                    .collect(),
                 rows: (0..ROWS)
                     .map(|_| Row {
                         key: OnceLock::new(),

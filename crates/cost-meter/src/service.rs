@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::budget::{Budget, BudgetKey};
+use crate::budget::{BudgetKey, Store};
 use crate::error::CostError;
 use crate::ledger::{Ledger, UnknownModel};
 use crate::meter::{CostRequest, CostResponse};
@@ -184,12 +184,7 @@ impl Ledger {
         if let Some(max) = inner.max_request_cost
             && worst > max
         {
-            return Err(CostError::BudgetExceeded {
-                budget: "per-request".into(),
-                limit: max,
-                spent: 0,
-                requested: worst,
-            });
+            return Err(too_costly(max, worst));
         }
         if mask == 0 {
             return Ok(Held::default());
@@ -204,43 +199,57 @@ impl Ledger {
             at: now,
             amount: worst,
         };
-        for (i, b, member) in self.budgets_in(mask, client) {
+        match &inner.store {
+            // the in-memory store's global and provider counters, reached directly
+            Store::Memory(m) if mask & inner.client_mask == 0 => {
+                let mut bits = mask;
+                while bits != 0 {
+                    let i = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let (Some(plan), Some(c)) = (inner.plans.get(i), m.fixed.get(i)) else {
+                        continue;
+                    };
+                    match c.try_reserve(plan.period.id(now), worst, plan.limit) {
+                        Ok(_) => held.budgets |= 1 << i,
+                        Err(spent) => return Err(self.refuse(&held, client, i, None, spent)),
+                    }
+                }
+                Ok(held)
+            }
+            _ => self.reserve_each(held, mask, client),
+        }
+    }
+
+    /// [`Ledger::reserve`] through the store's trait (per-client budgets, custom stores).
+    #[inline(never)]
+    fn reserve_each(
+        &self,
+        mut held: Held,
+        mask: u8,
+        client: Option<&str>,
+    ) -> Result<Held, CostError> {
+        let inner = &*self.inner;
+        let mut bits = mask;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some(plan) = inner.plans.get(i) else {
+                continue;
+            };
+            let member = (inner.client_mask & (1 << i) != 0)
+                .then_some(client)
+                .flatten();
             let key = BudgetKey {
                 budget: i,
                 member,
-                window: b.window.id(now),
+                window: plan.period.id(held.at),
             };
-            match inner.store.try_reserve(key, worst, b.limit) {
+            match inner.store.try_reserve(key, held.amount, plan.limit) {
                 Ok(_) => held.budgets |= 1 << i,
                 Err(spent) => return Err(self.refuse(&held, client, i, member, spent)),
             }
         }
         Ok(held)
-    }
-
-    /// The budgets of `mask` in order, each with the client it limits (for per-client
-    /// budgets) or none.
-    #[inline]
-    fn budgets_in<'a>(
-        &'a self,
-        mask: u8,
-        client: Option<&'a str>,
-    ) -> impl Iterator<Item = (usize, &'a Budget, Option<&'a str>)> + 'a {
-        let inner = &*self.inner;
-        let mut bits = mask;
-        std::iter::from_fn(move || {
-            while bits != 0 {
-                let i = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                if let Some(b) = inner.budgets.get(i) {
-                    let member = (inner.client_mask & (1 << i) != 0)
-                        .then_some(client)
-                        .flatten();
-                    return Some((i, b, member));
-                }
-            }
-            None
-        })
     }
 
     /// Gives back what a refused request had reserved, and says which budget refused it.
@@ -269,11 +278,43 @@ impl Ledger {
     }
 
     /// Settles every reservation a call holds to `actual` (0 releases them).
-    #[inline]
+    #[inline(always)]
     fn settle_all(&self, held: &Held, client: Option<&str>, actual: Nanos) {
+        if held.budgets == 0 {
+            return;
+        }
         let inner = &*self.inner;
-        for (i, b, member) in self.budgets_in(held.budgets, client) {
-            let window = b.window.id(held.at);
+        match &inner.store {
+            // the in-memory store's global and provider counters, without alerts: directly
+            Store::Memory(m) if held.budgets & (inner.client_mask | inner.alert_mask) == 0 => {
+                let mut bits = held.budgets;
+                while bits != 0 {
+                    let i = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if let (Some(plan), Some(c)) = (inner.plans.get(i), m.fixed.get(i)) {
+                        c.settle(plan.period.id(held.at), held.amount, actual);
+                    }
+                }
+            }
+            _ => self.settle_each(held, client, actual),
+        }
+    }
+
+    /// [`Ledger::settle_all`] through the store's trait, with alerts.
+    #[inline(never)]
+    fn settle_each(&self, held: &Held, client: Option<&str>, actual: Nanos) {
+        let inner = &*self.inner;
+        let mut bits = held.budgets;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some(plan) = inner.plans.get(i) else {
+                continue;
+            };
+            let window = plan.period.id(held.at);
+            let member = (inner.client_mask & (1 << i) != 0)
+                .then_some(client)
+                .flatten();
             let key = BudgetKey {
                 budget: i,
                 member,
@@ -284,6 +325,18 @@ impl Ledger {
                 self.check_alert(i, member, window, total);
             }
         }
+    }
+}
+
+/// The per-request limit's refusal.
+#[cold]
+#[inline(never)]
+fn too_costly(max: Nanos, worst: Nanos) -> CostError {
+    CostError::BudgetExceeded {
+        budget: "per-request".into(),
+        limit: max,
+        spent: 0,
+        requested: worst,
     }
 }
 
@@ -316,44 +369,22 @@ where
                 found
             }
         };
-        let (model, price, info_max, mask) = match index {
-            Some(i) => {
-                let (_, info) = inner.prices.entry(i);
-                (
-                    ModelRef::Table(i),
-                    info.price,
-                    info.max_output_tokens,
-                    inner
-                        .model_masks
-                        .get(i)
-                        .copied()
-                        .unwrap_or(inner.global_mask),
-                )
-            }
-            None => {
-                let price = match inner.unknown {
-                    UnknownModel::Reject => {
-                        return ResponseFuture::rejected(S::Error::from(CostError::UnknownModel(
-                            name.to_owned(),
-                        )));
-                    }
-                    UnknownModel::Free => Price::FREE,
-                    UnknownModel::Price(p) => p,
-                };
-                (
-                    ModelRef::Unknown(Arc::from(name)),
-                    price,
-                    None,
-                    inner.global_mask,
-                )
-            }
-        };
         let worst = req.worst_case();
-        let max_output = worst
-            .max_output_tokens
-            .or(info_max)
-            .unwrap_or(inner.default_max_output);
-        let worst_cost = price.cost(Tokens::new(worst.input_tokens, max_output));
+        let (model, worst_cost, mask) =
+            match index.and_then(|i| inner.models.get(i).map(|m| (i, m))) {
+                Some((i, slot)) => {
+                    let max_output = worst.max_output_tokens.unwrap_or(slot.max_output);
+                    (
+                        ModelRef::Table(i),
+                        slot.price.cost(Tokens::new(worst.input_tokens, max_output)),
+                        slot.mask,
+                    )
+                }
+                None => match unknown_model(inner, name, worst) {
+                    Ok(found) => found,
+                    Err(e) => return ResponseFuture::rejected(S::Error::from(e)),
+                },
+            };
         let client = req.client().cloned();
         let mask = match client {
             Some(_) => mask | inner.client_mask,
@@ -382,6 +413,27 @@ where
     }
 }
 
+/// How a model the price table does not know is priced (or refused), and its worst case.
+#[cold]
+#[inline(never)]
+fn unknown_model(
+    inner: &crate::ledger::Inner,
+    name: &str,
+    worst: crate::meter::WorstCase,
+) -> Result<(ModelRef, Nanos, u8), CostError> {
+    let price = match inner.unknown {
+        UnknownModel::Reject => return Err(CostError::UnknownModel(name.to_owned())),
+        UnknownModel::Free => Price::FREE,
+        UnknownModel::Price(p) => p,
+    };
+    let max_output = worst.max_output_tokens.unwrap_or(inner.default_max_output);
+    Ok((
+        ModelRef::Unknown(Arc::from(name)),
+        price.cost(Tokens::new(worst.input_tokens, max_output)),
+        inner.global_mask,
+    ))
+}
+
 /// Settles a call's reservations: to the real cost when it answers, to zero when it fails
 /// or is dropped.
 struct Guard {
@@ -393,44 +445,79 @@ struct Guard {
 }
 
 impl Guard {
+    #[inline]
     fn finish<R: CostResponse>(&mut self, response: Option<&R>) {
         self.done = true;
+        let ledger = &*self.ledger;
+        let client = self.client.as_deref();
         let Some(resp) = response else {
-            self.ledger
-                .settle_all(&self.held, self.client.as_deref(), 0);
+            ledger.settle_all(&self.held, client, 0);
             return;
         };
-        let inner = &*self.ledger.inner;
+        let inner = &*ledger.inner;
         let tokens = resp.tokens();
+        let slot = match &self.model {
+            ModelRef::Table(i) => inner.models.get(*i),
+            ModelRef::Unknown(_) => None,
+        };
+        match (slot, resp.model()) {
+            // the model asked for answered (the usual case)
+            (Some(slot), m) if m.is_none_or(|m| *m == *slot.name) => {
+                let cost = slot.price.cost(tokens);
+                ledger.settle_all(&self.held, client, cost);
+                let provider = match resp.provider() {
+                    Some(p) => p,
+                    None => slot.provider.as_deref().unwrap_or("unknown"),
+                };
+                ledger.model_row(slot, provider).add(tokens, cost);
+                if let Some(c) = client {
+                    ledger.client_totals(c, |totals| totals.add(tokens, cost));
+                }
+            }
+            _ => self.finish_other(resp, slot, tokens),
+        }
+    }
+
+    /// Records a call whose answer came from another model than the one asked for (after a
+    /// fallback), or for a model the table does not know.
+    #[cold]
+    #[inline(never)]
+    fn finish_other<R: CostResponse>(
+        &self,
+        resp: &R,
+        asked: Option<&crate::ledger::ModelSlot>,
+        tokens: Tokens,
+    ) {
+        let ledger = &*self.ledger;
+        let inner = &*ledger.inner;
         // the price for a name the table does not know (never `Reject`: refused at the call)
         let unknown = match inner.unknown {
             UnknownModel::Price(p) => p,
             UnknownModel::Free | UnknownModel::Reject => Price::FREE,
         };
-        // price what answered: after a fallback that may be another model
         let (index, model_name, price, table_provider): (Option<usize>, &str, Price, Option<&str>) =
-            match (resp.model(), &self.model) {
-                (Some(m), ModelRef::Table(i)) if &*inner.prices.entry(*i).0 != m => {
-                    match inner.prices.index_of(m) {
-                        Some(j) => {
-                            let (name, info) = inner.prices.entry(j);
-                            (Some(j), name, info.price, info.provider.as_deref())
-                        }
-                        // not in the table (e.g. a dated variant): the requested model's price
-                        None => (None, m, inner.prices.entry(*i).1.price, None),
+            match (resp.model(), asked, &self.model) {
+                (Some(m), Some(asked), _) => match inner.prices.index_of(m) {
+                    Some(j) => {
+                        let (name, info) = inner.prices.entry(j);
+                        (Some(j), name, info.price, info.provider.as_deref())
                     }
-                }
-                (_, ModelRef::Table(i)) => {
-                    let (name, info) = inner.prices.entry(*i);
-                    (Some(*i), name, info.price, info.provider.as_deref())
-                }
-                (_, ModelRef::Unknown(name)) => (None, name, unknown, None),
+                    // not in the table (e.g. a dated variant): the requested model's price
+                    None => (None, m, asked.price, None),
+                },
+                (None, Some(asked), ModelRef::Table(i)) => (
+                    Some(*i),
+                    &asked.name,
+                    asked.price,
+                    asked.provider.as_deref(),
+                ),
+                (_, _, ModelRef::Unknown(name)) => (None, name, unknown, None),
+                (_, None, ModelRef::Table(_)) => (None, "(unknown)", unknown, None),
             };
         let cost = price.cost(tokens);
-        self.ledger
-            .settle_all(&self.held, self.client.as_deref(), cost);
+        ledger.settle_all(&self.held, self.client.as_deref(), cost);
         let provider = resp.provider().or(table_provider).unwrap_or("unknown");
-        self.ledger.record(
+        ledger.record(
             provider,
             model_name,
             index,
@@ -441,12 +528,21 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Gives back the reservations of a call that was cancelled.
+    #[cold]
+    #[inline(never)]
+    fn release(&self) {
+        self.ledger
+            .settle_all(&self.held, self.client.as_deref(), 0);
+    }
+}
+
 impl Drop for Guard {
+    #[inline]
     fn drop(&mut self) {
         if !self.done {
-            // cancelled: release the reservations
-            self.ledger
-                .settle_all(&self.held, self.client.as_deref(), 0);
+            self.release();
         }
     }
 }
