@@ -9,6 +9,7 @@ use crate::budget::{
     Budget, BudgetKey, BudgetStore, Clock, CoarseClock, MemoryStore, Period, Scope, Store,
 };
 use crate::error::CostError;
+use crate::lanes::RowTotals;
 use crate::prices::{Nanos, Price, PriceTable, Tokens};
 
 /// Nano-dollars from US dollars (for configuration; amounts are integers from here on).
@@ -45,7 +46,7 @@ pub struct Spend {
 }
 
 impl Spend {
-    fn add(&mut self, o: &Spend) {
+    pub(crate) fn add(&mut self, o: &Spend) {
         self.requests += o.requests;
         self.tokens.input += o.tokens.input;
         self.tokens.output += o.tokens.output;
@@ -99,7 +100,7 @@ impl Counts {
 
 /// What one call adds to each of [`Counts::all`].
 #[inline]
-fn parts(t: Tokens, cost: Nanos) -> [u64; 6] {
+pub(crate) fn parts(t: Tokens, cost: Nanos) -> [u64; 6] {
     [1, t.input, t.output, t.cached_input, t.cache_write, cost]
 }
 
@@ -146,7 +147,7 @@ impl Totals {
         }
     }
 
-    fn read(&self) -> Spend {
+    pub(crate) fn read(&self) -> Spend {
         // under the flag, so no call is half-way through its stores (calls meanwhile spill)
         self.lock();
         let mut spend = self.owned.read();
@@ -155,7 +156,7 @@ impl Totals {
         spend
     }
 
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.lock();
         for a in self.owned.all() {
             a.store(0, Ordering::Relaxed);
@@ -186,7 +187,7 @@ const ROWS: usize = 256;
 #[repr(align(64))]
 pub(crate) struct Row {
     key: OnceLock<(Arc<str>, Arc<str>)>,
-    totals: Totals,
+    totals: RowTotals,
 }
 
 /// One line of [`Ledger::stats`]: the seeds' `get_stats` (provider, model, tokens, cost).
@@ -276,7 +277,7 @@ pub(crate) struct Inner {
     on_alert: Option<AlertHook>,
     rows: Box<[Row]>,
     rows_len: AtomicUsize,
-    overflow: Totals,
+    overflow: RowTotals,
     clients: Box<[ClientShard]>,
     clients_per_shard: usize,
     other_clients: Totals,
@@ -492,7 +493,7 @@ impl Ledger {
     /// The totals of a price-table model served by `provider`: its own row if `provider`
     /// was the first to serve it, else a row found by scanning.
     #[inline]
-    pub(crate) fn model_row<'a>(&'a self, slot: &'a ModelSlot, provider: &str) -> &'a Totals {
+    pub(crate) fn model_row<'a>(&'a self, slot: &'a ModelSlot, provider: &str) -> &'a RowTotals {
         match slot.row.key.get() {
             Some((p, _)) if **p == *provider => &slot.row.totals,
             Some(_) => self.row(provider, &slot.name),
@@ -531,7 +532,7 @@ impl Ledger {
         Ok(cost)
     }
 
-    fn row(&self, provider: &str, model: &str) -> &Totals {
+    fn row(&self, provider: &str, model: &str) -> &RowTotals {
         let inner = &*self.inner;
         let n = inner.rows_len.load(Ordering::Acquire).min(ROWS);
         for row in &inner.rows[..n] {
@@ -788,7 +789,7 @@ impl LedgerBuilder {
                     provider: info.provider.clone(),
                     row: Row {
                         key: OnceLock::new(),
-                        totals: Totals::default(),
+                        totals: RowTotals::default(),
                     },
                 }
             })
@@ -822,11 +823,11 @@ impl LedgerBuilder {
                 rows: (0..ROWS)
                     .map(|_| Row {
                         key: OnceLock::new(),
-                        totals: Totals::default(),
+                        totals: RowTotals::default(),
                     })
                     .collect(),
                 rows_len: AtomicUsize::new(0),
-                overflow: Totals::default(),
+                overflow: RowTotals::default(),
                 clients: (0..CLIENT_SHARDS)
                     .map(|_| RwLock::new(HashMap::with_hasher(ahash::RandomState::new())))
                     .collect(),

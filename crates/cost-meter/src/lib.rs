@@ -46,6 +46,7 @@
 
 mod budget;
 mod error;
+mod lanes;
 mod ledger;
 mod meter;
 mod prices;

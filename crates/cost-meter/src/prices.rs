@@ -76,20 +76,34 @@ impl Price {
     /// The cost of `tokens`, in nano-dollars, rounded up (never under-billed), saturating.
     #[inline]
     pub fn cost(&self, t: Tokens) -> Nanos {
-        // u64 arithmetic while it cannot overflow (always, for real token counts)
-        let fast = t
-            .input
-            .checked_mul(self.input)
-            .and_then(|a| a.checked_add(t.output.checked_mul(self.output)?))
-            .and_then(|a| a.checked_add(t.cached_input.checked_mul(self.cached_input)?))
-            .and_then(|a| a.checked_add(t.cache_write.checked_mul(self.cache_write)?));
-        if let Some(pico) = fast {
-            return pico.div_ceil(1000);
+        // with every count and price below 2^31, the four products and their sum fit in u64
+        // (always, for real token counts and prices up to $2,000 per million tokens)
+        let counts = t.input | t.output | t.cached_input | t.cache_write;
+        let prices = self.input | self.output | self.cached_input | self.cache_write;
+        if (counts | prices) >> 31 == 0 {
+            let pico = t.input * self.input
+                + t.output * self.output
+                + t.cached_input * self.cached_input
+                + t.cache_write * self.cache_write;
+            return (pico + 999) / 1000;
         }
-        let pico = u128::from(t.input) * u128::from(self.input)
-            + u128::from(t.output) * u128::from(self.output)
-            + u128::from(t.cached_input) * u128::from(self.cached_input)
-            + u128::from(t.cache_write) * u128::from(self.cache_write);
+        self.cost_wide(t)
+    }
+
+    /// [`Price::cost`] in 128 bits (each product fits; their sum saturates).
+    #[cold]
+    #[inline(never)]
+    fn cost_wide(&self, t: Tokens) -> Nanos {
+        let pico = [
+            (t.input, self.input),
+            (t.output, self.output),
+            (t.cached_input, self.cached_input),
+            (t.cache_write, self.cache_write),
+        ]
+        .into_iter()
+        .fold(0u128, |sum, (n, p)| {
+            sum.saturating_add(u128::from(n) * u128::from(p))
+        });
         u64::try_from(pico.div_ceil(1000)).unwrap_or(u64::MAX)
     }
 }
@@ -332,5 +346,41 @@ impl PriceTable {
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_u64_mostly_small() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..1 << 31, 0u64..1 << 40, any::<u64>()]
+    }
+
+    proptest! {
+        /// The 64-bit fast path agrees with exact 128-bit arithmetic wherever it is taken,
+        /// and large values saturate instead of wrapping.
+        #[test]
+        fn cost_is_the_exact_rounded_up_sum(
+            t in [any_u64_mostly_small(), any_u64_mostly_small(), any_u64_mostly_small(), any_u64_mostly_small()],
+            p in [any_u64_mostly_small(), any_u64_mostly_small(), any_u64_mostly_small(), any_u64_mostly_small()],
+        ) {
+            let tokens = Tokens { input: t[0], output: t[1], cached_input: t[2], cache_write: t[3] };
+            let price = Price { input: p[0], output: p[1], cached_input: p[2], cache_write: p[3] };
+            // as 192-bit (hi, lo) sums: no overflow anywhere
+            let (mut hi, mut lo) = (0u128, 0u128);
+            for i in 0..4 {
+                let (sum, carry) = lo.overflowing_add(u128::from(t[i]) * u128::from(p[i]));
+                lo = sum;
+                hi += u128::from(carry);
+            }
+            let expected = if hi > 0 {
+                u64::MAX
+            } else {
+                u64::try_from(lo.div_ceil(1000)).unwrap_or(u64::MAX)
+            };
+            prop_assert_eq!(price.cost(tokens), expected);
+        }
     }
 }
