@@ -85,6 +85,8 @@ impl Price {
                 + t.output * self.output
                 + t.cached_input * self.cached_input
                 + t.cache_write * self.cache_write;
+            // cannot overflow (pico < 2^64 - 2^33), and cheaper than `div_ceil`'s remainder
+            #[allow(clippy::manual_div_ceil)]
             return (pico + 999) / 1000;
         }
         self.cost_wide(t)
