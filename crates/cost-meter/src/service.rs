@@ -357,6 +357,9 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        if self.owned != Owned::Yes {
+            self.on_shared_call();
+        }
         let inner = &*self.ledger.inner;
         let name = req.model();
         let index = match self.last_model.get(name) {
@@ -390,24 +393,24 @@ where
             Some(_) => mask | inner.client_mask,
             None => mask,
         };
-        let held = match self.ledger.reserve(worst_cost, mask, client.as_deref()) {
+        // the handle's count and the reservation are updated back to back, so the
+        // processor waits for pending stores once for both
+        let ledger = self.ledger.clone();
+        let held = match ledger.reserve(worst_cost, mask, client.as_deref()) {
             Ok(held) => held,
             Err(e) => return ResponseFuture::rejected(S::Error::from(e)),
         };
         let future = self.inner.call(req);
-        if self.owned != Owned::Yes {
-            self.on_shared_call();
-        }
         ResponseFuture {
             kind: Kind::Metered {
                 future,
-                guard: Guard {
-                    ledger: self.ledger.clone(),
+                guard: Some(Guard {
+                    ledger,
                     held,
                     model,
                     client,
                     done: false,
-                },
+                }),
             },
         }
     }
@@ -464,7 +467,6 @@ impl Guard {
             // the model asked for answered (the usual case)
             (Some(slot), m) if m.is_none_or(|m| *m == *slot.name) => {
                 let cost = slot.price.cost(tokens);
-                ledger.settle_all(&self.held, client, cost);
                 let provider = match resp.provider() {
                     Some(p) => p,
                     None => slot.provider.as_deref().unwrap_or("unknown"),
@@ -473,6 +475,8 @@ impl Guard {
                 if let Some(c) = client {
                     ledger.client_totals(c, |totals| totals.add(tokens, cost));
                 }
+                // last, just before the handle is let go: the two atomic updates back to back
+                ledger.settle_all(&self.held, client, cost);
             }
             _ => self.finish_other(resp, slot, tokens),
         }
@@ -551,7 +555,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, E> {
         Rejected { error: Option<E> },
-        Metered { #[pin] future: F, guard: Guard },
+        Metered { #[pin] future: F, guard: Option<Guard> },
     }
 }
 
@@ -586,8 +590,10 @@ where
             },
             KindProj::Metered { future, guard } => {
                 let result = ready!(future.poll(cx));
-                if !guard.done {
-                    guard.finish(result.as_ref().ok());
+                if let Some(g) = guard {
+                    g.finish(result.as_ref().ok());
+                    // lets go of the ledger handle now, next to the last atomic update
+                    *guard = None;
                 }
                 Poll::Ready(result)
             }
