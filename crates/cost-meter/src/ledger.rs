@@ -486,7 +486,7 @@ impl Ledger {
         };
         totals.add(t, cost);
         if let Some(c) = client {
-            self.client_totals(c, |totals| totals.add(t, cost));
+            self.record_client(c, t, cost);
         }
     }
 
@@ -554,7 +554,13 @@ impl Ledger {
         }
     }
 
-    pub(crate) fn client_totals(&self, client: &str, f: impl FnOnce(&Totals)) {
+    /// Adds one call to a client's totals.
+    #[inline(never)]
+    pub(crate) fn record_client(&self, client: &str, t: Tokens, cost: Nanos) {
+        self.client_totals(client, |totals| totals.add(t, cost));
+    }
+
+    fn client_totals(&self, client: &str, f: impl FnOnce(&Totals)) {
         let shard = &self.inner.clients[shard_of(client)];
         {
             let map = shard.read().unwrap_or_else(|p| p.into_inner());

@@ -124,6 +124,17 @@ impl LastModel {
             .then_some(self.index)
     }
 
+    /// Finds `model` in the price table, and remembers it.
+    #[cold]
+    #[inline(never)]
+    fn look_up(&mut self, inner: &crate::ledger::Inner, model: &str) -> Option<usize> {
+        let found = inner.prices.index_of(model);
+        if let Some(i) = found {
+            self.set(model, i);
+        }
+        found
+    }
+
     #[inline]
     fn set(&mut self, model: &str, index: usize) {
         let b = model.as_bytes();
@@ -161,10 +172,12 @@ impl<S: Clone> Clone for CostMeter<S> {
 }
 
 /// The reservations one call holds: which budgets, when (their windows follow from it), and
-/// the amount (the same worst case on each). Small, so the future stays small.
+/// the amount (the same worst case on each). Small, so the future stays small. Every field
+/// is a full word: a byte written and then copied as part of a word stalls the processor's
+/// store forwarding.
 #[derive(Debug, Default, Clone, Copy)]
 struct Held {
-    budgets: u8,
+    budgets: u64,
     at: u64,
     amount: Nanos,
 }
@@ -179,7 +192,12 @@ enum ModelRef {
 impl Ledger {
     /// Reserves the worst case of a request on every budget in `mask`, all or nothing.
     #[inline]
-    fn reserve(&self, worst: Nanos, mask: u8, client: Option<&str>) -> Result<Held, CostError> {
+    fn reserve(
+        &self,
+        worst: Nanos,
+        mask: u8,
+        client: Option<&str>,
+    ) -> Result<Held, Box<CostError>> {
         let inner = &*self.inner;
         if let Some(max) = inner.max_request_cost
             && worst > max
@@ -194,14 +212,10 @@ impl Ledger {
         } else {
             0
         };
-        let mut held = Held {
-            budgets: 0,
-            at: now,
-            amount: worst,
-        };
         match &inner.store {
             // the in-memory store's global and provider counters, reached directly
             Store::Memory(m) if mask & inner.client_mask == 0 => {
+                let mut got = 0;
                 let mut bits = mask;
                 while bits != 0 {
                     let i = bits.trailing_zeros() as usize;
@@ -210,13 +224,32 @@ impl Ledger {
                         continue;
                     };
                     match c.try_reserve(plan.period.id(now), worst, plan.limit) {
-                        Ok(_) => held.budgets |= 1 << i,
-                        Err(spent) => return Err(self.refuse(&held, client, i, None, spent)),
+                        Ok(_) => got |= 1 << i,
+                        Err(spent) => {
+                            let held = Held {
+                                budgets: got,
+                                at: now,
+                                amount: worst,
+                            };
+                            return Err(self.refuse(&held, client, i, None, spent));
+                        }
                     }
                 }
-                Ok(held)
+                Ok(Held {
+                    budgets: got,
+                    at: now,
+                    amount: worst,
+                })
             }
-            _ => self.reserve_each(held, mask, client),
+            _ => self.reserve_each(
+                Held {
+                    budgets: 0,
+                    at: now,
+                    amount: worst,
+                },
+                mask,
+                client,
+            ),
         }
     }
 
@@ -227,7 +260,7 @@ impl Ledger {
         mut held: Held,
         mask: u8,
         client: Option<&str>,
-    ) -> Result<Held, CostError> {
+    ) -> Result<Held, Box<CostError>> {
         let inner = &*self.inner;
         let mut bits = mask;
         while bits != 0 {
@@ -262,19 +295,19 @@ impl Ledger {
         i: usize,
         member: Option<&str>,
         spent: Nanos,
-    ) -> CostError {
+    ) -> Box<CostError> {
         self.settle_all(held, client, 0);
         let b = &self.inner.budgets[i];
         tracing::warn!(
             budget = b.describe(member).as_str(),
             "request refused: budget exceeded"
         );
-        CostError::BudgetExceeded {
+        Box::new(CostError::BudgetExceeded {
             budget: b.describe(member),
             limit: b.limit,
             spent,
             requested: held.amount,
-        }
+        })
     }
 
     /// Settles every reservation a call holds to `actual` (0 releases them).
@@ -286,8 +319,10 @@ impl Ledger {
         let inner = &*self.inner;
         match &inner.store {
             // the in-memory store's global and provider counters, without alerts: directly
-            Store::Memory(m) if held.budgets & (inner.client_mask | inner.alert_mask) == 0 => {
-                let mut bits = held.budgets;
+            Store::Memory(m)
+                if held.budgets & u64::from(inner.client_mask | inner.alert_mask) == 0 =>
+            {
+                let mut bits = held.budgets as u8;
                 while bits != 0 {
                     let i = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
@@ -304,7 +339,7 @@ impl Ledger {
     #[inline(never)]
     fn settle_each(&self, held: &Held, client: Option<&str>, actual: Nanos) {
         let inner = &*self.inner;
-        let mut bits = held.budgets;
+        let mut bits = held.budgets as u8;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
             bits &= bits - 1;
@@ -331,13 +366,13 @@ impl Ledger {
 /// The per-request limit's refusal.
 #[cold]
 #[inline(never)]
-fn too_costly(max: Nanos, worst: Nanos) -> CostError {
-    CostError::BudgetExceeded {
+fn too_costly(max: Nanos, worst: Nanos) -> Box<CostError> {
+    Box::new(CostError::BudgetExceeded {
         budget: "per-request".into(),
         limit: max,
         spent: 0,
         requested: worst,
-    }
+    })
 }
 
 impl<S, Req> Service<Req> for CostMeter<S>
@@ -364,13 +399,7 @@ where
         let name = req.model();
         let index = match self.last_model.get(name) {
             Some(i) => Some(i),
-            None => {
-                let found = inner.prices.index_of(name);
-                if let Some(i) = found {
-                    self.last_model.set(name, i);
-                }
-                found
-            }
+            None => self.last_model.look_up(inner, name),
         };
         let worst = req.worst_case();
         let (model, worst_cost, mask) =
@@ -385,7 +414,7 @@ where
                 }
                 None => match unknown_model(inner, name, worst) {
                     Ok(found) => found,
-                    Err(e) => return ResponseFuture::rejected(S::Error::from(e)),
+                    Err(e) => return ResponseFuture::rejected(e),
                 },
             };
         let client = req.client().cloned();
@@ -398,7 +427,7 @@ where
         let ledger = self.ledger.clone();
         let held = match ledger.reserve(worst_cost, mask, client.as_deref()) {
             Ok(held) => held,
-            Err(e) => return ResponseFuture::rejected(S::Error::from(e)),
+            Err(e) => return ResponseFuture::rejected(e),
         };
         let future = self.inner.call(req);
         ResponseFuture {
@@ -423,9 +452,9 @@ fn unknown_model(
     inner: &crate::ledger::Inner,
     name: &str,
     worst: crate::meter::WorstCase,
-) -> Result<(ModelRef, Nanos, u8), CostError> {
+) -> Result<(ModelRef, Nanos, u8), Box<CostError>> {
     let price = match inner.unknown {
-        UnknownModel::Reject => return Err(CostError::UnknownModel(name.to_owned())),
+        UnknownModel::Reject => return Err(Box::new(CostError::UnknownModel(name.to_owned()))),
         UnknownModel::Free => Price::FREE,
         UnknownModel::Price(p) => p,
     };
@@ -473,12 +502,12 @@ impl Guard {
                 };
                 ledger.model_row(slot, provider).add(tokens, cost);
                 if let Some(c) = client {
-                    ledger.client_totals(c, |totals| totals.add(tokens, cost));
+                    ledger.record_client(c, tokens, cost);
                 }
                 // last, just before the handle is let go: the two atomic updates back to back
                 ledger.settle_all(&self.held, client, cost);
             }
-            _ => self.finish_other(resp, slot, tokens),
+            _ => self.finish_other(resp, slot),
         }
     }
 
@@ -486,12 +515,8 @@ impl Guard {
     /// fallback), or for a model the table does not know.
     #[cold]
     #[inline(never)]
-    fn finish_other<R: CostResponse>(
-        &self,
-        resp: &R,
-        asked: Option<&crate::ledger::ModelSlot>,
-        tokens: Tokens,
-    ) {
+    fn finish_other<R: CostResponse>(&self, resp: &R, asked: Option<&crate::ledger::ModelSlot>) {
+        let tokens = resp.tokens();
         let ledger = &*self.ledger;
         let inner = &*ledger.inner;
         // the price for a name the table does not know (never `Reject`: refused at the call)
@@ -567,10 +592,15 @@ pin_project! {
     }
 }
 
-impl<F, E> ResponseFuture<F, E> {
-    fn rejected(error: E) -> Self {
+impl<F, E: From<CostError>> ResponseFuture<F, E> {
+    /// A call refused before the inner service was called.
+    #[cold]
+    #[inline(never)]
+    fn rejected(error: Box<CostError>) -> Self {
         Self {
-            kind: Kind::Rejected { error: Some(error) },
+            kind: Kind::Rejected {
+                error: Some(E::from(*error)),
+            },
         }
     }
 }
