@@ -593,9 +593,11 @@ pin_project! {
 }
 
 impl<F, E: From<CostError>> ResponseFuture<F, E> {
-    /// A call refused before the inner service was called.
+    /// A call refused before the inner service was called. (Refusals travel boxed, so the
+    /// `Result`s on the hot path stay small.)
     #[cold]
     #[inline(never)]
+    #[allow(clippy::boxed_local)]
     fn rejected(error: Box<CostError>) -> Self {
         Self {
             kind: Kind::Rejected {
