@@ -391,6 +391,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         if self.owned != Owned::Yes {
             self.on_shared_call();
@@ -614,6 +615,7 @@ where
 {
     type Output = Result<R, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Rejected { error } => match error.take() {
