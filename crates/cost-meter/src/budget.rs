@@ -146,9 +146,12 @@ impl Window {
     pub(crate) fn period(&self) -> Period {
         match self {
             Window::Total => Period::Total,
-            Window::Daily => Period::Every(DAY_NANOS),
+            Window::Daily => Period::Day,
             Window::Monthly => Period::Monthly,
-            Window::Every(d) => Period::Every(d.as_nanos().clamp(1, u128::from(u64::MAX)) as u64),
+            Window::Every(d) => match d.as_nanos().clamp(1, u128::from(u64::MAX)) as u64 {
+                DAY_NANOS => Period::Day,
+                n => Period::Every(n),
+            },
         }
     }
 
@@ -170,6 +173,8 @@ impl Window {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Period {
     Total,
+    /// A UTC day: divided by a constant, which compiles to a multiplication.
+    Day,
     Every(u64),
     Monthly,
 }
@@ -179,6 +184,7 @@ impl Period {
     pub(crate) fn id(self, unix_nanos: u64) -> u64 {
         match self {
             Period::Total => 0,
+            Period::Day => unix_nanos / DAY_NANOS,
             Period::Every(n) => unix_nanos / n.max(1),
             Period::Monthly => month_id(unix_nanos),
         }
