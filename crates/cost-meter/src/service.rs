@@ -220,7 +220,8 @@ impl Ledger {
                 while bits != 0 {
                     let i = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
-                    let (Some(plan), Some(c)) = (inner.plans.get(i), m.fixed.get(i)) else {
+                    let plan = &inner.plans[i & (MAX_BUDGETS - 1)];
+                    let Some(c) = m.fixed.get(i) else {
                         continue;
                     };
                     match c.try_reserve(plan.period.id(now), worst, plan.limit) {
@@ -326,7 +327,8 @@ impl Ledger {
                 while bits != 0 {
                     let i = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
-                    if let (Some(plan), Some(c)) = (inner.plans.get(i), m.fixed.get(i)) {
+                    let plan = &inner.plans[i & (MAX_BUDGETS - 1)];
+                    if let Some(c) = m.fixed.get(i) {
                         c.settle(plan.period.id(held.at), held.amount, actual);
                     }
                 }
@@ -409,7 +411,7 @@ where
                     let max_output = worst.max_output_tokens.unwrap_or(slot.max_output);
                     (
                         ModelRef::Table(i),
-                        slot.price.cost(Tokens::new(worst.input_tokens, max_output)),
+                        slot.cost(Tokens::new(worst.input_tokens, max_output)),
                         slot.mask,
                     )
                 }
@@ -496,7 +498,7 @@ impl Guard {
         match (slot, resp.model()) {
             // the model asked for answered (the usual case)
             (Some(slot), m) if m.is_none_or(|m| *m == *slot.name) => {
-                let cost = slot.price.cost(tokens);
+                let cost = slot.cost(tokens);
                 let provider = match resp.provider() {
                     Some(p) => p,
                     None => slot.provider.as_deref().unwrap_or("unknown"),
