@@ -182,6 +182,17 @@ pub(crate) enum Period {
 impl Period {
     #[inline]
     pub(crate) fn id(self, unix_nanos: u64) -> u64 {
+        // two tests rather than a jump table: the common windows cost a compare each
+        match self {
+            Period::Total => 0,
+            Period::Day => unix_nanos / DAY_NANOS,
+            other => other.id_other(unix_nanos),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn id_other(self, unix_nanos: u64) -> u64 {
         match self {
             Period::Total => 0,
             Period::Day => unix_nanos / DAY_NANOS,
@@ -192,8 +203,6 @@ impl Period {
 }
 
 /// The number of the UTC calendar month of `unix_nanos`.
-#[cold]
-#[inline(never)]
 fn month_id(unix_nanos: u64) -> u64 {
     let (y, m) = year_month(unix_nanos / DAY_NANOS);
     y * 12 + m

@@ -266,7 +266,19 @@ impl ModelSlot {
             #[allow(clippy::manual_div_ceil)]
             return (pico + 999) / 1000;
         }
-        self.price.cost(t)
+        self.cost_wide(t.input, t.output, t.cached_input, t.cache_write)
+    }
+
+    /// [`Price::cost`] (the counts come one by one: a `Tokens` is passed through memory).
+    #[cold]
+    #[inline(never)]
+    fn cost_wide(&self, input: u64, output: u64, cached_input: u64, cache_write: u64) -> Nanos {
+        self.price.cost(Tokens {
+            input,
+            output,
+            cached_input,
+            cache_write,
+        })
     }
 }
 
