@@ -282,6 +282,23 @@ impl ModelSlot {
     }
 }
 
+/// The ledger's clock: the default one called directly (so its read inlines), or any other
+/// behind the trait.
+pub(crate) enum LedgerClock {
+    Coarse(CoarseClock),
+    Custom(Box<dyn Clock>),
+}
+
+impl LedgerClock {
+    #[inline]
+    pub(crate) fn unix_nanos(&self) -> u64 {
+        match self {
+            LedgerClock::Coarse(c) => c.unix_nanos(),
+            LedgerClock::Custom(c) => c.unix_nanos(),
+        }
+    }
+}
+
 /// A budget's limit and window.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
@@ -307,7 +324,7 @@ pub(crate) struct Inner {
     pub(crate) client_mask: u8,
     /// The budgets with an alert share.
     pub(crate) alert_mask: u8,
-    pub(crate) clock: Box<dyn Clock>,
+    pub(crate) clock: LedgerClock,
     on_alert: Option<AlertHook>,
     rows: Box<[Row]>,
     rows_len: AtomicUsize,
@@ -354,7 +371,7 @@ pub struct LedgerBuilder {
     max_request_cost: Option<Nanos>,
     budgets: Vec<Budget>,
     store: Option<Box<dyn BudgetStore>>,
-    clock: Box<dyn Clock>,
+    clock: LedgerClock,
     on_alert: Option<AlertHook>,
     max_clients: usize,
 }
@@ -378,7 +395,7 @@ impl Ledger {
             max_request_cost: None,
             budgets: Vec::new(),
             store: None,
-            clock: Box::new(CoarseClock::new()),
+            clock: LedgerClock::Coarse(CoarseClock::new()),
             on_alert: None,
             max_clients: crate::budget::DEFAULT_MAX_CLIENTS,
         }
@@ -735,7 +752,7 @@ impl LedgerBuilder {
 
     /// The clock budget windows roll over by (default: [`CoarseClock`], the system clock read cheaply).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Box::new(clock);
+        self.clock = LedgerClock::Custom(Box::new(clock));
         self
     }
 
