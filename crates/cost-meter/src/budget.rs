@@ -361,12 +361,18 @@ pub(crate) struct Counter {
 }
 
 impl Counter {
-    /// Moves the counter to `window` if it is behind (once, under the rollover lock).
+    /// Moves the counter to `window` if it is behind.
     #[inline]
     fn roll(&self, window: u64) {
-        if self.window.load(Ordering::Acquire) >= window {
-            return;
+        if self.window.load(Ordering::Acquire) < window {
+            self.roll_to(window);
         }
+    }
+
+    /// Moves the counter to `window` (once, under the rollover lock).
+    #[cold]
+    #[inline(never)]
+    fn roll_to(&self, window: u64) {
         let _guard = self.rollover.lock().unwrap_or_else(|p| p.into_inner());
         if self.window.load(Ordering::Acquire) < window {
             self.used.store(0, Ordering::Release);
@@ -382,6 +388,12 @@ impl Counter {
         limit: Nanos,
     ) -> Result<Nanos, Nanos> {
         self.roll(window);
+        self.add_within(amount, limit)
+    }
+
+    /// Adds `amount` if the total stays within `limit` (the window is the counter's).
+    #[inline]
+    pub(crate) fn add_within(&self, amount: Nanos, limit: Nanos) -> Result<Nanos, Nanos> {
         let mut cur = self.used.load(Ordering::Acquire);
         loop {
             let next = cur.saturating_add(amount);
@@ -403,6 +415,12 @@ impl Counter {
         if self.window.load(Ordering::Acquire) != window {
             return self.settle_elsewhere(actual);
         }
+        self.replace(reserved, actual)
+    }
+
+    /// Replaces a reservation of `reserved` by `actual` (the window is the counter's).
+    #[inline]
+    pub(crate) fn replace(&self, reserved: Nanos, actual: Nanos) -> Nanos {
         if actual >= reserved {
             let d = actual - reserved;
             self.used.fetch_add(d, Ordering::AcqRel).saturating_add(d)

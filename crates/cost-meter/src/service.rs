@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::budget::{BudgetKey, Store};
+use crate::budget::{BudgetKey, Period, Store};
 use crate::error::CostError;
 use crate::ledger::{Ledger, UnknownModel};
 use crate::meter::{CostRequest, CostResponse};
@@ -224,7 +224,12 @@ impl Ledger {
                     let Some(c) = m.fixed.get(i) else {
                         continue;
                     };
-                    match c.try_reserve(plan.period.id(now), worst, plan.limit) {
+                    // an all-time counter never rolls over: no window to check
+                    let reserved = match plan.period {
+                        Period::Total => c.add_within(worst, plan.limit),
+                        period => c.try_reserve(period.id(now), worst, plan.limit),
+                    };
+                    match reserved {
                         Ok(_) => got |= 1 << i,
                         Err(spent) => {
                             let held = Held {
@@ -329,7 +334,10 @@ impl Ledger {
                     bits &= bits - 1;
                     let plan = &inner.plans[i & (MAX_BUDGETS - 1)];
                     if let Some(c) = m.fixed.get(i) {
-                        c.settle(plan.period.id(held.at), held.amount, actual);
+                        match plan.period {
+                            Period::Total => c.replace(held.amount, actual),
+                            period => c.settle(period.id(held.at), held.amount, actual),
+                        };
                     }
                 }
             }
