@@ -255,16 +255,8 @@ impl ModelSlot {
     /// [`Price::cost`], with the price's half of the overflow check done once at build.
     #[inline(always)]
     pub(crate) fn cost(&self, t: Tokens) -> Nanos {
-        let counts = t.input | t.output | t.cached_input | t.cache_write;
-        if self.small_price && counts >> 31 == 0 {
-            let p = &self.price;
-            let pico = t.input * p.input
-                + t.output * p.output
-                + t.cached_input * p.cached_input
-                + t.cache_write * p.cache_write;
-            // cannot overflow (pico < 2^64 - 2^33), and cheaper than `div_ceil`'s remainder
-            #[allow(clippy::manual_div_ceil)]
-            return (pico + 999) / 1000;
+        if self.small_price && t.fit_64_bits() {
+            return self.price.cost_64(t);
         }
         self.cost_wide(t.input, t.output, t.cached_input, t.cache_write)
     }
@@ -838,12 +830,7 @@ impl LedgerBuilder {
                 ModelSlot {
                     name: name.clone(),
                     price: info.price,
-                    small_price: (info.price.input
-                        | info.price.output
-                        | info.price.cached_input
-                        | info.price.cache_write)
-                        >> 31
-                        == 0,
+                    small_price: info.price.fits_64_bits(),
                     max_output: info.max_output_tokens.unwrap_or(self.default_max_output),
                     mask: global_mask
                         | mask_of(

@@ -27,6 +27,12 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// Whether every count is below 2^31 (see [`Price::fits_64_bits`]).
+    #[inline]
+    pub(crate) fn fit_64_bits(&self) -> bool {
+        (self.input | self.output | self.cached_input | self.cache_write) >> 31 == 0
+    }
+
     /// Input and output tokens only.
     pub const fn new(input: u64, output: u64) -> Self {
         Self {
@@ -76,20 +82,31 @@ impl Price {
     /// The cost of `tokens`, in nano-dollars, rounded up (never under-billed), saturating.
     #[inline]
     pub fn cost(&self, t: Tokens) -> Nanos {
-        // with every count and price below 2^31, the four products and their sum fit in u64
-        // (always, for real token counts and prices up to $2,000 per million tokens)
-        let counts = t.input | t.output | t.cached_input | t.cache_write;
-        let prices = self.input | self.output | self.cached_input | self.cache_write;
-        if (counts | prices) >> 31 == 0 {
-            let pico = t.input * self.input
-                + t.output * self.output
-                + t.cached_input * self.cached_input
-                + t.cache_write * self.cache_write;
-            // cannot overflow (pico < 2^64 - 2^33), and cheaper than `div_ceil`'s remainder
-            #[allow(clippy::manual_div_ceil)]
-            return (pico + 999) / 1000;
+        if t.fit_64_bits() && self.fits_64_bits() {
+            return self.cost_64(t);
         }
         self.cost_wide(t)
+    }
+
+    /// Whether every part is below 2^31: with token counts below 2^31 too, the cost fits in
+    /// 64-bit arithmetic (true of every real price up to $2,000 per million tokens).
+    #[inline]
+    pub(crate) fn fits_64_bits(&self) -> bool {
+        (self.input | self.output | self.cached_input | self.cache_write) >> 31 == 0
+    }
+
+    /// [`Price::cost`] in 64 bits, for a price and counts that fit (see
+    /// [`Price::fits_64_bits`]): the four products and their sum stay below 2^64 - 2^33.
+    #[inline(always)]
+    pub(crate) fn cost_64(&self, t: Tokens) -> Nanos {
+        let pico = t.input * self.input
+            + t.output * self.output
+            + t.cached_input * self.cached_input
+            + t.cache_write * self.cache_write;
+        // cannot overflow, and cheaper than `div_ceil`'s remainder
+        #[allow(clippy::manual_div_ceil)]
+        let nanos = (pico + 999) / 1000;
+        nanos
     }
 
     /// [`Price::cost`] in 128 bits (each product fits; their sum saturates).
