@@ -141,12 +141,26 @@ impl RowTotals {
             bump(money, cost);
             return;
         }
-        self.add_shared(t, cost);
+        self.add_shared(t.input, t.output, t.cached_input, t.cache_write, cost);
     }
 
-    /// Adds one call for a thread without a lane.
+    /// Adds one call for a thread without a lane. (The counts come one by one, in registers:
+    /// a `Tokens` argument would be copied through memory on the hot path.)
     #[inline(never)]
-    fn add_shared(&self, t: Tokens, cost: Nanos) {
+    fn add_shared(
+        &self,
+        input: u64,
+        output: u64,
+        cached_input: u64,
+        cache_write: u64,
+        cost: Nanos,
+    ) {
+        let t = Tokens {
+            input,
+            output,
+            cached_input,
+            cache_write,
+        };
         self.shared.add(t, cost);
     }
 
