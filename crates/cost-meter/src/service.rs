@@ -413,38 +413,33 @@ where
             None => self.last_model.look_up(inner, name),
         };
         let worst = req.worst_case();
-        let (table_index, worst_cost, mask) =
+        let (model, worst_cost, mask) =
             match index.and_then(|i| inner.models.get(i).map(|m| (i, m))) {
                 Some((i, slot)) => {
                     let max_output = worst.max_output_tokens.unwrap_or(slot.max_output);
                     (
-                        Some(i),
+                        ModelRef::Table(i),
                         slot.cost(Tokens::new(worst.input_tokens, max_output)),
                         slot.mask,
                     )
                 }
                 None => match unknown_model(inner, name, worst) {
-                    Ok((cost, mask)) => (None, cost, mask),
+                    Ok(found) => found,
                     Err(e) => return ResponseFuture::rejected(e),
                 },
             };
-        let mask = match req.client() {
+        let client = req.client().cloned();
+        let mask = match client {
             Some(_) => mask | inner.client_mask,
             None => mask,
         };
         // the handle's count and the reservation are updated back to back, so the
         // processor waits for pending stores once for both
         let ledger = self.ledger.clone();
-        let held = match ledger.reserve(worst_cost, mask, req.client().map(|c| &**c)) {
+        let held = match ledger.reserve(worst_cost, mask, client.as_deref()) {
             Ok(held) => held,
             Err(e) => return ResponseFuture::rejected(e),
         };
-        // what the guard keeps is made only now, so it is not held across the reservation
-        let model = match table_index {
-            Some(i) => ModelRef::Table(i),
-            None => ModelRef::Unknown(Arc::from(req.model())),
-        };
-        let client = req.client().cloned();
         let future = self.inner.call(req);
         ResponseFuture {
             kind: Kind::Metered {
@@ -461,15 +456,14 @@ where
     }
 }
 
-/// How a model the price table does not know is priced (or refused): its worst case, and
-/// the budgets that apply.
+/// How a model the price table does not know is priced (or refused), and its worst case.
 #[cold]
 #[inline(never)]
 fn unknown_model(
     inner: &crate::ledger::Inner,
     name: &str,
     worst: crate::meter::WorstCase,
-) -> Result<(Nanos, u8), Box<CostError>> {
+) -> Result<(ModelRef, Nanos, u8), Box<CostError>> {
     let price = match inner.unknown {
         UnknownModel::Reject => return Err(Box::new(CostError::UnknownModel(name.to_owned()))),
         UnknownModel::Free => Price::FREE,
@@ -477,6 +471,7 @@ fn unknown_model(
     };
     let max_output = worst.max_output_tokens.unwrap_or(inner.default_max_output);
     Ok((
+        ModelRef::Unknown(Arc::from(name)),
         price.cost(Tokens::new(worst.input_tokens, max_output)),
         inner.global_mask,
     ))
