@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use crate::ledger::{Spend, Totals};
+use crate::ledger::{Spend, Totals, bump};
 use crate::prices::{Nanos, Tokens};
 
 /// Lanes a row can have: threads past it share the row's flagged totals.
@@ -84,12 +84,6 @@ fn take() -> Option<usize> {
     };
     LANE.with(|l| l.set(i));
     (i < UNSET).then_some(i)
-}
-
-/// Adds to a counter only this thread writes.
-#[inline(always)]
-fn bump(a: &AtomicU64, n: u64) {
-    a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// One thread's copy of a row's counts (requests, input, output, cached input, cache

@@ -100,14 +100,14 @@ impl Counts {
 
 /// What one call adds to each of [`Counts::all`].
 #[inline]
-pub(crate) fn parts(t: Tokens, cost: Nanos) -> [u64; 6] {
+fn parts(t: Tokens, cost: Nanos) -> [u64; 6] {
     [1, t.input, t.output, t.cached_input, t.cache_write, cost]
 }
 
-/// Adds to a counter only its lock holder writes: a plain load and store, no atomic
-/// read-modify-write.
-#[inline]
-fn bump(a: &AtomicU64, n: u64) {
+/// Adds to a counter only its lock holder (or its lane's thread) writes: a plain load and
+/// store, no atomic read-modify-write.
+#[inline(always)]
+pub(crate) fn bump(a: &AtomicU64, n: u64) {
     a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
@@ -537,20 +537,14 @@ impl Ledger {
     /// was the first to serve it, else a row found by scanning.
     #[inline]
     pub(crate) fn model_row<'a>(&'a self, slot: &'a ModelSlot, provider: &str) -> &'a RowTotals {
-        match slot.row.key.get() {
-            Some((p, _)) if **p == *provider => &slot.row.totals,
-            Some(_) => self.row(provider, &slot.name),
-            None => {
-                let key = slot
-                    .row
-                    .key
-                    .get_or_init(|| (Arc::from(provider), slot.name.clone()));
-                if *key.0 == *provider {
-                    &slot.row.totals
-                } else {
-                    self.row(provider, &slot.name)
-                }
-            }
+        let (first, _) = slot
+            .row
+            .key
+            .get_or_init(|| (Arc::from(provider), slot.name.clone()));
+        if **first == *provider {
+            &slot.row.totals
+        } else {
+            self.row(provider, &slot.name)
         }
     }
 
