@@ -194,10 +194,9 @@ impl Period {
     #[inline(never)]
     fn id_other(self, unix_nanos: u64) -> u64 {
         match self {
-            Period::Total => 0,
-            Period::Day => unix_nanos / DAY_NANOS,
             Period::Every(n) => unix_nanos / n.max(1),
             Period::Monthly => month_id(unix_nanos),
+            Period::Total | Period::Day => self.id(unix_nanos),
         }
     }
 }
