@@ -1,5 +1,5 @@
-//! Metering something that is not an LLM: a translation API billed per character; and the
-//! success path allocating nothing.
+//! Metering something that is not an LLM: a translation API billed per character; the
+//! success path allocating nothing; and many threads counted exactly.
 #![allow(clippy::unwrap_used)]
 
 use tower::{BoxError, Layer, ServiceExt, service_fn};
@@ -108,4 +108,45 @@ fn success_path_allocates_nothing() {
         }
     });
     assert_eq!(info.count_total, 0, "{info:?}");
+}
+
+/// Many OS threads (more than the ledger has per-thread lanes) metering through clones of
+/// one service: every call is counted once in the totals, and the budget ends exact.
+#[test]
+fn threads_count_every_call_once() {
+    let ledger = Ledger::builder()
+        .budget(Budget::global(u64::MAX / 2))
+        .build()
+        .unwrap();
+    let api = service_fn(|t: Translate| {
+        std::future::ready(Ok::<_, BoxError>(Translated {
+            chars: t.text.len() as u64,
+        }))
+    });
+    let svc = CostMeterLayer::new(ledger.clone()).layer(api);
+    let threads = 2 * std::thread::available_parallelism().map_or(4, |n| n.get()) + 8;
+    let start = std::sync::Barrier::new(threads);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let mut svc = svc.clone();
+            let start = &start;
+            s.spawn(move || {
+                start.wait();
+                for _ in 0..500 {
+                    let req = Translate {
+                        text: "abc".into(),
+                        engine: "gpt-4o-mini",
+                    };
+                    assert!(call_now(&mut svc, req));
+                }
+            });
+        }
+    });
+    let calls = threads as u64 * 500;
+    let snap = ledger.snapshot();
+    assert_eq!(snap.total.requests, calls);
+    assert_eq!(snap.total.tokens.input, 3 * calls);
+    // gpt-4o-mini: 150_000 pico-dollars per input token, 3 tokens = 450 nano-dollars a call
+    assert_eq!(snap.total.cost, 450 * calls);
+    assert_eq!(ledger.budget_spent(0, None), 450 * calls);
 }
