@@ -2,7 +2,7 @@
 //! success path allocating nothing; and many threads counted exactly.
 #![allow(clippy::unwrap_used)]
 
-use tower::{BoxError, Layer, ServiceExt, service_fn};
+use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 use towerguard_cost_meter::{
     Budget, CostError, CostMeterLayer, CostRequest, CostResponse, Ledger, ModelInfo, Price,
     PriceTable, Tokens, WorstCase,
@@ -78,8 +78,12 @@ async fn bills_characters_against_a_budget() {
     assert_eq!(&*snap.providers[0].0, "deepl");
 }
 
-#[test]
-fn success_path_allocates_nothing() {
+/// A ledger with a global budget that never runs out, and a meter over an API that answers at
+/// once with one character per byte of text.
+fn metered() -> (
+    Ledger,
+    impl Service<Translate, Response = Translated, Error = BoxError> + Clone + Send,
+) {
     let ledger = Ledger::builder()
         .budget(Budget::global(u64::MAX / 2))
         .build()
@@ -89,7 +93,12 @@ fn success_path_allocates_nothing() {
             chars: t.text.len() as u64,
         }))
     });
-    let mut svc = CostMeterLayer::new(ledger).layer(api);
+    (ledger.clone(), CostMeterLayer::new(ledger).layer(api))
+}
+
+#[test]
+fn success_path_allocates_nothing() {
+    let (_, mut svc) = metered();
     let req = || Translate {
         text: String::new(),
         engine: "gpt-4o-mini",
@@ -114,16 +123,7 @@ fn success_path_allocates_nothing() {
 /// one service: every call is counted once in the totals, and the budget ends exact.
 #[test]
 fn threads_count_every_call_once() {
-    let ledger = Ledger::builder()
-        .budget(Budget::global(u64::MAX / 2))
-        .build()
-        .unwrap();
-    let api = service_fn(|t: Translate| {
-        std::future::ready(Ok::<_, BoxError>(Translated {
-            chars: t.text.len() as u64,
-        }))
-    });
-    let svc = CostMeterLayer::new(ledger.clone()).layer(api);
+    let (ledger, svc) = metered();
     let threads = 2 * std::thread::available_parallelism().map_or(4, |n| n.get()) + 8;
     let start = std::sync::Barrier::new(threads);
     std::thread::scope(|s| {
