@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use towerguard_outcome::{
+    AttemptRefusal, AttemptRefused, ClassifyError, Declared, Failure, Refusal, Verdict,
+};
+
 use crate::redact::redact_secrets;
 
 /// What went wrong, in the terms the layers act on.
@@ -23,6 +27,7 @@ use crate::redact::redact_secrets;
 /// | ContentPolicy | no | no | no by default (configurable in the fallback layer) |
 /// | InvalidRequest, BudgetExceeded, Throttled, AllProvidersFailed | no | no | no |
 /// | CircuitOpen | no | no | yes |
+/// | Configuration (e.g. a model without a price) | no | no | yes |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -59,11 +64,14 @@ pub enum ErrorKind {
     Throttled,
     /// Our fallback layer tried every provider and all failed.
     AllProvidersFailed,
+    /// The gateway's own configuration cannot serve the request (e.g. a model the cost
+    /// meter has no price for): the operator's fault, answered as a server-side error.
+    Configuration,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::RateLimited,
         ErrorKind::Overloaded,
         ErrorKind::Server,
@@ -80,6 +88,7 @@ impl ErrorKind {
         ErrorKind::BudgetExceeded,
         ErrorKind::Throttled,
         ErrorKind::AllProvidersFailed,
+        ErrorKind::Configuration,
     ];
 
     /// Is a transient failure that a retry (after a delay) may fix.
@@ -114,6 +123,15 @@ impl ErrorKind {
                 | ErrorKind::ModelNotFound
                 | ErrorKind::ContextLengthExceeded
                 | ErrorKind::CircuitOpen
+                | ErrorKind::Configuration
+        )
+    }
+
+    /// Is a refusal by one of our own layers (breaker, limiter, meter).
+    pub const fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::CircuitOpen | ErrorKind::BudgetExceeded | ErrorKind::Throttled
         )
     }
 
@@ -144,6 +162,7 @@ impl ErrorKind {
             ErrorKind::BudgetExceeded => "budget_exceeded",
             ErrorKind::Throttled => "throttled",
             ErrorKind::AllProvidersFailed => "all_providers_failed",
+            ErrorKind::Configuration => "configuration",
         }
     }
 
@@ -168,6 +187,7 @@ impl ErrorKind {
             ErrorKind::BudgetExceeded => "the spending budget for this request is exhausted",
             ErrorKind::Throttled => "too many requests; slow down",
             ErrorKind::AllProvidersFailed => "no model provider could serve the request",
+            ErrorKind::Configuration => "the gateway is not configured to serve this request",
         }
     }
 }
@@ -220,6 +240,8 @@ struct Inner {
     detail: Option<Box<str>>,
     attempts: Vec<LlmError>,
     extensions: http::Extensions,
+    /// The verdict, kept in the source chain so a boxed `LlmError` is still classified.
+    declared: Declared,
 }
 
 impl LlmError {
@@ -236,8 +258,14 @@ impl LlmError {
                 detail: None,
                 attempts: Vec::new(),
                 extensions: http::Extensions::new(),
+                declared: Declared(verdict_of(kind, None, None)),
             }),
         }
+    }
+
+    fn refresh_verdict(&mut self) {
+        let i = &mut *self.inner;
+        i.declared = Declared(verdict_of(i.kind, i.should_retry, i.retry_after));
     }
 
     /// The fallback layer's final error: every provider tried, in order, with its error.
@@ -252,14 +280,14 @@ impl LlmError {
     /// Our circuit breaker rejected the call; `retry_after` is the time left open.
     pub fn circuit_open(retry_after: Option<Duration>) -> Self {
         let mut err = Self::new(ErrorKind::CircuitOpen);
-        err.inner.retry_after = retry_after;
+        err.set_retry_after(retry_after);
         err
     }
 
     /// Our rate limiter rejected the call; `retry_after` is when the client may try again.
     pub fn throttled(retry_after: Option<Duration>) -> Self {
         let mut err = Self::new(ErrorKind::Throttled);
-        err.inner.retry_after = retry_after;
+        err.set_retry_after(retry_after);
         err
     }
 
@@ -291,19 +319,21 @@ impl LlmError {
 
     /// Sets the Retry-After hint.
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
-        self.inner.retry_after = Some(retry_after);
+        self.set_retry_after(Some(retry_after));
         self
     }
 
     /// Sets or clears the Retry-After hint.
     pub fn set_retry_after(&mut self, retry_after: Option<Duration>) {
         self.inner.retry_after = retry_after;
+        self.refresh_verdict();
     }
 
     /// Records the provider's explicit `x-should-retry` answer, which overrides the kind's
     /// default in [`is_retryable`](Self::is_retryable).
     pub fn with_should_retry(mut self, should_retry: bool) -> Self {
         self.inner.should_retry = Some(should_retry);
+        self.refresh_verdict();
         self
     }
 
@@ -401,6 +431,49 @@ impl LlmError {
     pub fn should_fallback(&self) -> bool {
         self.inner.kind.should_fallback()
     }
+
+    /// What this error means to the layers: the design's table, with the provider's
+    /// `x-should-retry` answer and Retry-After hint.
+    pub fn verdict(&self) -> Verdict {
+        self.inner.declared.0
+    }
+}
+
+/// The design's table as a [`Verdict`].
+fn verdict_of(
+    kind: ErrorKind,
+    should_retry: Option<bool>,
+    retry_after: Option<Duration>,
+) -> Verdict {
+    let fallback = kind.should_fallback();
+    let retryable = should_retry.unwrap_or_else(|| kind.is_retryable());
+    if kind.is_refusal() {
+        Verdict::Refused(Refusal {
+            fallback,
+            retry_after,
+        })
+    } else if kind.is_client_fault() && !retryable {
+        Verdict::ClientFault { fallback }
+    } else {
+        Verdict::Upstream(Failure {
+            retryable,
+            unhealthy: kind.counts_for_breaker(),
+            fallback,
+            retry_after,
+        })
+    }
+}
+
+/// The design's table (see [`ErrorKind`]); `label` is the kind's name.
+impl ClassifyError for LlmError {
+    #[inline]
+    fn verdict(&self) -> Verdict {
+        self.inner.declared.0
+    }
+
+    fn label(&self) -> &'static str {
+        self.inner.kind.as_str()
+    }
 }
 
 impl fmt::Display for LlmError {
@@ -459,7 +532,25 @@ impl fmt::Debug for LlmError {
     }
 }
 
-impl std::error::Error for LlmError {}
+/// The source chain holds the error's [`Declared`] verdict, so the layers' `BoxError`
+/// defaults classify a boxed `LlmError` by the same table.
+impl std::error::Error for LlmError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.inner.declared)
+    }
+}
+
+impl From<AttemptRefused> for LlmError {
+    /// An exhausted budget becomes [`ErrorKind::BudgetExceeded`], an unpriced model
+    /// [`ErrorKind::Configuration`]; the detail names the budget or model.
+    fn from(e: AttemptRefused) -> Self {
+        match e.reason() {
+            AttemptRefusal::Unpriced => LlmError::new(ErrorKind::Configuration)
+                .with_detail(format!("no price for {}", e.detail())),
+            _ => LlmError::budget_exceeded(e.detail()),
+        }
+    }
+}
 
 impl From<ErrorKind> for LlmError {
     fn from(kind: ErrorKind) -> Self {

@@ -34,6 +34,8 @@ pub use error::{ErrorKind, LlmError, MAX_DETAIL_LEN};
 pub use redact::{REDACTED, redact_secrets};
 pub use request::{ClientKey, LlmRequest, Message, RequestId, Role, SamplingParams};
 pub use response::{FinishReason, LlmResponse, Usage};
+/// The shared outcome vocabulary ([`Verdict`](towerguard_outcome::Verdict), the clock, ...).
+pub use towerguard_outcome as outcome;
 
 /// The number of attempts a layer made for a request, stored in the extensions of the
 /// response or error it returns (the retry layer sets it).

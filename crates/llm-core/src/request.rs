@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::sync::Arc;
+
 use std::sync::atomic::{AtomicU64, Ordering};
+use towerguard_outcome::AttemptHook;
 
 use serde::{Deserialize, Serialize};
 
@@ -200,6 +202,8 @@ pub struct LlmRequest {
     shared: Arc<Parts>,
     /// The user's own data, carried through every layer.
     pub extensions: http::Extensions,
+    /// The cost meter's handle, asked before each attempt below it (see [`AttemptHook`]).
+    attempt_hook: Option<AttemptHook>,
 }
 
 #[derive(Debug, Clone)]
@@ -223,7 +227,18 @@ impl LlmRequest {
                 request_id: RequestId::generate(),
             }),
             extensions: http::Extensions::new(),
+            attempt_hook: None,
         }
+    }
+
+    /// The handle of the cost meter above, which a fallback asks before each attempt.
+    pub fn attempt_hook(&self) -> Option<&AttemptHook> {
+        self.attempt_hook.as_ref()
+    }
+
+    /// Sets (the cost meter does) or clears the handle of the meter above.
+    pub fn set_attempt_hook(&mut self, hook: Option<AttemptHook>) {
+        self.attempt_hook = hook;
     }
 
     fn parts_mut(&mut self) -> &mut Parts {

@@ -354,6 +354,7 @@ fn every_kind_has_the_table_policy() {
         (BudgetExceeded, false, false, false),
         (Throttled, false, false, false),
         (AllProvidersFailed, false, false, false),
+        (Configuration, false, false, true),
     ];
     assert_eq!(table.len(), ErrorKind::ALL.len());
     for (kind, retry, breaker, fallback) in table {
@@ -361,7 +362,40 @@ fn every_kind_has_the_table_policy() {
         assert_eq!(kind.counts_for_breaker(), breaker, "{kind} breaker");
         assert_eq!(kind.should_fallback(), fallback, "{kind} fallback");
         assert!(!kind.default_message().is_empty());
+        // the shared verdict says the same, directly and through a BoxError
+        let v = LlmError::new(kind).verdict();
+        assert_eq!(v.is_retryable(), retry, "{kind} verdict retry");
+        assert_eq!(v.counts_for_breaker(), breaker, "{kind} verdict breaker");
+        assert_eq!(v.should_fallback(), fallback, "{kind} verdict fallback");
+        assert_eq!(
+            v.is_client_fault(),
+            kind.is_client_fault(),
+            "{kind} client fault"
+        );
+        assert_eq!(v.is_refusal(), kind.is_refusal(), "{kind} refusal");
+        let boxed: towerguard_outcome::BoxError = Box::new(LlmError::new(kind));
+        assert_eq!(
+            towerguard_outcome::ClassifyError::verdict(&boxed),
+            v,
+            "{kind} boxed"
+        );
     }
+    // our own refusals and the operator's misconfiguration are never the client's fault
+    for kind in [
+        CircuitOpen,
+        BudgetExceeded,
+        Throttled,
+        Configuration,
+        AllProvidersFailed,
+    ] {
+        assert!(!LlmError::new(kind).verdict().is_client_fault(), "{kind}");
+    }
+    // x-should-retry and Retry-After reach the verdict
+    let hinted = LlmError::new(RateLimited)
+        .with_retry_after(Duration::from_secs(3))
+        .with_should_retry(false);
+    assert!(!hinted.verdict().is_retryable());
+    assert_eq!(hinted.verdict().retry_after(), Some(Duration::from_secs(3)));
 }
 
 #[test]
