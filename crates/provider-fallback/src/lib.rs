@@ -4,15 +4,22 @@
 //!   robin, fail fast; health-aware on top: providers whose Retry-After or open breaker is
 //!   still in the future, or whose health check fails, are skipped and tried last (or the
 //!   request waits for the first to recover, [`AllDown`]).
-//! - Conditions: by default the error's own verdict ([`FallbackHint`]; for `LlmError` the
-//!   design table), a custom predicate, and per-condition chains (context length exceeded ->
-//!   the larger-context chain; content policy -> its own chain or none).
+//! - Conditions: by default the error's [`Verdict`](towerguard_outcome::Verdict) from
+//!   [`ClassifyError`](towerguard_outcome::ClassifyError) (for `LlmError` the design's
+//!   table): fall back iff it says `should_fallback`, and skip the provider for its
+//!   `retry_after`. Override with `classify`, `fallback_if`, and `chain_when` per-condition
+//!   chains (context length exceeded -> the larger-context chain; content policy -> none).
+//! - Cost follows the attempt: if the request carries a meter's
+//!   [`AttemptHook`](towerguard_outcome::AttemptHook), it is asked before each attempt with
+//!   that provider and model. An exhausted budget ends the request without calling the
+//!   provider; an unpriced model is that provider's failure.
 //! - Per-provider model mapping, a cap on providers per request, each provider at most once.
 //! - When all fail: [`AllProvidersFailed`] with every provider's error, in order (with the
 //!   `llm` feature an `LlmError` of kind `AllProvidersFailed` whose client message names none).
-//! - `on_fallback` callback, a `tracing` info event per switch, statistics ([`FallbackHandle`]).
+//! - `on_fallback` callback, a `tracing` info event per switch, statistics that add up
+//!   ([`FallbackHandle`], [`FallbackStats`]).
 //! - Optional hedging: after a delay, start the next provider too; the first success wins.
-//! - Nests: a fallback layer inside another.
+//! - Works on any `Service<Req>`; nests (a fallback layer inside another).
 //!
 //! While the primary answers, the layer adds no allocation and no lock.
 //!
@@ -38,13 +45,24 @@
 //! # });
 //! ```
 
-mod hint;
+mod attempts;
+mod error;
+mod future;
+mod health;
 mod layer;
+mod plan;
 mod service;
+mod shared;
+mod stats;
 
-pub use hint::{AllProvidersFailed, FallbackHint};
-pub use layer::{
-    AllDown, ConfigError, FallbackHandle, FallbackLayer, FallbackLayerBuilder, FallbackStats,
-    MAX_PROVIDERS, ProviderStats, Strategy,
-};
-pub use service::{Fallback, ResponseFuture};
+pub use error::AllProvidersFailed;
+pub use future::ResponseFuture;
+pub use health::AllDown;
+pub use layer::{FallbackLayer, FallbackLayerBuilder};
+pub use plan::Strategy;
+pub use service::Fallback;
+pub use stats::{FallbackHandle, FallbackStats, ProviderStats};
+pub use towerguard_outcome::ConfigError;
+
+/// Most providers one layer can hold (the wrapped primary included).
+pub const MAX_PROVIDERS: usize = 16;

@@ -1,0 +1,109 @@
+//! The [`ResponseFuture`] of a [`Fallback`](crate::Fallback) call.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tower_service::Service;
+use towerguard_outcome::AttemptRefused;
+
+use crate::attempts::{self, BoxFuture, Start, Tried};
+use crate::error::AllProvidersFailed;
+use crate::shared::Shared;
+use crate::stats::Served;
+
+pin_project! {
+    #[project = StateProj]
+    enum State<Fut, Res, F, Req, E> {
+        // The primary's attempt, with what a fallback needs if it fails.
+        Primary {
+            #[pin]
+            future: Fut,
+            fallback: Option<(Arc<Shared<F, Req, E>>, Req)>,
+        },
+        // Every other attempt.
+        Boxed { future: BoxFuture<Result<Res, E>> },
+        // Refused before any attempt.
+        Failed { error: Option<E> },
+    }
+}
+
+pin_project! {
+    /// The future of a [`Fallback`](crate::Fallback) call. While the primary answers, nothing
+    /// is boxed.
+    pub struct ResponseFuture<Fut, Res, F, Req, E> {
+        #[pin]
+        state: State<Fut, Res, F, Req, E>,
+    }
+}
+
+impl<Fut, Res, F, Req, E> ResponseFuture<Fut, Res, F, Req, E> {
+    pub(crate) fn primary(future: Fut, shared: Arc<Shared<F, Req, E>>, req: Req) -> Self {
+        let fallback = Some((shared, req));
+        Self {
+            state: State::Primary { future, fallback },
+        }
+    }
+
+    pub(crate) fn boxed(future: BoxFuture<Result<Res, E>>) -> Self {
+        Self {
+            state: State::Boxed { future },
+        }
+    }
+
+    pub(crate) fn failed(error: E) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<Fut, Res, F, Req, E> Future for ResponseFuture<Fut, Res, F, Req, E>
+where
+    Fut: Future<Output = Result<Res, E>>,
+    Res: Send + 'static,
+    F: Service<Req, Response = Res, Error = E> + Clone + Send + Sync + 'static,
+    F::Future: Send + 'static,
+    Req: Clone + Send + Sync + 'static,
+    E: From<AllProvidersFailed<E>> + From<AttemptRefused> + Send + Sync + 'static,
+{
+    type Output = Result<Res, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Primary { future, fallback } => {
+                    let result = ready!(future.poll(cx));
+                    let Some((shared, req)) = fallback.take() else {
+                        return Poll::Ready(result); // polled again after the end
+                    };
+                    match result {
+                        Ok(res) => {
+                            shared.providers[0].health.answered();
+                            shared.counters.served(0, Served::First);
+                            return Poll::Ready(Ok(res));
+                        }
+                        Err(error) => {
+                            let start = Start::Failed(error);
+                            let rest =
+                                attempts::run::<Tried<Res, E>, _, _, _>(shared, None, req, start);
+                            this.state.set(State::Boxed {
+                                future: Box::pin(rest),
+                            });
+                        }
+                    }
+                }
+                StateProj::Boxed { future } => return future.as_mut().poll(cx),
+                StateProj::Failed { error } => {
+                    return Poll::Ready(match error.take() {
+                        Some(error) => Err(error),
+                        None => panic!("`ResponseFuture` polled after completion"),
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! What every clone of the service shares: the providers, the policy, the counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use towerguard_outcome::{AttemptHook, Clock, Verdict};
+
+use crate::health::{AllDown, Health};
+use crate::plan::{Plan, Strategy};
+use crate::stats::{Counters, FallbackStats, Padded, Report};
+
+pub(crate) type Predicate<E> = Box<dyn Fn(&E) -> bool + Send + Sync>;
+pub(crate) type VerdictFn<E> = Box<dyn Fn(&E) -> Verdict + Send + Sync>;
+pub(crate) type Mapper<Req> = Box<dyn Fn(&str, &Req) -> Req + Send + Sync>;
+pub(crate) type Remodel<Req> = fn(&Req, &Arc<str>) -> Req;
+pub(crate) type OnFallback<E> = Box<dyn Fn(&E, &str, &str) + Send + Sync>;
+/// Finds the attempt hook of the meter above in a request.
+pub(crate) type HookOf<Req> = fn(&Req) -> Option<&AttemptHook>;
+/// The model a request asks for, if requests of this type name one.
+pub(crate) type ModelOf<Req> = fn(&Req) -> Option<&str>;
+
+/// One provider's configuration and health. Index 0 is the wrapped (primary) service.
+pub(crate) struct Provider {
+    pub(crate) name: Arc<str>,
+    pub(crate) model: Option<Arc<str>>,
+    pub(crate) health: Health,
+}
+
+/// How the request is rewritten for each provider, and read before each attempt.
+pub(crate) struct Rewrite<Req> {
+    pub(crate) remodel: Option<Remodel<Req>>,
+    pub(crate) mapper: Option<Mapper<Req>>,
+    pub(crate) hook_of: HookOf<Req>,
+    pub(crate) model_of: ModelOf<Req>,
+}
+
+/// What to do about an error.
+pub(crate) struct Policy<E> {
+    pub(crate) verdict: VerdictFn<E>,
+    pub(crate) label: fn(&E) -> &'static str,
+    pub(crate) fallback_if: Option<Predicate<E>>,
+    pub(crate) chains: Vec<(Predicate<E>, Plan)>,
+    pub(crate) on_fallback: Option<OnFallback<E>>,
+}
+
+/// What comes after a failed attempt.
+pub(crate) enum Next {
+    /// Go on with this plan.
+    Continue(Plan),
+    /// Stop here, with this error.
+    Stop,
+}
+
+pub(crate) struct Shared<F, Req, E> {
+    pub(crate) providers: Vec<Provider>,
+    /// The services of providers 1.. (the primary is the service the layer wraps).
+    pub(crate) backups: Vec<F>,
+    pub(crate) counters: Counters,
+    pub(crate) clock: Box<dyn Clock>,
+    pub(crate) strategy: Strategy,
+    pub(crate) cheapest: Plan,
+    pub(crate) round_robin: Padded<AtomicUsize>,
+    /// Every request starts on the primary when it is ready and up (no hedging, and the
+    /// strategy puts it first): such requests start in `call`, without boxing.
+    pub(crate) starts_on_primary: bool,
+    pub(crate) health_aware: bool,
+    pub(crate) all_down: AllDown,
+    pub(crate) max_providers: usize,
+    pub(crate) hedge_after: Option<Duration>,
+    pub(crate) policy: Policy<E>,
+    pub(crate) rewrite: Rewrite<Req>,
+}
+
+impl<F, Req, E> Shared<F, Req, E> {
+    pub(crate) fn name(&self, i: usize) -> &str {
+        &self.providers[i].name
+    }
+
+    /// Provider `i` is known to be down and a health-aware plan puts it last.
+    pub(crate) fn is_down(&self, i: usize) -> bool {
+        self.health_aware && !self.providers[i].health.is_up(&*self.clock)
+    }
+
+    /// The strategy's order for a new request, before health.
+    pub(crate) fn base_order(&self) -> Plan {
+        let n = self.providers.len();
+        match self.strategy {
+            Strategy::Priority => (0..n).collect(),
+            Strategy::FailFast => Plan::from_iter([0]),
+            Strategy::CheapestFirst => self.cheapest,
+            Strategy::RoundRobin => {
+                let first = self.round_robin.0.fetch_add(1, Ordering::Relaxed) % n;
+                (0..n).map(|k| (first + k) % n).collect()
+            }
+        }
+    }
+
+    /// The plan with the providers known to be down moved last, and whether any is up.
+    pub(crate) fn by_health(&self, plan: Plan) -> (Plan, bool) {
+        let plan = plan.partition(|i| !self.is_down(i));
+        let any_up = plan.first().is_some_and(|i| !self.is_down(i));
+        (plan, any_up)
+    }
+
+    /// The request as provider `i` gets it: its model, then the user's mapper.
+    pub(crate) fn request_for(&self, i: usize, req: &Req) -> Req
+    where
+        Req: Clone,
+    {
+        let provider = &self.providers[i];
+        let mut out = match (&self.rewrite.remodel, &provider.model) {
+            (Some(remodel), Some(model)) => remodel(req, model),
+            _ => req.clone(),
+        };
+        if let Some(map) = &self.rewrite.mapper {
+            out = map(&provider.name, &out);
+        }
+        out
+    }
+
+    /// The meter's hook in `attempt`, with the model that attempt asks provider `i` for.
+    pub(crate) fn hook<'r>(
+        &'r self,
+        i: usize,
+        attempt: &'r Req,
+    ) -> Option<(&'r AttemptHook, &'r str)> {
+        let hook = (self.rewrite.hook_of)(attempt)?;
+        let model = (self.rewrite.model_of)(attempt)
+            .or(self.providers[i].model.as_deref())
+            .unwrap_or("");
+        Some((hook, model))
+    }
+
+    pub(crate) fn label(&self, error: &E) -> &'static str {
+        (self.policy.label)(error)
+    }
+
+    /// Records that provider `i` failed with `error` and decides what comes next, `plan`
+    /// being the current plan: a matching chain replaces it, else the verdict (or the user's
+    /// `fallback_if`) says whether to go on. A Retry-After hint cools the provider down.
+    pub(crate) fn failed(&self, i: usize, error: &E, plan: Plan) -> Next {
+        let verdict = (self.policy.verdict)(error);
+        self.counters.attempt_failed(i, self.label(error));
+        if let Some(time) = verdict.retry_after()
+            && self.health_aware
+            && !time.is_zero()
+        {
+            self.providers[i].health.cool_down(&*self.clock, time);
+        }
+        if let Some((_, chain)) = self.policy.chains.iter().find(|(when, _)| when(error)) {
+            return if chain.is_empty() {
+                Next::Stop
+            } else {
+                Next::Continue(*chain)
+            };
+        }
+        let go = match &self.policy.fallback_if {
+            Some(fallback_if) => fallback_if(error),
+            None => verdict.should_fallback(),
+        };
+        if go { Next::Continue(plan) } else { Next::Stop }
+    }
+
+    /// A switch from provider `from` to `to` after `error`.
+    pub(crate) fn announce(&self, error: &E, from: usize, to: usize) {
+        self.counters.fell_back();
+        let (from, to) = (self.name(from), self.name(to));
+        let label = self.label(error);
+        tracing::info!(from, to, error = label, "falling back to the next provider");
+        if let Some(on_fallback) = &self.policy.on_fallback {
+            on_fallback(error, from, to);
+        }
+    }
+}
+
+impl<F: Send + Sync, Req, E> Report for Shared<F, Req, E> {
+    fn report(&self) -> FallbackStats {
+        let clock = &*self.clock;
+        self.counters.read(
+            self.providers
+                .iter()
+                .map(|p| (p.name.clone(), !p.health.is_up(clock))),
+        )
+    }
+}
