@@ -205,7 +205,12 @@ impl Backoff {
             } => {
                 let exp = i32::try_from(n).unwrap_or(i32::MAX);
                 let secs = initial.as_secs_f64() * multiplier.powi(exp);
-                Duration::try_from_secs_f64(secs).map_or(*max, |d| d.min(*max))
+                match Duration::try_from_secs_f64(secs) {
+                    Ok(d) => d.min(*max),
+                    // 0 * inf is NaN: a zero initial delay stays zero
+                    Err(_) if initial.is_zero() => Duration::ZERO,
+                    Err(_) => *max,
+                }
             }
             Strategy::Custom(f) => f(n),
         }
@@ -222,10 +227,11 @@ impl Backoff {
     }
 
     /// The delay before retry `n`, given the previous delay (for decorrelated jitter; pass
-    /// `Duration::ZERO` before the first retry) and a uniform random number `u` in `[0, 1)`.
+    /// `Duration::ZERO` before the first retry) and a uniform random number `u` in `[0, 1]`.
     ///
     /// A pure function, so every formula is testable; [`next_delay`](Self::next_delay) draws
-    /// `u` from a per-thread generator.
+    /// `u` from a per-thread generator. Never panics, for any durations up to
+    /// `Duration::MAX`: every step saturates.
     pub fn delay_with(&self, n: u32, prev: Duration, u: f64) -> Duration {
         let u = if u.is_finite() {
             u.clamp(0.0, 1.0)
@@ -234,18 +240,17 @@ impl Backoff {
         };
         match self.jitter {
             Jitter::None => self.base_delay(n),
-            Jitter::Full => self.base_delay(n).mul_f64(u),
+            Jitter::Full => scale(self.base_delay(n), u),
             Jitter::Equal => {
                 let v = self.base_delay(n);
                 let half = v / 2;
-                half + (v - half).mul_f64(u)
+                half.saturating_add(scale(v - half, u))
             }
             Jitter::Decorrelated => {
                 let (base, cap) = self.bounds();
-                let prev = prev.max(base);
-                let hi = prev.saturating_mul(3).min(cap.saturating_mul(3));
-                let d = base + hi.saturating_sub(base).mul_f64(u);
-                d.min(cap)
+                let hi = prev.max(base).saturating_mul(3);
+                base.saturating_add(scale(hi.saturating_sub(base), u))
+                    .min(cap)
             }
         }
     }
@@ -268,6 +273,12 @@ thread_local! {
         h.write_u64(0x9E37_79B9_7F4A_7C15);
         h.finish() | 1
     });
+}
+
+/// `d * u` for `u` in `[0, 1]`, never above `d` (a plain `mul_f64` can round `Duration::MAX`
+/// past itself and panic).
+fn scale(d: Duration, u: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * u).map_or(d, |x| x.min(d))
 }
 
 /// A uniform number in `[0, 1)` from a per-thread xorshift64* generator (jitter only needs

@@ -1,28 +1,42 @@
-//! A retry budget shared by all clones of a retry service (Finagle's, as in tower).
+//! A retry budget shared by every clone of a retry service (Finagle's, as in tower).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use towerguard_outcome::{Clock, TokioClock};
 
 use crate::ConfigError;
 
 /// Number of time slots the budget's window is cut into.
 const SLOTS: usize = 10;
-/// Fixed-point unit of one deposit.
-const UNIT: i64 = 1000;
+/// Number of request counters (see [`RetryBudget`]'s notes on speed).
+const SHARDS: usize = 8;
+/// A counter's deposits between two looks at the clock.
+const CLOCK_EVERY: u64 = 64;
+
+/// Keeps a value on a cache line of its own, so writes to it do not slow readers of its
+/// neighbours.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct CacheLine<T>(T);
 
 /// Bounds retries to a share of recent traffic, so a total outage cannot multiply load.
 ///
-/// Every request deposits; every retry withdraws `1 / percent` deposits; deposits expire after
-/// `ttl`; on top of that `min_per_sec` retries per second are always allowed (so a quiet
-/// service can still retry). Under a 100 % failure rate the upstream therefore sees about
-/// `(1 + percent) * requests + min_per_sec * seconds` calls, whatever `max_retries` says.
+/// Every request deposits; every retry withdraws; a retry is allowed while
+/// `percent * requests + min_per_sec * ttl - retries` over the last `ttl` is at least 1. So
+/// under a 100 % failure rate the upstream sees about `(1 + percent) * requests` calls, plus
+/// `min_per_sec` per second (so a quiet service can still retry), whatever `max_retries` says.
 ///
-/// The success path (a deposit) is one relaxed load and one atomic add, with no clock read:
-/// the window advances when a retry asks to withdraw (and on a small sample of deposits).
-/// Deposits made while the window was not advanced count for an older slot and so expire
-/// early: the budget errs on the side of fewer retries, never more.
+/// Speed: a deposit is made on every call, so it must not make threads wait for each other.
+/// Requests are counted in 8 counters, each on its own cache line; every clone of a retry
+/// service is given one when it is made, so two threads calling their own clones never write
+/// the same memory. A deposit reads no clock: the window moves on when a retry asks to
+/// withdraw, and on one deposit in 64. Requests counted while the window was not moved on
+/// count for an older slot and expire early: the budget errs towards fewer retries, never
+/// more. Under concurrency a withdrawal may be refused that an exact count would allow, never
+/// the reverse.
 ///
 /// ```
 /// use std::time::Duration;
@@ -33,26 +47,31 @@ const UNIT: i64 = 1000;
 /// assert!(budget.withdraw());   // 10 requests * 20 % = 2 retries
 /// assert!(budget.withdraw());
 /// assert!(!budget.withdraw());
-/// assert!(RetryBudget::new(Duration::ZERO, 10, 0.2).is_err());
+/// assert_eq!(RetryBudget::new(Duration::ZERO, 10, 0.2).unwrap_err().field(), "budget.ttl");
 /// ```
-#[derive(Debug)]
 pub struct RetryBudget {
-    slots: [AtomicI64; SLOTS],
-    generation: AtomicU64,
-    start: Instant,
+    /// Requests per counter and per time slot.
+    deposits: [CacheLine<[AtomicU64; SLOTS]>; SHARDS],
+    /// Retries per time slot, and retries refused.
+    withdrawals: CacheLine<([AtomicU64; SLOTS], AtomicU64)>,
+    /// The time slot deposits go to: slots since `start_nanos`.
+    slot: CacheLine<AtomicU64>,
+    /// The counter the next clone of a retry service will use.
+    next_counter: AtomicUsize,
+    percent: f64,
+    reserve: f64,
     slot_nanos: u64,
-    deposit_amount: i64,
-    withdraw_amount: i64,
-    reserve: i64,
-    denied: AtomicU64,
+    start_nanos: u64,
+    clock: Arc<dyn Clock>,
 }
 
 impl RetryBudget {
     /// A budget over a window of `ttl` (1 ms to 1 hour), allowing `min_per_sec` retries per
-    /// second regardless of traffic, plus `percent` (0 or more; 0.2 = 20 %) of requests.
+    /// second regardless of traffic, plus `percent` of requests (0 to 1000; 0.2 = 20 %).
     ///
     /// Tower's and Finagle's defaults are `RetryBudget::new(Duration::from_secs(10), 10, 0.2)`,
-    /// which is also [`RetryBudget::default`].
+    /// which is also [`RetryBudget::default`]. The window follows tokio's clock (paused in
+    /// tests); see [`with_clock`](Self::with_clock).
     pub fn new(ttl: Duration, min_per_sec: u32, percent: f64) -> Result<Self, ConfigError> {
         if ttl < Duration::from_millis(1) || ttl > Duration::from_secs(3600) {
             return Err(ConfigError::new(
@@ -60,93 +79,137 @@ impl RetryBudget {
                 format!("must be between 1 ms and 1 hour, got {ttl:?}"),
             ));
         }
-        if !percent.is_finite() || percent < 0.0 {
-            return Err(ConfigError::new(
-                "budget.percent",
-                format!("must be a finite number >= 0, got {percent}"),
-            ));
-        }
-        let (deposit_amount, withdraw_amount) = if percent == 0.0 {
-            (0, UNIT)
-        } else {
-            // At least 1 so that a huge percent still costs something.
-            (UNIT, ((UNIT as f64 / percent).round() as i64).max(1))
-        };
-        let reserve = (min_per_sec as f64 * ttl.as_secs_f64()).floor() as i64 * withdraw_amount;
-        let slot_nanos = (ttl.as_nanos() / SLOTS as u128).max(1) as u64;
+        let percent = ConfigError::check_non_negative("budget.percent", percent)?;
+        let percent = ConfigError::check_range("budget.percent", percent, 0.0, 1000.0)?;
+        let clock = TokioClock::new();
         Ok(Self {
-            slots: Default::default(),
-            generation: AtomicU64::new(0),
-            start: Instant::now(),
-            slot_nanos,
-            deposit_amount,
-            withdraw_amount,
-            reserve,
-            denied: AtomicU64::new(0),
+            deposits: Default::default(),
+            withdrawals: Default::default(),
+            slot: Default::default(),
+            next_counter: AtomicUsize::new(0),
+            percent,
+            reserve: f64::from(min_per_sec) * ttl.as_secs_f64(),
+            // ttl is at least 1 ms, so a slot is at least 100 µs
+            slot_nanos: (ttl.as_nanos() / SLOTS as u128) as u64,
+            start_nanos: clock.unix_nanos(),
+            clock: Arc::new(clock),
         })
     }
 
-    /// Records a request. Called once per request (not per retry) by the retry service.
+    /// The same budget, reading time from `clock` (e.g. a
+    /// [`ManualClock`](towerguard_outcome::ManualClock) outside a tokio runtime).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.start_nanos = clock.unix_nanos();
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Records a request. The retry service calls it once per request (not per retry).
     #[inline]
     pub fn deposit(&self) {
-        let g = self.generation.load(Ordering::Relaxed);
-        let prev = self.slots[(g % SLOTS as u64) as usize]
-            .fetch_add(self.deposit_amount, Ordering::Relaxed);
-        if prev & 0x3ff == 0 {
-            self.advance(Instant::now());
+        self.deposit_to(0);
+    }
+
+    /// The request counter for a new clone of a retry service: the counters are handed out
+    /// in turn.
+    pub(crate) fn counter(&self) -> usize {
+        self.next_counter.fetch_add(1, Ordering::Relaxed) % SHARDS
+    }
+
+    /// Records a request on one of the counters.
+    #[inline]
+    pub(crate) fn deposit_to(&self, counter: usize) {
+        if self.percent == 0.0 {
+            return; // requests earn no retries: nothing to count
+        }
+        let slot = slot_index(self.slot.0.load(Ordering::Relaxed));
+        let before = self.deposits[counter % SHARDS].0[slot].fetch_add(1, Ordering::Relaxed);
+        if before.is_multiple_of(CLOCK_EVERY) {
+            self.move_window();
         }
     }
 
     /// Asks for one retry; `true` if the budget allows it (and takes it).
     pub fn withdraw(&self) -> bool {
-        self.advance(Instant::now());
-        let balance: i64 = self.slots.iter().map(|s| s.load(Ordering::Acquire)).sum();
-        if balance + self.reserve >= self.withdraw_amount {
-            let g = self.generation.load(Ordering::Relaxed);
-            self.slots[(g % SLOTS as u64) as usize]
-                .fetch_sub(self.withdraw_amount, Ordering::AcqRel);
+        self.move_window();
+        let slot = slot_index(self.slot.0.load(Ordering::Relaxed));
+        let (withdrawals, denied) = &self.withdrawals.0;
+        // Take first, then check: two retries racing for the last one cannot both get it.
+        withdrawals[slot].fetch_add(1, Ordering::AcqRel);
+        if self.balance() >= 0.0 {
             true
         } else {
-            self.denied.fetch_add(1, Ordering::Relaxed);
+            withdrawals[slot].fetch_sub(1, Ordering::AcqRel);
+            denied.fetch_add(1, Ordering::Relaxed);
             false
         }
     }
 
     /// Retries the budget would allow right now (approximate under concurrency).
     pub fn available(&self) -> u64 {
-        self.advance(Instant::now());
-        let balance: i64 = self.slots.iter().map(|s| s.load(Ordering::Acquire)).sum();
-        ((balance + self.reserve).max(0) / self.withdraw_amount) as u64
+        self.move_window();
+        // a float to integer cast saturates: never panics
+        self.balance().max(0.0).floor() as u64
     }
 
     /// Retries refused so far.
     pub fn denied(&self) -> u64 {
-        self.denied.load(Ordering::Relaxed)
+        self.withdrawals.0.1.load(Ordering::Relaxed)
     }
 
-    /// Moves the window to `now`, clearing slots that fell out of it.
-    fn advance(&self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.start).as_nanos();
-        let target = (elapsed / self.slot_nanos as u128).min(u64::MAX as u128) as u64;
-        let mut current = self.generation.load(Ordering::Acquire);
+    /// Retries earned and not yet taken in the window. Counts are summed as floats, so no
+    /// configuration or traffic can overflow them; a millionth of a retry is forgiven, so
+    /// `100 * 0.29` earns 29 retries, not 28.
+    fn balance(&self) -> f64 {
+        let sum = |slots: &[AtomicU64; SLOTS]| -> f64 {
+            slots.iter().map(|s| s.load(Ordering::Acquire) as f64).sum()
+        };
+        let requests: f64 = self.deposits.iter().map(|c| sum(&c.0)).sum();
+        requests * self.percent + self.reserve - sum(&self.withdrawals.0.0) + 1e-6
+    }
+
+    /// Moves the window to now, clearing the slots that fell out of it.
+    fn move_window(&self) {
+        let elapsed = self.clock.unix_nanos().saturating_sub(self.start_nanos);
+        let target = elapsed / self.slot_nanos;
+        let mut current = self.slot.0.load(Ordering::Acquire);
         while current < target {
-            match self.generation.compare_exchange_weak(
+            match self.slot.0.compare_exchange_weak(
                 current,
                 target,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    let stale = (target - current).min(SLOTS as u64);
-                    for k in 0..stale {
-                        let g = target - k;
-                        self.slots[(g % SLOTS as u64) as usize].store(0, Ordering::Release);
+                    // the slots of the time between `current` and `target`, at most all
+                    for s in (current + 1..=target).rev().take(SLOTS) {
+                        let s = slot_index(s);
+                        for counter in &self.deposits {
+                            counter.0[s].store(0, Ordering::Release);
+                        }
+                        self.withdrawals.0.0[s].store(0, Ordering::Release);
                     }
                     return;
                 }
                 Err(actual) => current = actual,
             }
         }
+    }
+}
+
+/// Where a time slot's counts are kept.
+fn slot_index(slot: u64) -> usize {
+    (slot % SLOTS as u64) as usize
+}
+
+impl fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field("percent", &self.percent)
+            .field("reserve", &self.reserve)
+            .field("balance", &self.balance())
+            .field("denied", &self.denied())
+            .finish_non_exhaustive()
     }
 }
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
+use towerguard_outcome::Classify;
 
-use crate::classify::{Classify, Decision};
-use crate::layer::{OnGiveUp, OnRetry, Shared};
+use crate::policy::{OnGiveUp, OnRetry, RecordAttempts};
+use crate::service::Handle;
 
 pin_project! {
     #[project = StateProj]
@@ -24,37 +25,40 @@ pin_project! {
 
 pin_project! {
     /// The future of a [`Retry`](crate::Retry) call: drives attempts, delays and readiness.
-    pub struct ResponseFuture<S, Req, C, R, G>
+    pub struct ResponseFuture<S, Req, C, R, G, A>
     where
         S: Service<Req>,
     {
         #[pin]
         state: State<S::Future>,
-        service: S,
+        // The request kept for retries (none when no retry is allowed).
         request: Option<Req>,
-        shared: Arc<Shared<C, R, G>>,
+        // The inner service for retries: cloned from the handle at the first retry.
+        service: Option<S>,
+        handle: Arc<Handle<S, C, R, G, A>>,
+        // Calls made so far.
         attempts: u32,
+        // When the call began, if `max_elapsed` is set.
         started: Option<Instant>,
         prev_delay: Duration,
     }
 }
 
-impl<S, Req, C, R, G> ResponseFuture<S, Req, C, R, G>
+impl<S, Req, C, R, G, A> ResponseFuture<S, Req, C, R, G, A>
 where
     S: Service<Req>,
 {
     pub(crate) fn new(
         future: S::Future,
-        service: S,
         request: Option<Req>,
-        shared: Arc<Shared<C, R, G>>,
+        handle: Arc<Handle<S, C, R, G, A>>,
     ) -> Self {
-        let started = shared.max_elapsed.map(|_| Instant::now());
+        let started = handle.config.settings.max_elapsed.map(|_| Instant::now());
         Self {
             state: State::Calling { future },
-            service,
             request,
-            shared,
+            service: None,
+            handle,
             attempts: 1,
             started,
             prev_delay: Duration::ZERO,
@@ -71,63 +75,62 @@ enum GiveUp {
     Budget,
 }
 
-impl<S, Req, C, R, G> Future for ResponseFuture<S, Req, C, R, G>
+impl<S, Req, C, R, G, A> Future for ResponseFuture<S, Req, C, R, G, A>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     Req: Clone,
     C: Classify<S::Response, S::Error>,
     R: OnRetry<S::Response, S::Error>,
     G: OnGiveUp<S::Response, S::Error>,
+    A: RecordAttempts<S::Response, S::Error>,
 {
     type Output = Result<S::Response, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let config = &this.handle.config;
+        let settings = &config.settings;
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let mut result = ready!(future.poll(cx));
-                    let shared = &**this.shared;
-                    let after = match shared.classifier.classify(&result) {
-                        Decision::Accept => {
-                            shared
-                                .classifier
-                                .record_attempts(&mut result, *this.attempts);
-                            return Poll::Ready(result);
-                        }
-                        Decision::Retry { after } => after,
-                    };
-                    let retry_index = *this.attempts - 1;
-                    let verdict = if retry_index >= shared.max_retries || this.request.is_none() {
+                    let verdict = config.classifier.classify(&result);
+                    if !verdict.is_retryable() {
+                        config.record.record_attempts(&mut result, *this.attempts);
+                        return Poll::Ready(result);
+                    }
+                    let retry = *this.attempts; // 1-based index of the retry to make
+                    let delay = if retry > settings.max_retries || this.request.is_none() {
                         Err(GiveUp::RetriesExhausted)
                     } else {
-                        match after {
-                            Some(hint) if hint > shared.max_retry_after => {
+                        match verdict.retry_after() {
+                            Some(hint) if hint > settings.max_retry_after => {
                                 Err(GiveUp::HintTooLong(hint))
                             }
                             Some(hint) => Ok(hint),
-                            None => Ok(shared.backoff.next_delay(retry_index, *this.prev_delay)),
+                            None => Ok(settings.backoff.next_delay(retry - 1, *this.prev_delay)),
                         }
                     };
-                    let started = *this.started;
-                    let verdict = verdict.and_then(|delay| match (shared.max_elapsed, started) {
-                        (Some(cap), Some(start)) if start.elapsed() + delay > cap => {
-                            Err(GiveUp::ElapsedCap)
-                        }
-                        _ => Ok(delay),
-                    });
-                    let verdict = verdict.and_then(|delay| match &shared.budget {
+                    let delay =
+                        delay.and_then(|delay| match (settings.max_elapsed, *this.started) {
+                            (Some(cap), Some(start))
+                                if start.elapsed().saturating_add(delay) > cap =>
+                            {
+                                Err(GiveUp::ElapsedCap)
+                            }
+                            _ => Ok(delay),
+                        });
+                    // the budget is asked last: a retry taken from it is made
+                    let delay = delay.and_then(|delay| match &settings.budget {
                         Some(budget) if !budget.withdraw() => Err(GiveUp::Budget),
                         _ => Ok(delay),
                     });
-                    let delay = match verdict {
+                    let delay = match delay {
                         Ok(delay) => delay,
                         Err(why) => {
                             give_up_event(why, *this.attempts);
-                            shared.on_give_up.on_give_up(&result, *this.attempts);
-                            shared
-                                .classifier
-                                .record_attempts(&mut result, *this.attempts);
+                            config.on_give_up.on_give_up(&result, *this.attempts);
+                            config.record.record_attempts(&mut result, *this.attempts);
                             return Poll::Ready(result);
                         }
                     };
@@ -136,7 +139,7 @@ where
                         delay_ms = delay.as_millis() as u64,
                         "retrying after a retryable failure"
                     );
-                    shared.on_retry.on_retry(&result, retry_index + 1, delay);
+                    config.on_retry.on_retry(&result, retry, delay);
                     drop(result);
                     *this.prev_delay = delay;
                     if delay.is_zero() {
@@ -152,24 +155,23 @@ where
                     this.state.set(State::Readying);
                 }
                 StateProj::Readying => {
-                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                    let service = this.service.get_or_insert_with(|| this.handle.service());
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
                         let mut result = Err(e);
-                        this.shared
-                            .classifier
-                            .record_attempts(&mut result, *this.attempts);
+                        config.record.record_attempts(&mut result, *this.attempts);
                         return Poll::Ready(result);
                     }
-                    let retries_left = this.shared.max_retries > *this.attempts;
-                    let req = if retries_left {
+                    // keep a copy only if another retry may follow this one
+                    let request = if *this.attempts < settings.max_retries {
                         this.request.clone()
                     } else {
                         this.request.take()
                     };
-                    let Some(req) = req else {
+                    let Some(request) = request else {
                         unreachable!("a retry is only scheduled while the request is kept");
                     };
                     *this.attempts += 1;
-                    let future = this.service.call(req);
+                    let future = service.call(request);
                     this.state.set(State::Calling { future });
                 }
             }
@@ -179,9 +181,7 @@ where
 
 fn give_up_event(why: GiveUp, attempts: u32) {
     match why {
-        GiveUp::RetriesExhausted => {
-            tracing::warn!(attempts, "giving up: retries exhausted")
-        }
+        GiveUp::RetriesExhausted => tracing::warn!(attempts, "giving up: retries exhausted"),
         GiveUp::HintTooLong(hint) => tracing::warn!(
             attempts,
             retry_after_ms = hint.as_millis() as u64,

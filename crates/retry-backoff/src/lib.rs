@@ -6,17 +6,21 @@
 //! fallback can move on), and keeps retries within a [`RetryBudget`] shared by every clone, so
 //! a total outage cannot multiply traffic.
 //!
-//! Works on any `Service<Req>` with `Req: Clone`. What is retried comes from a [`Classify`]
-//! implementation: by default [`DefaultClassifier`], which asks the error ([`RetryHint`]);
-//! with the default `llm` feature that is `LlmError`'s policy from the design table, and the
-//! number of attempts is recorded in the response's or error's extensions ([`attempts`]).
+//! Works on any `Service<Req>` with `Req: Clone`. A result is retried iff its [`Verdict`]
+//! (from [`towerguard_outcome`]) [`is_retryable`](Verdict::is_retryable): by default the
+//! error's own verdict ([`ClassifyError`]), which for `LlmError` is the design's table and for
+//! a `BoxError` the verdict declared in its source chain, so our layers' refusals are never
+//! retried. Override it with [`retry_if`](RetryLayerBuilder::retry_if),
+//! [`classify_with`](RetryLayerBuilder::classify_with) or
+//! [`stop_on`](RetryLayerBuilder::stop_on). With the `llm` feature, [`LlmAttempts`] records
+//! the number of attempts in the response's or error's extensions (read with [`attempts`]).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
 //! use std::time::Duration;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //! use towerguard_llm_core::ErrorKind;
-//! use towerguard_retry_backoff::{attempts, Backoff, RetryLayer};
+//! use towerguard_retry_backoff::{attempts, Backoff, LlmAttempts, RetryLayer};
 //! use towerguard_testkit::{request, FakeProvider, Outcome};
 //!
 //! let provider = FakeProvider::scripted("openai", [
@@ -26,6 +30,7 @@
 //! let retry = RetryLayer::builder()
 //!     .max_retries(3)
 //!     .backoff(Backoff::fixed(Duration::from_millis(100)))
+//!     .record_attempts(LlmAttempts)
 //!     .build()
 //!     .unwrap();
 //! let mut svc = ServiceBuilder::new().layer(retry).service(provider.clone());
@@ -37,29 +42,19 @@
 
 mod backoff;
 mod budget;
-mod classify;
+mod error;
 mod future;
 mod layer;
+mod policy;
 mod service;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;
-pub use classify::{
-    Classify, ClassifyFn, Decision, DefaultClassifier, RetryHint, RetryIf, RetryOutcome, StopOn,
-};
+pub use error::ConfigError;
 pub use future::ResponseFuture;
-pub use layer::{
-    ConfigError, DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER, OnGiveUp, OnRetry, RetryLayer,
-    RetryLayerBuilder,
-};
-pub use service::Retry;
-
-/// The number of attempts recorded in a response's or error's extensions by the retry layer
-/// with the `llm` feature: 1 when nothing was recorded (a first-try success records nothing,
-/// so the success path does not allocate).
+pub use layer::{DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER, RetryLayer, RetryLayerBuilder};
 #[cfg(feature = "llm")]
-pub fn attempts(extensions: &http::Extensions) -> u32 {
-    extensions
-        .get::<towerguard_llm_core::Attempts>()
-        .map_or(1, |a| a.0)
-}
+pub use policy::{LlmAttempts, attempts};
+pub use policy::{OnGiveUp, OnRetry, RecordAttempts, RetryIf, StopOn};
+pub use service::Retry;
+pub use towerguard_outcome::{Classify, ClassifyError, ClassifyFn, DefaultClassify, Verdict};

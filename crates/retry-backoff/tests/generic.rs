@@ -1,13 +1,17 @@
 //! The retry layer on services that have nothing to do with LLMs, and its configuration checks.
 #![allow(clippy::unwrap_used)]
 
+use std::error::Error;
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tower::{Layer, ServiceExt, service_fn};
-use towerguard_retry_backoff::{Backoff, Decision, Jitter, RetryBudget, RetryLayer};
+use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
+use towerguard_outcome::{AttemptRefusal, AttemptRefused, Declared, ManualClock};
+use towerguard_retry_backoff::{Backoff, Jitter, RetryBudget, RetryLayer, Verdict};
 
 #[tokio::test(start_paused = true)]
 async fn retries_io_errors_of_a_plain_service() {
@@ -72,10 +76,8 @@ async fn classify_with_passes_a_hint() {
     });
     let svc = RetryLayer::builder()
         .classify_with(|r: &Result<u32, &str>| match r {
-            Err(_) => Decision::Retry {
-                after: Some(Duration::from_secs(3)),
-            },
-            Ok(_) => Decision::Accept,
+            Err(_) => Verdict::transient_after(Duration::from_secs(3)),
+            Ok(_) => Verdict::Success,
         })
         .build()
         .unwrap()
@@ -83,6 +85,150 @@ async fn classify_with_passes_a_hint() {
     let start = tokio::time::Instant::now();
     assert_eq!(svc.oneshot(()).await.unwrap(), 1);
     assert_eq!(start.elapsed(), Duration::from_secs(3));
+}
+
+/// A refusal of "our own" layer, as any layer crate writes one: its verdict is declared in its
+/// source chain, so it survives boxing.
+#[derive(Debug)]
+struct Throttled(Declared);
+
+impl fmt::Display for Throttled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("throttled")
+    }
+}
+
+impl Error for Throttled {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Calls made by a retry layer (3 retries allowed) over a service that always fails with
+/// the error `make` returns, in a `BoxError` pipeline.
+async fn calls_for(make: fn() -> BoxError) -> u32 {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let failing = service_fn(move |_: ()| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async move { Err::<(), BoxError>(make()) }
+    });
+    let svc = RetryLayer::builder()
+        .max_retries(3)
+        .backoff(Backoff::none())
+        .no_budget()
+        .build()
+        .unwrap()
+        .layer(failing);
+    assert!(svc.oneshot(()).await.is_err());
+    calls.load(Ordering::SeqCst)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_boxed_refusal_of_our_layers_is_never_retried() {
+    let refused = || -> BoxError { Box::new(Throttled(Declared(Verdict::refused()))) };
+    assert_eq!(calls_for(refused).await, 1, "a boxed custom refusal");
+    let budget = || -> BoxError {
+        Box::new(AttemptRefused::new(
+            AttemptRefusal::BudgetExceeded,
+            "global daily",
+        ))
+    };
+    assert_eq!(calls_for(budget).await, 1, "a boxed AttemptRefused");
+    let in_io = || -> BoxError {
+        Box::new(std::io::Error::other(Throttled(Declared(
+            Verdict::refused(),
+        ))))
+    };
+    assert_eq!(calls_for(in_io).await, 1, "a refusal inside an io::Error");
+    #[cfg(feature = "llm")]
+    {
+        let open = || -> BoxError {
+            Box::new(towerguard_llm_core::LlmError::circuit_open(Some(
+                Duration::from_secs(5),
+            )))
+        };
+        assert_eq!(calls_for(open).await, 1, "a boxed LlmError::circuit_open");
+        let throttled = || -> BoxError { Box::new(towerguard_llm_core::LlmError::throttled(None)) };
+        assert_eq!(calls_for(throttled).await, 1, "a boxed LlmError::throttled");
+    }
+
+    let unknown = || -> BoxError { "connection dropped".into() };
+    assert_eq!(
+        calls_for(unknown).await,
+        4,
+        "an unknown BoxError is retried"
+    );
+    let reset =
+        || -> BoxError { Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)) };
+    assert_eq!(
+        calls_for(reset).await,
+        4,
+        "a boxed ConnectionReset is retried"
+    );
+}
+
+/// A service that counts its clones.
+struct Counted {
+    clones: Arc<AtomicU32>,
+    calls: Arc<AtomicU32>,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        Self {
+            clones: self.clones.clone(),
+            calls: self.calls.clone(),
+        }
+    }
+}
+
+impl Service<u32> for Counted {
+    type Response = u32;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<u32, std::io::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, n: u32) -> Self::Future {
+        let first = self.calls.fetch_add(1, Ordering::SeqCst) == 0;
+        std::future::ready(if n == 0 && first {
+            Err(std::io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(n)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_inner_service_is_cloned_only_to_retry() {
+    let clones = Arc::new(AtomicU32::new(0));
+    let calls = Arc::new(AtomicU32::new(0));
+    let inner = Counted {
+        clones: clones.clone(),
+        calls: calls.clone(),
+    };
+    let mut svc = RetryLayer::builder()
+        .backoff(Backoff::none())
+        .build()
+        .unwrap()
+        .layer(inner);
+    let made = clones.load(Ordering::SeqCst); // the layer keeps one spare copy
+    for n in 1..=100 {
+        assert_eq!(svc.ready().await.unwrap().call(n).await.unwrap(), n);
+    }
+    assert_eq!(clones.load(Ordering::SeqCst), made, "no clone on success");
+    calls.store(0, Ordering::SeqCst);
+    assert_eq!(svc.ready().await.unwrap().call(0).await.unwrap(), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        clones.load(Ordering::SeqCst),
+        made + 1,
+        "one clone for the retry"
+    );
 }
 
 #[test]
@@ -94,6 +240,7 @@ fn invalid_configuration_is_rejected_naming_the_field() {
             .build()
             .unwrap_err()
             .field()
+            .to_owned()
     };
     assert_eq!(
         field(Backoff::exponential(ms(100), 0.0, ms(1000))),
@@ -128,25 +275,72 @@ fn invalid_configuration_is_rejected_naming_the_field() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("`backoff.multiplier`"), "{e}");
+}
 
-    assert_eq!(
-        RetryBudget::new(Duration::ZERO, 10, 0.2)
+#[test]
+fn a_budget_whose_arithmetic_could_overflow_is_refused_or_saturates() {
+    let field = |ttl: Duration, min_per_sec: u32, percent: f64| {
+        RetryBudget::new(ttl, min_per_sec, percent)
             .unwrap_err()
-            .field(),
-        "budget.ttl"
-    );
-    assert_eq!(
-        RetryBudget::new(Duration::from_secs(10), 10, f64::NAN)
-            .unwrap_err()
-            .field(),
-        "budget.percent"
-    );
-    assert_eq!(
-        RetryBudget::new(Duration::from_secs(10), 10, -0.1)
-            .unwrap_err()
-            .field(),
-        "budget.percent"
-    );
+            .field()
+            .to_owned()
+    };
+    let s = Duration::from_secs;
+    assert_eq!(field(Duration::ZERO, 10, 0.2), "budget.ttl");
+    assert_eq!(field(Duration::MAX, 10, 0.2), "budget.ttl");
+    assert_eq!(field(s(3601), 10, 0.2), "budget.ttl");
+    for percent in [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.1,
+        1000.1,
+        1e300,
+    ] {
+        assert_eq!(field(s(10), 10, percent), "budget.percent", "{percent}");
+    }
+    // the extremes that are allowed work without overflowing (this panicked in debug builds)
+    let clock = ManualClock::at(0);
+    let huge = RetryBudget::new(s(3600), u32::MAX, 1e-300)
+        .unwrap()
+        .with_clock(clock.clone());
+    for _ in 0..1000 {
+        huge.deposit();
+        assert!(huge.withdraw());
+    }
+    assert_eq!(huge.available(), u64::from(u32::MAX) * 3600 - 1000);
+    let generous = RetryBudget::new(Duration::from_millis(1), 0, 1000.0)
+        .unwrap()
+        .with_clock(clock.clone());
+    generous.deposit();
+    assert_eq!(generous.available(), 1000);
+    clock.advance(s(1));
+    assert_eq!(generous.available(), 0, "the window moved on");
+    assert!(!generous.withdraw());
+    assert_eq!(generous.denied(), 1);
+}
+
+#[test]
+fn budget_counts_deposits_from_many_clones_and_threads() {
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(10), 0, 0.5).unwrap());
+    let noop = service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) });
+    let svc = RetryLayer::builder()
+        .shared_budget(budget.clone())
+        .build()
+        .unwrap()
+        .layer(noop);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            let mut svc = svc.clone();
+            scope.spawn(move || {
+                for _ in 0..500 {
+                    assert!(towerguard_testkit::call_now(&mut svc, ()));
+                }
+            });
+        }
+    });
+    // 2000 requests at 50 %: 1000 retries, wherever each clone counted its requests
+    assert_eq!(budget.available(), 1000);
 }
 
 fn backoffs() -> impl Strategy<Value = (Backoff, Duration, Duration)> {
@@ -169,6 +363,16 @@ fn backoffs() -> impl Strategy<Value = (Backoff, Duration, Duration)> {
         (Backoff::fixed(d), d, d)
     });
     prop_oneof![exp, lin, fixed]
+}
+
+/// Any duration, its extremes often.
+fn any_duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::MAX),
+        Just(Duration::ZERO),
+        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        (0u64..100_000).prop_map(Duration::from_millis),
+    ]
 }
 
 fn jitters() -> impl Strategy<Value = Jitter> {
@@ -209,6 +413,39 @@ proptest! {
         // the per-thread generator stays in bounds too
         let r = backoff.next_delay(n, prev);
         prop_assert!(r <= cap.max(v));
+    }
+
+    #[test]
+    fn no_delay_panics_over_the_whole_duration_range(
+        a in any_duration(),
+        b in any_duration(),
+        mult in prop_oneof![1.0f64..16.0, Just(f64::MAX)],
+        jitter in jitters(),
+        n in any::<u32>(),
+        prev in any_duration(),
+        u in prop_oneof![0.0f64..=1.0, Just(1.0), any::<f64>()],
+    ) {
+        let (lo, hi) = (a.min(b), a.max(b));
+        let custom = move |_: u32| hi;
+        for backoff in [
+            Backoff::fixed(a),
+            Backoff::linear(lo, b, hi),
+            Backoff::exponential(lo, mult, hi),
+            Backoff::custom(custom),
+        ] {
+            let backoff = backoff.with_jitter(jitter);
+            if backoff.validate().is_err() {
+                continue; // refused at build: never used
+            }
+            let v = backoff.base_delay(n);
+            let d = backoff.delay_with(n, prev, u);
+            let r = backoff.next_delay(n, prev);
+            if jitter != Jitter::Decorrelated {
+                prop_assert!(d <= v && r <= v, "{d:?} / {r:?} above {v:?}");
+            } else {
+                prop_assert!(d <= hi.max(a) && r <= hi.max(a));
+            }
+        }
     }
 
     #[test]

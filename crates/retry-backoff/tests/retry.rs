@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use towerguard_llm_core::{Attempts, ErrorKind, LlmError, LlmResponse};
-use towerguard_retry_backoff::{Backoff, Jitter, RetryBudget, RetryLayer, attempts};
+use towerguard_retry_backoff::{Backoff, Jitter, LlmAttempts, RetryBudget, RetryLayer, attempts};
 use towerguard_testkit::{FakeProvider, Outcome, request};
 
 type LlmResult = Result<LlmResponse, LlmError>;
@@ -104,6 +104,7 @@ async fn retry_after_is_waited_exactly_instead_of_the_backoff() {
     );
     let layer = RetryLayer::builder()
         .backoff(Backoff::fixed(ms(100)))
+        .record_attempts(LlmAttempts)
         .build()
         .unwrap();
     let mut svc = layer.layer_service(provider.clone());
@@ -126,6 +127,7 @@ async fn a_hint_longer_than_the_cap_ends_the_retries_at_once() {
         .max_retries(5)
         .max_retry_after(Duration::from_secs(60))
         .on_give_up(move |_: &LlmResult, n: u32| g.store(n, Ordering::SeqCst))
+        .record_attempts(LlmAttempts)
         .build()
         .unwrap();
     let mut svc = layer.layer_service(provider.clone());
@@ -177,7 +179,11 @@ async fn non_retryable_kinds_are_called_once() {
 async fn retryable_kinds_are_retried_up_to_max_retries() {
     for kind in ErrorKind::ALL.into_iter().filter(|k| k.is_retryable()) {
         let provider = FakeProvider::always("p", Outcome::fail(kind));
-        let layer = RetryLayer::builder().max_retries(3).build().unwrap();
+        let layer = RetryLayer::builder()
+            .max_retries(3)
+            .record_attempts(LlmAttempts)
+            .build()
+            .unwrap();
         let mut svc = layer.layer_service(provider.clone());
         let err = svc
             .ready()
@@ -194,7 +200,11 @@ async fn retryable_kinds_are_retried_up_to_max_retries() {
 #[tokio::test(start_paused = true)]
 async fn a_first_try_success_records_nothing() {
     let provider = FakeProvider::new("p");
-    let mut svc = RetryLayer::new().layer_service(provider);
+    let layer = RetryLayer::builder()
+        .record_attempts(LlmAttempts)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer_service(provider);
     let resp = svc.ready().await.unwrap().call(request("m")).await.unwrap();
     assert!(resp.extensions.get::<Attempts>().is_none());
     assert_eq!(attempts(&resp.extensions), 1);
