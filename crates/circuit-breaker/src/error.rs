@@ -4,19 +4,37 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::State;
+use towerguard_outcome::{ClassifyError, Declared, Refusal, Verdict};
+
+use crate::state::State;
 
 /// A call rejected by the breaker without reaching the service. The service's error type
-/// must be `From<CircuitOpenError>` (`BoxError` is; with the `llm` feature `LlmError` is, as
-/// an [`ErrorKind::CircuitOpen`](towerguard_llm_core::ErrorKind) error).
+/// must be `From<CircuitOpenError>`: `BoxError` and `std::io::Error` are, and with the `llm`
+/// feature `LlmError` is (as an `ErrorKind::CircuitOpen` error).
+///
+/// Its verdict is a refusal worth a fallback, with the time left open as its Retry-After;
+/// the verdict is also in its [`source`](std::error::Error::source) chain, so other layers
+/// recognise a boxed one and never retry it or count it against the callee.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitOpenError {
-    pub(crate) name: Option<Arc<str>>,
-    pub(crate) state: State,
-    pub(crate) retry_after: Option<Duration>,
+    name: Option<Arc<str>>,
+    state: State,
+    declared: Declared,
 }
 
 impl CircuitOpenError {
+    pub(crate) fn new(name: Option<Arc<str>>, state: State, retry_after: Option<Duration>) -> Self {
+        let verdict = Verdict::Refused(Refusal {
+            fallback: true,
+            retry_after,
+        });
+        Self {
+            name,
+            state,
+            declared: Declared(verdict),
+        }
+    }
+
     /// The breaker's name (usually the provider's), if it has one.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
@@ -30,7 +48,7 @@ impl CircuitOpenError {
 
     /// Time left open, when known.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.declared.0.retry_after()
     }
 }
 
@@ -40,14 +58,29 @@ impl fmt::Display for CircuitOpenError {
             Some(n) => write!(f, "circuit breaker `{n}` is {}", self.state)?,
             None => write!(f, "circuit breaker is {}", self.state)?,
         }
-        if let Some(d) = self.retry_after {
+        if let Some(d) = self.retry_after() {
             write!(f, "; retry after {d:?}")?;
         }
         Ok(())
     }
 }
 
-impl std::error::Error for CircuitOpenError {}
+impl std::error::Error for CircuitOpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.declared)
+    }
+}
+
+/// A refusal, worth a fallback, with the time left open as its Retry-After.
+impl ClassifyError for CircuitOpenError {
+    fn verdict(&self) -> Verdict {
+        self.declared.0
+    }
+
+    fn label(&self) -> &'static str {
+        "circuit_open"
+    }
+}
 
 /// For services that speak `std::io::Error` (database and socket clients): the rejection
 /// becomes an `io::Error` of kind `Other` wrapping the [`CircuitOpenError`].
@@ -60,7 +93,7 @@ impl From<CircuitOpenError> for std::io::Error {
 #[cfg(feature = "llm")]
 impl From<CircuitOpenError> for towerguard_llm_core::LlmError {
     fn from(e: CircuitOpenError) -> Self {
-        let err = towerguard_llm_core::LlmError::circuit_open(e.retry_after);
+        let err = towerguard_llm_core::LlmError::circuit_open(e.retry_after());
         match e.name {
             Some(name) => err.with_provider(name),
             None => err,

@@ -4,26 +4,28 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
+use towerguard_outcome::Classify;
 
-use crate::classify::Classify;
-use crate::core::Admission;
-use crate::service::Local;
+use crate::service::Lane;
+use crate::shard::Padded;
+use crate::state::{Admission, Outcome};
 
-/// Records the outcome of an admitted call, or gives its permit back if it is dropped first.
+/// Records the outcome of an admitted call, or gives its permit back if dropped first.
 struct Guard<C> {
-    local: Arc<Local<C>>,
+    lane: Arc<Padded<Lane<C>>>,
     admission: Admission,
-    started: Option<Instant>,
+    /// When the call started (clock nanoseconds), if slow calls are counted.
+    started: Option<u64>,
     done: bool,
 }
 
 impl<C> Drop for Guard<C> {
     fn drop(&mut self) {
         if !self.done {
-            self.local.breaker.core.cancel(self.admission);
+            self.lane.breaker.cancel(self.admission, self.lane.shard);
         }
     }
 }
@@ -61,19 +63,17 @@ impl<F, E, C> ResponseFuture<F, E, C> {
     pub(crate) fn admitted(
         future: F,
         admission: Admission,
-        local: Arc<Local<C>>,
-        started: Option<Instant>,
+        lane: Arc<Padded<Lane<C>>>,
+        started: Option<u64>,
     ) -> Self {
+        let guard = Guard {
+            lane,
+            admission,
+            started,
+            done: false,
+        };
         Self {
-            kind: Kind::Admitted {
-                future,
-                guard: Guard {
-                    local,
-                    admission,
-                    started,
-                    done: false,
-                },
-            },
+            kind: Kind::Admitted { future, guard },
         }
     }
 }
@@ -97,13 +97,13 @@ where
                 let result = ready!(future.poll(cx));
                 if !guard.done {
                     guard.done = true;
-                    let local = &*guard.local;
-                    let outcome = local.classifier.classify(&result);
-                    let elapsed = guard.started.map(|s| s.elapsed());
-                    let breaker = &local.breaker;
-                    breaker
-                        .core
-                        .record(guard.admission, outcome, elapsed, &|| breaker.now());
+                    let lane = &guard.lane;
+                    let outcome = Outcome::of(lane.classifier.classify(&result));
+                    let elapsed = guard
+                        .started
+                        .map(|s| Duration::from_nanos(lane.breaker.now().saturating_sub(s)));
+                    lane.breaker
+                        .record(guard.admission, outcome, elapsed, lane.shard);
                 }
                 Poll::Ready(result)
             }

@@ -1,163 +1,32 @@
-//! [`CircuitBreakerLayer`], its builder and its [`CircuitBreakerHandle`].
+//! [`CircuitBreakerLayer`] and its builder, which checks the configuration.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tower_layer::Layer;
+use towerguard_outcome::{ClassifyFn, Clock, ConfigError, DefaultClassify, TokioClock, Verdict};
 
-use crate::classify::{ClassifyFn, DefaultClassifier};
-use crate::core::{Core, Outcome, Rules, State, Stats, Window};
-use crate::service::CircuitBreaker;
-use crate::window::{CountWindow, TimeWindow};
+use crate::handle::CircuitBreakerHandle;
+use crate::service::{CircuitBreaker, Lanes, lanes};
+use crate::shard;
+use crate::state::{Breaker, Observer, Rules, State};
+use crate::window::{Spec, Window};
 
-/// Invalid breaker configuration, naming the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    reason: String,
-}
-
-impl ConfigError {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            field,
-            reason: reason.into(),
-        }
-    }
-
-    /// The field at fault (e.g. `"failure_rate"`).
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid circuit breaker configuration: `{}` {}",
-            self.field, self.reason
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// The breaker every clone of the service shares: the state machine and its clock origin.
-#[derive(Debug)]
-pub(crate) struct Breaker {
-    pub(crate) core: Core,
-    start: Instant,
-}
-
-impl Breaker {
-    /// Nanoseconds since the breaker was made, on tokio's clock (pausable in tests).
-    #[inline]
-    pub(crate) fn now(&self) -> u64 {
-        let nanos = Instant::now()
-            .saturating_duration_since(self.start)
-            .as_nanos();
-        nanos.min(u128::from(u64::MAX)) as u64
-    }
-}
-
-/// Reads and controls a breaker from outside the call path (health endpoints, admin tools).
-///
-/// ```
-/// use towerguard_circuit_breaker::{CircuitBreakerLayer, State};
-///
-/// let layer = CircuitBreakerLayer::builder().name("openai").build().unwrap();
-/// let handle = layer.handle();
-/// handle.force_open();
-/// assert_eq!(handle.state(), State::ForcedOpen);
-/// handle.reset();
-/// assert_eq!(handle.stats().state, State::Closed);
-/// ```
-#[derive(Clone)]
-pub struct CircuitBreakerHandle {
-    breaker: Arc<Breaker>,
-}
-
-impl fmt::Debug for CircuitBreakerHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreakerHandle")
-            .field("name", &self.breaker.core.name())
-            .field("state", &self.state())
-            .finish()
-    }
-}
-
-pub(crate) fn handle_of(breaker: &Arc<Breaker>) -> CircuitBreakerHandle {
-    CircuitBreakerHandle {
-        breaker: breaker.clone(),
-    }
-}
-
-impl CircuitBreakerHandle {
-    /// The current state.
-    pub fn state(&self) -> State {
-        self.breaker.core.state()
-    }
-
-    /// The breaker's name, if it has one.
-    pub fn name(&self) -> Option<&str> {
-        self.breaker.core.name().map(|n| &**n)
-    }
-
-    /// State, window contents and lifetime counts.
-    pub fn stats(&self) -> Stats {
-        self.breaker.core.stats(self.breaker.now())
-    }
-
-    /// Half-open probes in flight now.
-    pub fn probes_in_flight(&self) -> u64 {
-        self.breaker.core.probes_in_flight()
-    }
-
-    /// Closes the breaker and clears its window and failure run (lifetime counts stay).
-    pub fn reset(&self) {
-        self.breaker.core.force(State::Closed);
-    }
-
-    /// Clears the lifetime counts.
-    pub fn clear_counts(&self) {
-        self.breaker.core.clear_counters();
-    }
-
-    /// Rejects every call until [`reset`](Self::reset).
-    pub fn force_open(&self) {
-        self.breaker.core.force(State::ForcedOpen);
-    }
-
-    /// Lets every call through and records nothing until [`reset`](Self::reset).
-    pub fn disable(&self) {
-        self.breaker.core.force(State::Disabled);
-    }
-
-    /// Records outcomes but never trips, until [`reset`](Self::reset).
-    pub fn metrics_only(&self) {
-        self.breaker.core.force(State::MetricsOnly);
-    }
-
-    /// Whether calls would be rejected right now (open and not yet due to probe, or forced
-    /// open). The fallback layer's health-aware strategy asks this.
-    pub fn is_rejecting(&self) -> bool {
-        match self.state() {
-            State::ForcedOpen => true,
-            State::Open => self.stats().open_for.is_some_and(|d| !d.is_zero()),
-            _ => false,
-        }
-    }
-}
+/// The largest count window: 100,000 calls.
+pub const MAX_COUNT_WINDOW: u32 = 100_000;
+/// The most buckets a time window may have.
+pub const MAX_TIME_BUCKETS: u32 = 1_000;
+/// The most half-open permits, and the most probe successes asked to close.
+pub const MAX_HALF_OPEN_PERMITS: u32 = 1_000;
 
 /// Wraps services in a circuit breaker. Every service the layer makes, and every clone of
 /// those, shares one breaker: make one layer per provider.
 ///
-/// Defaults (the seeds'): trip on 5 consecutive failures, stay open 60 s (longer if the
-/// provider's Retry-After says so, up to 5 minutes), then let 1 probe through; 1 success
-/// closes.
+/// Defaults: trip on 5 consecutive failures, stay open 60 s (longer if the provider's
+/// Retry-After says so, up to 5 minutes), then let 1 probe through; 1 success closes.
+/// A result is a failure when its [`Verdict`] counts for the breaker; a refusal by another
+/// of our layers is ignored; anything else is a success.
 ///
 /// ```
 /// use std::time::Duration;
@@ -178,16 +47,14 @@ impl CircuitBreakerHandle {
 /// let service = ServiceBuilder::new().layer(breaker).service(FakeProvider::new("openai"));
 /// # let _ = (service, handle);
 /// ```
-pub struct CircuitBreakerLayer<C = DefaultClassifier> {
-    breaker: Arc<Breaker>,
-    classifier: C,
+pub struct CircuitBreakerLayer<C = DefaultClassify> {
+    lanes: Lanes<C>,
 }
 
-impl<C: Clone> Clone for CircuitBreakerLayer<C> {
+impl<C> Clone for CircuitBreakerLayer<C> {
     fn clone(&self) -> Self {
         Self {
-            breaker: self.breaker.clone(),
-            classifier: self.classifier.clone(),
+            lanes: self.lanes.clone(),
         }
     }
 }
@@ -195,7 +62,7 @@ impl<C: Clone> Clone for CircuitBreakerLayer<C> {
 impl<C> fmt::Debug for CircuitBreakerLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
-            .field("breaker", &self.breaker.core)
+            .field("breaker", &self.lanes[0].breaker)
             .finish_non_exhaustive()
     }
 }
@@ -203,32 +70,35 @@ impl<C> fmt::Debug for CircuitBreakerLayer<C> {
 impl CircuitBreakerLayer {
     /// A builder with the defaults.
     pub fn builder() -> CircuitBreakerLayerBuilder {
-        CircuitBreakerLayerBuilder::default()
+        CircuitBreakerLayerBuilder {
+            config: Config::default(),
+            classifier: DefaultClassify,
+        }
     }
 
     /// A breaker with every default, named after the provider it guards.
     pub fn named(name: impl Into<Arc<str>>) -> Self {
-        match Self::builder().name(name).build() {
-            Ok(layer) => layer,
-            Err(_) => unreachable!("the default breaker configuration is valid"),
-        }
+        let config = Config {
+            name: Some(name.into()),
+            ..Config::default()
+        };
+        // the defaults need no check: consecutive failures only, no window
+        assemble(config, Spec::None, 0, DefaultClassify)
     }
 }
 
 impl<C> CircuitBreakerLayer<C> {
     /// A handle to read and control the shared breaker.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle {
-            breaker: self.breaker.clone(),
-        }
+        CircuitBreakerHandle::new(self.lanes[0].breaker.clone())
     }
 }
 
-impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
+impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::new(inner, self.breaker.clone(), self.classifier.clone())
+        CircuitBreaker::new(inner, self.lanes.clone())
     }
 }
 
@@ -239,25 +109,25 @@ enum WindowSpec {
     Time { span: Duration, buckets: u32 },
 }
 
-/// Builds a [`CircuitBreakerLayer`]; [`build`](Self::build) checks the configuration.
-pub struct CircuitBreakerLayerBuilder<C = DefaultClassifier> {
+/// Everything but the classifier.
+struct Config {
     name: Option<Arc<str>>,
     consecutive_failures: Option<u32>,
     failure_rate: Option<f64>,
     slow: Option<(Duration, f64)>,
     window: WindowSpec,
-    min_calls: u64,
+    min_calls: Option<u64>,
     open_duration: Duration,
     max_open_duration: Option<Duration>,
     grow_open_duration: bool,
     follow_retry_after: bool,
     half_open_permits: u32,
     half_open_successes: Option<u32>,
-    observer: Option<crate::core::Observer>,
-    classifier: C,
+    clock: Option<Arc<dyn Clock>>,
+    observer: Option<Observer>,
 }
 
-impl Default for CircuitBreakerLayerBuilder {
+impl Default for Config {
     fn default() -> Self {
         Self {
             name: None,
@@ -265,266 +135,321 @@ impl Default for CircuitBreakerLayerBuilder {
             failure_rate: None,
             slow: None,
             window: WindowSpec::None,
-            min_calls: 10,
+            min_calls: None,
             open_duration: Duration::from_secs(60),
             max_open_duration: None,
             grow_open_duration: false,
             follow_retry_after: true,
             half_open_permits: 1,
             half_open_successes: None,
+            clock: None,
             observer: None,
-            classifier: DefaultClassifier,
         }
     }
 }
 
-impl<C> fmt::Debug for CircuitBreakerLayerBuilder<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreakerLayerBuilder")
-            .field("name", &self.name)
-            .field("consecutive_failures", &self.consecutive_failures)
-            .field("failure_rate", &self.failure_rate)
-            .field("window", &self.window)
-            .field("open_duration", &self.open_duration)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<C> CircuitBreakerLayerBuilder<C> {
-    /// The breaker's name (the provider's), shown in errors, logs and `CircuitOpen` errors.
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Trip after this many failures in a row (default 5).
-    pub fn consecutive_failures(mut self, n: u32) -> Self {
-        self.consecutive_failures = Some(n);
-        self
-    }
-
-    /// Do not trip on consecutive failures (only on rates).
-    pub fn no_consecutive_failures(mut self) -> Self {
-        self.consecutive_failures = None;
-        self
-    }
-
-    /// Trip when the share of failures in the window reaches `rate` (0 to 1). Without a
-    /// window set, a count window of the last 100 calls is used.
-    pub fn failure_rate(mut self, rate: f64) -> Self {
-        self.failure_rate = Some(rate);
-        self
-    }
-
-    /// Count calls slower than `threshold` as slow, and trip when their share in the window
-    /// reaches `rate` (0 to 1). Costs two clock reads per call.
-    pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
-        self.slow = Some((threshold, rate));
-        self
-    }
-
-    /// The window is the last `calls` calls.
-    pub fn count_window(mut self, calls: u32) -> Self {
-        self.window = WindowSpec::Count(calls);
-        self
-    }
-
-    /// The window is the last `span`, kept in `buckets` buckets (a call drops out when its
-    /// bucket leaves the window). Costs a clock read per call.
-    pub fn time_window(mut self, span: Duration, buckets: u32) -> Self {
-        self.window = WindowSpec::Time { span, buckets };
-        self
-    }
-
-    /// Rates count only once the window holds this many calls (default 10).
-    pub fn min_calls(mut self, n: u64) -> Self {
-        self.min_calls = n;
-        self
-    }
-
-    /// How long to stay open (default 60 s).
-    pub fn open_duration(mut self, d: Duration) -> Self {
-        self.open_duration = d;
-        self
-    }
-
-    /// Grow the open time with each trip in a row (`open_duration * n`), capped at `max`.
-    pub fn grow_open_duration(mut self, max: Duration) -> Self {
-        self.grow_open_duration = true;
-        self.max_open_duration = Some(max);
-        self
-    }
-
-    /// Whether a failure's Retry-After hint, when longer, sets the open time (default true;
-    /// capped at the maximum open duration, 5 minutes unless grown).
-    pub fn follow_retry_after(mut self, follow: bool) -> Self {
-        self.follow_retry_after = follow;
-        self
-    }
-
-    /// The cap on open time from growth or Retry-After hints (default: 5 minutes, or the
-    /// open duration if that is longer).
-    pub fn max_open_duration(mut self, max: Duration) -> Self {
-        self.max_open_duration = Some(max);
-        self
-    }
-
-    /// Probe calls allowed at once when half-open (default 1).
-    pub fn half_open_permits(mut self, n: u32) -> Self {
-        self.half_open_permits = n;
-        self
-    }
-
-    /// Probe successes needed to close (default: the number of permits).
-    pub fn half_open_successes(mut self, n: u32) -> Self {
-        self.half_open_successes = Some(n);
-        self
-    }
-
-    /// Called on every state change with `(from, to)`, from the thread that made it.
-    pub fn on_state_change(mut self, f: impl Fn(State, State) + Send + Sync + 'static) -> Self {
-        self.observer = Some(Box::new(f));
-        self
-    }
-
-    /// Classify results with a closure over the whole result.
-    pub fn classify_with<F, Res, E>(self, f: F) -> CircuitBreakerLayerBuilder<ClassifyFn<F>>
-    where
-        F: Fn(&Result<Res, E>) -> Outcome,
-    {
-        self.classifier(ClassifyFn(f))
-    }
-
-    /// Any [`Classify`](crate::Classify) implementation.
-    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerLayerBuilder<C2> {
-        CircuitBreakerLayerBuilder {
-            name: self.name,
+impl Config {
+    /// The rules, for a configuration already checked.
+    fn rules(&self, min_calls: u64) -> Rules {
+        let permits = self.half_open_permits;
+        Rules {
             consecutive_failures: self.consecutive_failures,
             failure_rate: self.failure_rate,
-            slow: self.slow,
-            window: self.window,
-            min_calls: self.min_calls,
+            slow_rate: self.slow.map(|s| s.1),
+            slow_threshold: self.slow.map(|s| s.0),
+            min_calls,
             open_duration: self.open_duration,
-            max_open_duration: self.max_open_duration,
+            max_open_duration: self
+                .max_open_duration
+                .unwrap_or(self.open_duration.max(Duration::from_secs(300))),
             grow_open_duration: self.grow_open_duration,
             follow_retry_after: self.follow_retry_after,
-            half_open_permits: self.half_open_permits,
-            half_open_successes: self.half_open_successes,
-            observer: self.observer,
-            classifier,
+            half_open_permits: u16::try_from(permits).unwrap_or(u16::MAX),
+            half_open_successes: u16::try_from(self.half_open_successes.unwrap_or(permits))
+                .unwrap_or(u16::MAX),
         }
     }
 
-    /// Checks the configuration and makes the layer.
-    pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
+    /// Checks every field; returns the window and the effective `min_calls`.
+    fn check(&mut self) -> Result<(Spec, u64), ConfigError> {
         if self.consecutive_failures == Some(0) {
             return Err(ConfigError::new(
                 "consecutive_failures",
                 "must be at least 1",
             ));
         }
-        check_rate(self.failure_rate, "failure_rate")?;
-        check_rate(self.slow.map(|s| s.1), "slow_calls.rate")?;
-        if self.half_open_permits == 0 || self.half_open_permits > 0xffff {
-            return Err(ConfigError::new(
-                "half_open_permits",
-                format!("must be within 1..=65535, got {}", self.half_open_permits),
-            ));
-        }
-        let successes = self.half_open_successes.unwrap_or(self.half_open_permits);
-        if successes == 0 || successes > 0xffff {
-            return Err(ConfigError::new(
-                "half_open_successes",
-                format!("must be within 1..=65535, got {successes}"),
-            ));
-        }
-        let max_open_duration = match self.max_open_duration {
-            Some(max) if max < self.open_duration => {
+        check_rate("failure_rate", self.failure_rate)?;
+        if let Some((threshold, rate)) = self.slow {
+            if threshold.is_zero() {
                 return Err(ConfigError::new(
-                    "max_open_duration",
-                    format!(
-                        "({max:?}) is below open_duration ({:?})",
-                        self.open_duration
-                    ),
+                    "slow_calls.threshold",
+                    "must be longer than zero",
                 ));
             }
-            Some(max) => max,
-            None => self.open_duration.max(Duration::from_secs(300)),
-        };
-        let wants_rates = self.failure_rate.is_some() || self.slow.is_some();
-        let spec = match self.window {
-            WindowSpec::None if wants_rates => WindowSpec::Count(100),
+            check_rate("slow_calls.rate", Some(rate))?;
+        }
+        if self.open_duration.is_zero() {
+            return Err(ConfigError::new(
+                "open_duration",
+                "must be longer than zero",
+            ));
+        }
+        if let Some(max) = self.max_open_duration
+            && max < self.open_duration
+        {
+            let reason = format!(
+                "({max:?}) is below open_duration ({:?})",
+                self.open_duration
+            );
+            return Err(ConfigError::new("max_open_duration", reason));
+        }
+        let max = MAX_HALF_OPEN_PERMITS;
+        ConfigError::check_range("half_open_permits", self.half_open_permits, 1, max)?;
+        if let Some(n) = self.half_open_successes {
+            ConfigError::check_range("half_open_successes", n, 1, max)?;
+        }
+        let rates = self.failure_rate.is_some() || self.slow.is_some();
+        let window = match self.window {
+            WindowSpec::None if rates => WindowSpec::Count(100),
             other => other,
         };
-        let window = match spec {
-            WindowSpec::None => None,
-            WindowSpec::Count(0) => {
-                return Err(ConfigError::new(
-                    "count_window",
-                    "must hold at least 1 call",
-                ));
+        let (spec, min_calls) = match window {
+            WindowSpec::None => (Spec::None, 0),
+            WindowSpec::Count(n) => {
+                ConfigError::check_range("count_window", n, 1, MAX_COUNT_WINDOW)?;
+                let n = u64::from(n);
+                match self.min_calls {
+                    Some(m) if m > n => {
+                        let reason =
+                            format!("({m}) is above count_window ({n}): rates could never trip");
+                        return Err(ConfigError::new("min_calls", reason));
+                    }
+                    Some(m) => (Spec::Count(n), m),
+                    None => (Spec::Count(n), n.min(10)),
+                }
             }
-            WindowSpec::Count(n) => Some(Window::Count(CountWindow::new(n))),
             WindowSpec::Time { span, buckets } => {
                 if span.is_zero() {
                     return Err(ConfigError::new("time_window", "must be longer than zero"));
                 }
-                if buckets == 0 || buckets > 10_000 {
-                    return Err(ConfigError::new(
-                        "time_window.buckets",
-                        format!("must be within 1..=10000, got {buckets}"),
-                    ));
+                ConfigError::check_range("time_window.buckets", buckets, 1, MAX_TIME_BUCKETS)?;
+                let bucket = span / buckets;
+                if bucket < Duration::from_millis(1) {
+                    let reason = format!("make buckets of {bucket:?}: at least 1 ms each");
+                    return Err(ConfigError::new("time_window.buckets", reason));
                 }
-                let nanos = (span.as_nanos() / u128::from(buckets)).min(u128::from(u64::MAX));
-                if nanos == 0 {
-                    return Err(ConfigError::new(
-                        "time_window.buckets",
-                        "more buckets than nanoseconds in the window",
-                    ));
-                }
-                Some(Window::Time(TimeWindow::new(buckets, nanos as u64)))
+                let bucket_nanos = u64::try_from(bucket.as_nanos()).unwrap_or(u64::MAX);
+                let spec = Spec::Time {
+                    buckets: u64::from(buckets),
+                    bucket_nanos,
+                    origin: 0, // set when the clock is known
+                };
+                (spec, self.min_calls.unwrap_or(10))
             }
         };
-        // A window with neither rate set trips at 50 % failures, as resilience4j does.
-        let failure_rate = match (&window, self.failure_rate, self.slow) {
-            (Some(_), None, None) => Some(0.5),
-            (_, rate, _) => rate,
-        };
-        if window.is_none() && self.consecutive_failures.is_none() {
+        if spec == Spec::None && self.consecutive_failures.is_none() {
             return Err(ConfigError::new(
                 "consecutive_failures",
                 "is off and no failure rate or window is set: the breaker could never trip",
             ));
         }
-        let rules = Rules {
-            consecutive_failures: self.consecutive_failures,
-            failure_rate,
-            slow_rate: self.slow.map(|s| s.1),
-            slow_threshold: self.slow.map(|s| s.0),
-            min_calls: self.min_calls,
-            open_duration: self.open_duration,
-            max_open_duration,
-            grow_open_duration: self.grow_open_duration,
-            follow_retry_after: self.follow_retry_after,
-            half_open_permits: self.half_open_permits,
-            half_open_successes: successes,
-        };
-        Ok(CircuitBreakerLayer {
-            breaker: Arc::new(Breaker {
-                core: Core::new(rules, window, self.name, self.observer),
-                start: Instant::now(),
-            }),
-            classifier: self.classifier,
-        })
+        // A window with neither rate set trips at 50 % failures, as resilience4j does.
+        if spec != Spec::None && !rates {
+            self.failure_rate = Some(0.5);
+        }
+        Ok((spec, min_calls))
     }
 }
 
-fn check_rate(rate: Option<f64>, field: &'static str) -> Result<(), ConfigError> {
+/// `Err` naming `field` unless `rate` is within (0, 1].
+fn check_rate(field: &'static str, rate: Option<f64>) -> Result<(), ConfigError> {
     match rate {
-        Some(r) if !(0.0..=1.0).contains(&r) => Err(ConfigError::new(
+        Some(r) if !(r > 0.0 && r <= 1.0) => Err(ConfigError::new(
             field,
-            format!("must be within 0..=1, got {r}"),
+            format!("must be within (0, 1], got {r}"),
         )),
         _ => Ok(()),
+    }
+}
+
+/// Builds a [`CircuitBreakerLayer`]; [`build`](Self::build) checks the configuration and
+/// names the field at fault.
+pub struct CircuitBreakerLayerBuilder<C = DefaultClassify> {
+    config: Config,
+    classifier: C,
+}
+
+impl<C> fmt::Debug for CircuitBreakerLayerBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("CircuitBreakerLayerBuilder")
+            .field("name", &c.name)
+            .field("consecutive_failures", &c.consecutive_failures)
+            .field("failure_rate", &c.failure_rate)
+            .field("window", &c.window)
+            .field("open_duration", &c.open_duration)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> CircuitBreakerLayerBuilder<C> {
+    fn with(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// The breaker's name (the provider's), shown in errors, logs and `CircuitOpen` errors.
+    pub fn name(self, name: impl Into<Arc<str>>) -> Self {
+        self.with(|c| c.name = Some(name.into()))
+    }
+
+    /// Trip after this many failures in a row (default 5; at least 1).
+    pub fn consecutive_failures(self, n: u32) -> Self {
+        self.with(|c| c.consecutive_failures = Some(n))
+    }
+
+    /// Do not trip on consecutive failures (only on rates).
+    pub fn no_consecutive_failures(self) -> Self {
+        self.with(|c| c.consecutive_failures = None)
+    }
+
+    /// Trip when the share of failures in the window reaches `rate`, within (0, 1]. Without a
+    /// window set, a count window of the last 100 calls is used.
+    pub fn failure_rate(self, rate: f64) -> Self {
+        self.with(|c| c.failure_rate = Some(rate))
+    }
+
+    /// Count calls taking `threshold` or longer as slow, and trip when their share in the
+    /// window reaches `rate`, within (0, 1]. Reads the clock twice per call.
+    pub fn slow_calls(self, threshold: Duration, rate: f64) -> Self {
+        self.with(|c| c.slow = Some((threshold, rate)))
+    }
+
+    /// The window is the last `calls` calls (1 to [`MAX_COUNT_WINDOW`]).
+    pub fn count_window(self, calls: u32) -> Self {
+        self.with(|c| c.window = WindowSpec::Count(calls))
+    }
+
+    /// The window is the last `span`, kept in `buckets` buckets (1 to [`MAX_TIME_BUCKETS`],
+    /// each at least 1 ms long); a call drops out when its bucket leaves the window. Reads
+    /// the clock once per call.
+    pub fn time_window(self, span: Duration, buckets: u32) -> Self {
+        self.with(|c| c.window = WindowSpec::Time { span, buckets })
+    }
+
+    /// Rates count only once the window holds this many calls (default 10, or a smaller
+    /// count window's size; at most the count window's size).
+    pub fn min_calls(self, n: u64) -> Self {
+        self.with(|c| c.min_calls = Some(n))
+    }
+
+    /// How long to stay open (default 60 s; longer than zero).
+    pub fn open_duration(self, d: Duration) -> Self {
+        self.with(|c| c.open_duration = d)
+    }
+
+    /// Grow the open time with each trip in a row (`open_duration * n`), capped at `max`.
+    pub fn grow_open_duration(self, max: Duration) -> Self {
+        self.with(|c| {
+            c.grow_open_duration = true;
+            c.max_open_duration = Some(max);
+        })
+    }
+
+    /// Whether a failure's Retry-After hint, when longer, sets the open time (default true;
+    /// capped at the maximum open duration).
+    pub fn follow_retry_after(self, follow: bool) -> Self {
+        self.with(|c| c.follow_retry_after = follow)
+    }
+
+    /// The cap on open time from growth or Retry-After hints (default: 5 minutes, or the
+    /// open duration if that is longer).
+    pub fn max_open_duration(self, max: Duration) -> Self {
+        self.with(|c| c.max_open_duration = Some(max))
+    }
+
+    /// Probe calls allowed at once when half-open (default 1; at most
+    /// [`MAX_HALF_OPEN_PERMITS`]).
+    pub fn half_open_permits(self, n: u32) -> Self {
+        self.with(|c| c.half_open_permits = n)
+    }
+
+    /// Probe successes needed to close (default: the number of permits).
+    pub fn half_open_successes(self, n: u32) -> Self {
+        self.with(|c| c.half_open_successes = Some(n))
+    }
+
+    /// Where the breaker reads the time (default: [`TokioClock`], which follows tokio's
+    /// paused clock in tests).
+    pub fn clock(self, clock: impl Clock) -> Self {
+        self.with(|c| c.clock = Some(Arc::new(clock)))
+    }
+
+    /// Called on every state change with `(from, to)`, from the thread that made it.
+    pub fn on_state_change(self, f: impl Fn(State, State) + Send + Sync + 'static) -> Self {
+        self.with(|c| c.observer = Some(Box::new(f)))
+    }
+
+    /// Classify results with a closure over the whole result, returning its [`Verdict`].
+    pub fn classify_with<F, Res, E>(self, f: F) -> CircuitBreakerLayerBuilder<ClassifyFn<F>>
+    where
+        F: Fn(&Result<Res, E>) -> Verdict,
+    {
+        self.classifier(ClassifyFn(f))
+    }
+
+    /// Any [`Classify`](towerguard_outcome::Classify) implementation.
+    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerLayerBuilder<C2> {
+        CircuitBreakerLayerBuilder {
+            config: self.config,
+            classifier,
+        }
+    }
+
+    /// Checks the configuration and makes the layer.
+    pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError>
+    where
+        C: Clone,
+    {
+        let mut config = self.config;
+        let (spec, min_calls) = config.check()?;
+        Ok(assemble(config, spec, min_calls, self.classifier))
+    }
+}
+
+/// Makes the layer from a checked configuration.
+fn assemble<C: Clone>(
+    mut config: Config,
+    spec: Spec,
+    min_calls: u64,
+    classifier: C,
+) -> CircuitBreakerLayer<C> {
+    let shards = shard::count();
+    let clock = config
+        .clock
+        .take()
+        .unwrap_or_else(|| Arc::new(TokioClock::new()));
+    let spec = match spec {
+        Spec::Time {
+            buckets,
+            bucket_nanos,
+            ..
+        } => Spec::Time {
+            buckets,
+            bucket_nanos,
+            origin: clock.unix_nanos(),
+        },
+        other => other,
+    };
+    let breaker = Arc::new(Breaker::new(
+        config.rules(min_calls),
+        Window::new(spec, shards),
+        shards,
+        clock,
+        config.name.take(),
+        config.observer.take(),
+    ));
+    CircuitBreakerLayer {
+        lanes: lanes(&breaker, classifier),
     }
 }

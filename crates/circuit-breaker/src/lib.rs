@@ -3,15 +3,19 @@
 //!
 //! - States closed, open, half-open, plus forced-open, disabled and metrics-only ([`State`]).
 //! - Trip on consecutive failures (default 5) and/or a failure or slow-call rate over a true
-//!   sliding window: the last N calls, or a duration in buckets. Each costs O(1) per call
-//!   whatever the window holds, and a call older than the window no longer counts.
+//!   sliding window: the last N calls, or a duration in buckets. A call older than the
+//!   window no longer counts.
+//! - What counts: a result whose [`Verdict`] [counts for the breaker](Verdict::counts_for_breaker)
+//!   is a failure (its Retry-After may lengthen the open time); a refusal by another of our
+//!   layers is ignored; anything else is a success. Override with
+//!   [`classify_with`](CircuitBreakerLayerBuilder::classify_with).
 //! - Open: calls are rejected at once with a [`CircuitOpenError`] (an `LlmError` of kind
 //!   `CircuitOpen` with the `llm` feature) carrying the time left open; the open time can grow
 //!   with repeated trips and follows a provider's longer Retry-After.
 //! - Half-open: at most N probes at once; enough successes close, one failure re-opens.
 //! - A [`CircuitBreakerHandle`] reads state and counts and can reset, force open or disable.
-//! - Lock-free: the closed-state success path reads the shared state and writes only
-//!   per-thread memory.
+//! - A closed-state success writes only memory of its own thread's shard, so threads do not
+//!   slow each other down. Transitions happen once: only the winner sets the open time.
 //!
 //! Works on any `Service<Req>` whose error is `From<CircuitOpenError>`.
 //!
@@ -43,24 +47,30 @@
 //! # });
 //! ```
 
-mod classify;
-mod core;
 mod error;
 mod future;
+mod handle;
 mod layer;
 mod service;
 mod shard;
+mod state;
+mod stats;
 mod sync;
 mod window;
 
-pub use crate::core::{Outcome, State, Stats};
-pub use classify::{Classify, ClassifyFn, DefaultClassifier, FailureHint, failure_after};
 pub use error::CircuitOpenError;
 pub use future::ResponseFuture;
+pub use handle::CircuitBreakerHandle;
 pub use layer::{
-    CircuitBreakerHandle, CircuitBreakerLayer, CircuitBreakerLayerBuilder, ConfigError,
+    CircuitBreakerLayer, CircuitBreakerLayerBuilder, MAX_COUNT_WINDOW, MAX_HALF_OPEN_PERMITS,
+    MAX_TIME_BUCKETS,
 };
 pub use service::CircuitBreaker;
+pub use state::State;
+pub use stats::Stats;
+pub use towerguard_outcome::{
+    Classify, ClassifyError, ClassifyFn, Clock, ConfigError, DefaultClassify, Verdict,
+};
 pub use window::WindowCounts;
 
 #[cfg(all(test, towerguard_loom))]

@@ -5,22 +5,46 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
+use towerguard_outcome::Classify;
 
-use crate::classify::Classify;
-use crate::core::{Admission, State};
 use crate::error::CircuitOpenError;
 use crate::future::ResponseFuture;
-use crate::layer::{Breaker, CircuitBreakerHandle};
+use crate::handle::CircuitBreakerHandle;
+use crate::shard::{self, Padded};
+use crate::state::{Admission, Breaker};
 
-/// What one clone of the service hands to its calls' futures. Each clone has its own, so the
-/// reference count a call bumps is not shared with other threads' clones.
-pub(crate) struct Local<C> {
+/// What a call's future holds: the breaker and the classifier. There is one per shard, and a
+/// call takes its thread's, so that calls on different threads do not all bump one
+/// reference count (a shared `Arc` cloned by every call halves two threads' throughput).
+#[derive(Debug)]
+pub(crate) struct Lane<C> {
     pub(crate) breaker: Arc<Breaker>,
     pub(crate) classifier: C,
+    pub(crate) shard: usize,
+}
+
+/// The lanes of one breaker, one per shard.
+pub(crate) type Lanes<C> = Arc<[Arc<Padded<Lane<C>>>]>;
+
+/// The lane of the current thread.
+fn this_lane<C>(lanes: &Lanes<C>) -> &Arc<Padded<Lane<C>>> {
+    &lanes[shard::this_thread(lanes.len())]
+}
+
+pub(crate) fn lanes<C: Clone>(breaker: &Arc<Breaker>, classifier: C) -> Lanes<C> {
+    (0..shard::count())
+        .map(|shard| {
+            Arc::new(Padded(Lane {
+                breaker: breaker.clone(),
+                classifier: classifier.clone(),
+                shard,
+            }))
+        })
+        .collect()
 }
 
 /// A service behind a circuit breaker. Made by
-/// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer).
+/// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer); clones share the breaker.
 ///
 /// `poll_ready` asks the breaker first: when it rejects, the service reports ready at once
 /// (without polling the inner service) and `call` answers with a ready
@@ -28,56 +52,26 @@ pub(crate) struct Local<C> {
 /// `poll_ready` is given back if the service is dropped before `call`.
 pub struct CircuitBreaker<S, C> {
     inner: S,
-    local: Arc<Local<C>>,
-    owned: Owned,
+    lanes: Lanes<C>,
     ticket: Option<Admission>,
 }
 
-/// Whether a service clone has a handle of its own. A clone first shares its parent's, so a
-/// clone made for a single request (as axum makes one per request) never allocates; a clone
-/// that serves a second request makes its own, so long-lived clones on different threads do
-/// not share one reference count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owned {
-    Yes,
-    Shared,
-    SharedUsed,
-}
-
 impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
+    pub(crate) fn new(inner: S, lanes: Lanes<C>) -> Self {
         Self {
             inner,
-            local: Arc::new(Local {
-                breaker,
-                classifier,
-            }),
-            owned: Owned::Yes,
+            lanes,
             ticket: None,
         }
     }
 
-    /// A call on a clone still sharing its parent's handle: the second one takes its own.
-    #[cold]
-    #[inline(never)]
-    fn on_shared_call(&mut self)
-    where
-        C: Clone,
-    {
-        if self.owned == Owned::Shared {
-            self.owned = Owned::SharedUsed;
-            return;
-        }
-        self.local = Arc::new(Local {
-            breaker: self.local.breaker.clone(),
-            classifier: self.local.classifier.clone(),
-        });
-        self.owned = Owned::Yes;
+    fn breaker(&self) -> &Breaker {
+        &self.lanes[0].breaker
     }
 
     /// A handle to read and control the shared breaker.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        crate::layer::handle_of(&self.local.breaker)
+        CircuitBreakerHandle::new(self.lanes[0].breaker.clone())
     }
 
     /// The wrapped service.
@@ -91,21 +85,17 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 }
 
-impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            local: self.local.clone(),
-            owned: Owned::Shared,
-            ticket: None,
-        }
+        Self::new(self.inner.clone(), self.lanes.clone())
     }
 }
 
 impl<S, C> Drop for CircuitBreaker<S, C> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.local.breaker.core.cancel(ticket);
+            let lane = this_lane(&self.lanes);
+            lane.breaker.cancel(ticket, lane.shard);
         }
     }
 }
@@ -114,7 +104,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
-            .field("state", &self.local.breaker.core.state())
+            .field("state", &self.breaker().state())
             .finish_non_exhaustive()
     }
 }
@@ -123,7 +113,7 @@ impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
     S::Error: From<CircuitOpenError>,
-    C: Classify<S::Response, S::Error> + Clone,
+    C: Classify<S::Response, S::Error>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -131,18 +121,20 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let breaker = &self.local.breaker;
-        let ticket = *self
-            .ticket
-            .get_or_insert_with(|| breaker.core.admit(&|| breaker.now()));
-        if let Admission::Reject(_) = ticket {
+        let lane = this_lane(&self.lanes);
+        let ticket = match self.ticket {
+            Some(t) => t,
+            None => lane.breaker.admit(lane.shard),
+        };
+        self.ticket = Some(ticket);
+        if let Admission::Reject(..) = ticket {
             // `call` answers with the rejection; the inner service is not asked.
             return Poll::Ready(Ok(()));
         }
         match self.inner.poll_ready(cx) {
             Poll::Ready(Err(e)) => {
                 if let Some(t) = self.ticket.take() {
-                    breaker.core.cancel(t);
+                    lane.breaker.cancel(t, lane.shard);
                 }
                 Poll::Ready(Err(e))
             }
@@ -152,37 +144,22 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let breaker = &self.local.breaker;
+        let lane = this_lane(&self.lanes);
+        // `call` without `poll_ready` breaks the Service contract; stay safe anyway.
         let ticket = match self.ticket.take() {
             Some(t) => t,
-            // `call` without `poll_ready` breaks the Service contract; stay safe anyway.
-            None => breaker.core.admit(&|| breaker.now()),
+            None => lane.breaker.admit(lane.shard),
         };
         match ticket {
-            Admission::Reject(retry_after) => {
-                let state = match breaker.core.state() {
-                    State::ForcedOpen => State::ForcedOpen,
-                    State::HalfOpen => State::HalfOpen,
-                    _ => State::Open,
-                };
-                ResponseFuture::rejected(S::Error::from(CircuitOpenError {
-                    name: breaker.core.name().cloned(),
-                    state,
-                    retry_after,
-                }))
+            Admission::Reject(state, retry_after) => {
+                let name = lane.breaker.name().cloned();
+                ResponseFuture::rejected(CircuitOpenError::new(name, state, retry_after).into())
             }
             Admission::Pass => ResponseFuture::passed(self.inner.call(req)),
             admission => {
-                let started = breaker
-                    .core
-                    .rules()
-                    .slow_threshold
-                    .map(|_| tokio::time::Instant::now());
-                let future = self.inner.call(req);
-                if self.owned != Owned::Yes {
-                    self.on_shared_call();
-                }
-                ResponseFuture::admitted(future, admission, self.local.clone(), started)
+                let lane = lane.clone();
+                let started = lane.breaker.slow_threshold().map(|_| lane.breaker.now());
+                ResponseFuture::admitted(self.inner.call(req), admission, lane, started)
             }
         }
     }

@@ -1,85 +1,48 @@
-//! Per-thread shards: state that every call writes lives in one shard per thread group, so
-//! threads do not fight over a cache line.
+//! Shards: what every call writes is kept once per group of threads, each copy on its own
+//! cache lines, so that calls on different threads do not fight over one line. Readers add
+//! the copies up.
 
-use crate::sync::{AtomicU64, Ordering};
+use std::ops::Deref;
 
-/// A value padded to its own cache lines (128 bytes covers adjacent-line prefetching).
+/// A value on cache lines of its own (128 bytes also covers adjacent-line prefetching).
 #[repr(align(128))]
 #[derive(Debug, Default)]
 pub(crate) struct Padded<T>(pub(crate) T);
 
-/// The number of shards: a power of two, about four per core, at most 64.
-pub(crate) fn shard_count() -> usize {
-    #[cfg(towerguard_loom)]
-    {
-        1
-    }
-    #[cfg(not(towerguard_loom))]
-    {
-        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-        (cores * 4).next_power_of_two().clamp(2, 64)
+impl<T> Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
     }
 }
 
-/// This thread's shard index, masked to `count` (a power of two).
+/// How many shards a breaker keeps: a power of two, twice the cores, from 2 to 32.
+pub(crate) fn count() -> usize {
+    if cfg!(towerguard_loom) {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    (cores * 2).next_power_of_two().clamp(2, 32)
+}
+
+/// The shard of the current thread, below `count` (a power of two). Threads are numbered in
+/// the order they first ask, so a few busy threads get different shards.
 #[inline]
-pub(crate) fn shard_index(count: usize) -> usize {
-    #[cfg(towerguard_loom)]
-    {
-        let _ = count;
-        0
+pub(crate) fn this_thread(count: usize) -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<Option<usize>> = const { Cell::new(None) };
     }
-    #[cfg(not(towerguard_loom))]
-    {
-        use std::cell::Cell;
-        use std::sync::atomic::AtomicUsize;
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    let index = INDEX.with(|i| match i.get() {
+        Some(n) => n,
+        None => {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            i.set(Some(n));
+            n
         }
-        INDEX.with(|i| {
-            let mut v = i.get();
-            if v == usize::MAX {
-                v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                i.set(v);
-            }
-            v & (count - 1)
-        })
-    }
-}
-
-/// Counters every call may bump, sharded per thread.
-#[derive(Debug)]
-pub(crate) struct Counters<const N: usize> {
-    shards: Box<[Padded<[AtomicU64; N]>]>,
-}
-
-impl<const N: usize> Counters<N> {
-    pub(crate) fn new() -> Self {
-        let shards = (0..shard_count())
-            .map(|_| Padded(std::array::from_fn(|_| AtomicU64::new(0))))
-            .collect();
-        Self { shards }
-    }
-
-    #[inline]
-    pub(crate) fn add(&self, which: usize, n: u64) {
-        let shard = &self.shards[shard_index(self.shards.len())];
-        shard.0[which].fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn sum(&self, which: usize) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.0[which].load(Ordering::Relaxed))
-            .sum()
-    }
-
-    pub(crate) fn clear(&self) {
-        for s in self.shards.iter() {
-            for c in &s.0 {
-                c.store(0, Ordering::Relaxed);
-            }
-        }
-    }
+    });
+    index & (count - 1)
 }

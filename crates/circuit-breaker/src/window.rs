@@ -1,12 +1,15 @@
-//! Sliding windows over call outcomes, each O(1) per call whatever its fill.
+//! What the breaker records while closed: the run of consecutive failures and the sliding
+//! window its failure and slow-call rates are taken over.
+//!
+//! A success only adds one to a counter of its thread's shard (with a time window, after
+//! reading the clock). Failures and slow calls, which may trip the breaker, are recorded under
+//! a lock together with the counts the decision needs. The lock also holds the period (the
+//! state generation) being recorded, so an outcome from an earlier period is dropped.
 
-use crate::shard::{Padded, shard_count, shard_index};
-use crate::sync::{AtomicU8, AtomicU64, Ordering};
+use std::collections::VecDeque;
 
-/// Outcome bits stored per call.
-pub(crate) const RECORDED: u8 = 1;
-pub(crate) const FAILED: u8 = 2;
-pub(crate) const SLOW: u8 = 4;
+use crate::shard::Padded;
+use crate::sync::{AtomicU32, AtomicU64, Mutex, Ordering, lock};
 
 /// What a window holds right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,221 +22,348 @@ pub struct WindowCounts {
     pub slow: u64,
 }
 
-/// The last `size` calls, exactly: a ring of outcomes with running totals, so a call older
-/// than the last `size` drops out as the next one comes in.
-#[derive(Debug)]
-pub(crate) struct CountWindow {
-    slots: Box<[AtomicU8]>,
-    next: AtomicU64,
-    /// Failures in the low 32 bits and slow calls in the high 32, as wrapping signed sums
-    /// (a transiently negative field decodes exactly: see `unpack`).
-    totals: AtomicU64,
+/// Which window, checked by the builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spec {
+    /// Consecutive failures only.
+    None,
+    /// The last `n` calls.
+    Count(u64),
+    /// The last `buckets` buckets of `bucket_nanos` each, counted from `origin` (clock
+    /// nanoseconds when the breaker was made).
+    Time {
+        buckets: u64,
+        bucket_nanos: u64,
+        origin: u64,
+    },
 }
 
-fn pack(failures: i64, slow: i64) -> u64 {
-    (slow << 32).wrapping_add(failures) as u64
+/// What a failure or a slow call leaves the breaker to decide on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tally {
+    /// Consecutive failures, this one included.
+    pub(crate) run: u32,
+    /// The window, this call included.
+    pub(crate) counts: WindowCounts,
 }
 
-fn unpack(x: u64) -> (i64, i64) {
-    let failures = i64::from(x as u32 as i32);
-    let slow = (x as i64).wrapping_sub(failures) >> 32;
-    (failures, slow)
-}
-
-impl CountWindow {
-    pub(crate) fn new(size: u32) -> Self {
-        Self {
-            slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
-            next: AtomicU64::new(0),
-            totals: AtomicU64::new(0),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn record(&self, bits: u8) {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = &self.slots[(i % self.slots.len() as u64) as usize];
-        let old = slot.swap(bits | RECORDED, Ordering::AcqRel);
-        let df = i64::from(bits & FAILED != 0) - i64::from(old & FAILED != 0);
-        let ds = i64::from(bits & SLOW != 0) - i64::from(old & SLOW != 0);
-        if df != 0 || ds != 0 {
-            self.totals.fetch_add(pack(df, ds), Ordering::AcqRel);
-        }
-    }
-
-    pub(crate) fn counts(&self) -> WindowCounts {
-        let calls = self
-            .next
-            .load(Ordering::Acquire)
-            .min(self.slots.len() as u64);
-        let (f, s) = unpack(self.totals.load(Ordering::Acquire));
-        WindowCounts {
-            calls,
-            failures: f.clamp(0, calls as i64) as u64,
-            slow: s.clamp(0, calls as i64) as u64,
-        }
-    }
-
-    pub(crate) fn clear(&self) {
-        for s in self.slots.iter() {
-            s.store(0, Ordering::Relaxed);
-        }
-        self.totals.store(0, Ordering::Relaxed);
-        self.next.store(0, Ordering::Release);
-    }
-}
-
+/// Calls of one time bucket, in one shard.
 #[derive(Debug, Default)]
 struct Bucket {
     epoch: AtomicU64,
     calls: AtomicU64,
-    failures: AtomicU64,
-    slow: AtomicU64,
 }
 
-/// Calls of the last `buckets * bucket_nanos`, in buckets, sharded per thread so that calls
-/// on different threads write different cache lines. A bucket is reused (and cleared) when
-/// its epoch comes round again; readers sum the buckets whose epoch is still in the window.
+/// One shard's calls in the current period.
 #[derive(Debug)]
-pub(crate) struct TimeWindow {
-    bucket_nanos: u64,
-    buckets: u64,
-    shards: Box<[Padded<Box<[Bucket]>>]>,
+struct Calls {
+    /// Count window: calls so far (summed over shards, the sequence number of the last call).
+    total: AtomicU64,
+    /// Time window: a ring of buckets, reused when a bucket's epoch comes round again.
+    buckets: Box<[Bucket]>,
 }
 
-impl TimeWindow {
-    pub(crate) fn new(buckets: u32, bucket_nanos: u64) -> Self {
-        let shards = (0..shard_count())
-            .map(|_| Padded((0..buckets).map(|_| Bucket::default()).collect()))
-            .collect();
+/// Failures and slow calls of one time bucket.
+#[derive(Debug, Clone, Copy, Default)]
+struct Marks {
+    epoch: u64,
+    failures: u64,
+    slow: u64,
+}
+
+/// What is recorded under the lock.
+#[derive(Debug)]
+struct Failures {
+    /// The period being recorded (the state generation).
+    generation: u64,
+    /// Count window: sequence numbers of the failed calls among the last `n`, oldest first.
+    failed: VecDeque<u64>,
+    /// Count window: sequence numbers of the slow calls among the last `n`, oldest first.
+    slow: VecDeque<u64>,
+    /// Time window: failures and slow calls per bucket.
+    buckets: Box<[Marks]>,
+}
+
+/// The closed period's record (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Window {
+    spec: Spec,
+    shards: Box<[Padded<Calls>]>,
+    /// Read by every success, written only by failures and the success that ends their run.
+    run: AtomicU32,
+    failures: Mutex<Failures>,
+}
+
+impl Window {
+    pub(crate) fn new(spec: Spec, shards: usize) -> Self {
+        let (shards, buckets) = match spec {
+            Spec::None => (0, 0),
+            Spec::Count(_) => (shards, 0),
+            // the builder caps the bucket count
+            Spec::Time { buckets, .. } => (shards, buckets as usize),
+        };
+        let calls = |_| {
+            Padded(Calls {
+                total: AtomicU64::new(0),
+                buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+            })
+        };
         Self {
-            bucket_nanos: bucket_nanos.max(1),
-            buckets: u64::from(buckets),
-            shards,
+            spec,
+            shards: (0..shards).map(calls).collect(),
+            run: AtomicU32::new(0),
+            failures: Mutex::new(Failures {
+                generation: 0,
+                failed: VecDeque::new(),
+                slow: VecDeque::new(),
+                buckets: vec![Marks::default(); buckets].into(),
+            }),
         }
     }
 
-    /// Epochs are 1-based so that a fresh bucket (epoch 0) never looks current.
-    fn epoch(&self, now: u64) -> u64 {
-        now / self.bucket_nanos + 1
+    /// Whether recording reads the clock.
+    pub(crate) fn reads_clock(&self) -> bool {
+        matches!(self.spec, Spec::Time { .. })
     }
 
+    /// Records a call of period `generation` on shard `shard`. Returns the tally for a
+    /// failure or a slow call of the current period, `None` otherwise.
     #[inline]
-    pub(crate) fn record(&self, now: u64, bits: u8) {
-        let e = self.epoch(now);
-        let shard = &self.shards[shard_index(self.shards.len())].0;
-        let b = &shard[(e % self.buckets) as usize];
-        let seen = b.epoch.load(Ordering::Acquire);
-        if seen != e {
-            if seen > e {
-                // A call that started before a newer one already moved this bucket on.
-                return;
-            }
-            if b.epoch
-                .compare_exchange(seen, e, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                b.calls.store(0, Ordering::Relaxed);
-                b.failures.store(0, Ordering::Relaxed);
-                b.slow.store(0, Ordering::Relaxed);
-            }
-        }
-        b.calls.fetch_add(1, Ordering::Relaxed);
-        if bits & FAILED != 0 {
-            b.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        if bits & SLOW != 0 {
-            b.slow.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn counts(&self, now: u64) -> WindowCounts {
-        let e = self.epoch(now);
-        let oldest = e.saturating_sub(self.buckets - 1);
-        let mut c = WindowCounts::default();
-        for shard in self.shards.iter() {
-            for b in shard.0.iter() {
-                let be = b.epoch.load(Ordering::Acquire);
-                if be >= oldest && be <= e {
-                    c.calls += b.calls.load(Ordering::Relaxed);
-                    c.failures += b.failures.load(Ordering::Relaxed);
-                    c.slow += b.slow.load(Ordering::Relaxed);
+    pub(crate) fn record(
+        &self,
+        shard: usize,
+        generation: u64,
+        failed: bool,
+        slow: bool,
+        now: u64,
+    ) -> Option<Tally> {
+        let epoch = self.epoch(now);
+        if let Some(calls) = self.shards.get(shard % self.shards.len().max(1)) {
+            match self.spec {
+                Spec::Count(_) => {
+                    calls.total.fetch_add(1, Ordering::Relaxed);
                 }
+                Spec::Time { .. } => count_in_bucket(&calls.buckets, epoch),
+                Spec::None => {}
             }
         }
-        c
+        if !failed && !slow {
+            if self.run.load(Ordering::Relaxed) != 0 {
+                self.run.store(0, Ordering::Relaxed);
+            }
+            return None;
+        }
+        let mut f = lock(&self.failures);
+        if f.generation != generation {
+            return None;
+        }
+        let run = if failed {
+            self.run.load(Ordering::Relaxed).saturating_add(1)
+        } else {
+            0
+        };
+        self.run.store(run, Ordering::Relaxed);
+        let counts = match self.spec {
+            Spec::None => WindowCounts::default(),
+            Spec::Count(n) => {
+                let seq = self.total();
+                if failed {
+                    f.failed.push_back(seq);
+                }
+                if slow {
+                    f.slow.push_back(seq);
+                }
+                f.last_calls(seq, n)
+            }
+            Spec::Time { .. } => {
+                let len = f.buckets.len() as u64;
+                let m = &mut f.buckets[(epoch % len) as usize];
+                if m.epoch < epoch {
+                    *m = Marks {
+                        epoch,
+                        ..Marks::default()
+                    };
+                }
+                if m.epoch == epoch {
+                    m.failures += u64::from(failed);
+                    m.slow += u64::from(slow);
+                }
+                self.in_time(&f, epoch)
+            }
+        };
+        Some(Tally { run, counts })
     }
 
-    pub(crate) fn clear(&self) {
-        for shard in self.shards.iter() {
-            for b in shard.0.iter() {
-                b.epoch.store(0, Ordering::Release);
+    /// What the window holds at `now`.
+    pub(crate) fn counts(&self, now: u64) -> WindowCounts {
+        let mut f = lock(&self.failures);
+        match self.spec {
+            Spec::None => WindowCounts::default(),
+            Spec::Count(n) => {
+                let total = self.total();
+                f.last_calls(total, n)
+            }
+            Spec::Time { .. } => self.in_time(&f, self.epoch(now)),
+        }
+    }
+
+    /// The current run of consecutive failures.
+    pub(crate) fn run(&self) -> u32 {
+        self.run.load(Ordering::Relaxed)
+    }
+
+    /// Starts recording period `generation` with an empty window.
+    pub(crate) fn reset(&self, generation: u64) {
+        let mut f = lock(&self.failures);
+        f.generation = generation;
+        f.failed.clear();
+        f.slow.clear();
+        f.buckets.fill(Marks::default());
+        self.run.store(0, Ordering::Relaxed);
+        for calls in self.shards.iter() {
+            calls.total.store(0, Ordering::Relaxed);
+            for b in calls.buckets.iter() {
+                b.epoch.store(0, Ordering::Relaxed);
                 b.calls.store(0, Ordering::Relaxed);
-                b.failures.store(0, Ordering::Relaxed);
-                b.slow.store(0, Ordering::Relaxed);
             }
         }
     }
+
+    /// The time bucket `now` falls in, counted from 1 so that a fresh bucket (epoch 0) is
+    /// never current; 0 for the other windows.
+    fn epoch(&self, now: u64) -> u64 {
+        match self.spec {
+            Spec::Time {
+                bucket_nanos,
+                origin,
+                ..
+            } => now.saturating_sub(origin) / bucket_nanos + 1,
+            _ => 0,
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|c| c.total.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The time window's counts at `epoch`: the buckets of the last `buckets` epochs.
+    fn in_time(&self, f: &Failures, epoch: u64) -> WindowCounts {
+        let oldest = epoch.saturating_sub(f.buckets.len() as u64 - 1);
+        let inside = |e: u64| (oldest..=epoch).contains(&e);
+        let calls = self
+            .shards
+            .iter()
+            .flat_map(|c| c.buckets.iter())
+            .filter(|b| inside(b.epoch.load(Ordering::Relaxed)))
+            .map(|b| b.calls.load(Ordering::Relaxed))
+            .sum();
+        let marks = f.buckets.iter().filter(|m| inside(m.epoch));
+        let (failures, slow) = marks.fold((0, 0), |(f, s), m| (f + m.failures, s + m.slow));
+        WindowCounts {
+            calls,
+            failures: failures.min(calls),
+            slow: slow.min(calls),
+        }
+    }
+}
+
+impl Failures {
+    /// The count window's counts when `total` calls have been made: calls numbered up to
+    /// `total - n` have left it.
+    fn last_calls(&mut self, total: u64, n: u64) -> WindowCounts {
+        let left = total.saturating_sub(n);
+        for q in [&mut self.failed, &mut self.slow] {
+            while q.front().is_some_and(|&seq| seq <= left) {
+                q.pop_front();
+            }
+        }
+        let calls = total.min(n);
+        WindowCounts {
+            calls,
+            failures: (self.failed.len() as u64).min(calls),
+            slow: (self.slow.len() as u64).min(calls),
+        }
+    }
+}
+
+/// Counts a call in its bucket of a shard's ring, moving the bucket on to `epoch` first if it
+/// still holds an older one.
+fn count_in_bucket(buckets: &[Bucket], epoch: u64) {
+    let b = &buckets[(epoch % buckets.len() as u64) as usize];
+    let seen = b.epoch.load(Ordering::Relaxed);
+    if seen != epoch {
+        if seen > epoch {
+            return; // a call that read the clock earlier, after a newer one moved the bucket on
+        }
+        if b.epoch
+            .compare_exchange(seen, epoch, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            b.calls.store(0, Ordering::Relaxed);
+        }
+    }
+    b.calls.fetch_add(1, Ordering::Relaxed);
 }
 
 #[cfg(all(test, not(towerguard_loom)))]
 mod tests {
     use super::*;
 
-    #[test]
-    fn packing_survives_transient_negatives() {
-        for (f, s) in [(0, 0), (5, 3), (-1, 0), (0, -1), (-3, 7), (100, -2)] {
-            assert_eq!(unpack(pack(f, s)), (f, s));
+    fn counts(calls: u64, failures: u64, slow: u64) -> WindowCounts {
+        WindowCounts {
+            calls,
+            failures,
+            slow,
         }
-        let mut x = pack(2, 1);
-        x = x.wrapping_add(pack(-3, 0));
-        assert_eq!(unpack(x), (-1, 1));
-        x = x.wrapping_add(pack(1, -1));
-        assert_eq!(unpack(x), (0, 0));
     }
 
     #[test]
     fn count_window_forgets_calls_older_than_its_size() {
-        let w = CountWindow::new(3);
-        w.record(FAILED);
-        w.record(FAILED | SLOW);
-        assert_eq!(
-            w.counts(),
-            WindowCounts {
-                calls: 2,
-                failures: 2,
-                slow: 1
-            }
+        let w = Window::new(Spec::Count(3), 4);
+        let t = w.record(0, 0, true, false, 0).map(|t| t.counts);
+        assert_eq!(t, Some(counts(1, 1, 0)));
+        let t = w.record(1, 0, true, true, 0).map(|t| (t.run, t.counts));
+        assert_eq!(t, Some((2, counts(2, 2, 1))), "calls on two shards add up");
+        assert!(
+            w.record(2, 0, false, false, 0).is_none(),
+            "a success decides nothing"
         );
-        w.record(0);
-        w.record(0);
-        assert_eq!(w.counts().failures, 1);
-        w.record(0);
-        assert_eq!(
-            w.counts(),
-            WindowCounts {
-                calls: 3,
-                failures: 0,
-                slow: 0
-            }
-        );
+        assert_eq!(w.run(), 0, "a success ends the run");
+        w.record(0, 0, false, false, 0);
+        assert_eq!(w.counts(0), counts(3, 1, 1));
+        w.record(3, 0, false, false, 0);
+        assert_eq!(w.counts(0), counts(3, 0, 0));
+    }
+
+    #[test]
+    fn outcomes_of_an_earlier_period_are_dropped() {
+        let w = Window::new(Spec::Count(10), 2);
+        w.record(0, 0, true, false, 0);
+        w.reset(4);
+        assert!(w.record(0, 0, true, false, 0).is_none(), "period 0 is over");
+        assert_eq!((w.run(), w.counts(0).failures), (0, 0));
+        assert_eq!(w.record(0, 4, true, false, 0).map(|t| t.run), Some(1));
     }
 
     #[test]
     fn time_window_drops_old_buckets() {
-        let w = TimeWindow::new(4, 1_000);
-        w.record(0, FAILED);
-        w.record(1_500, 0);
-        assert_eq!(w.counts(1_500).calls, 2);
-        assert_eq!(w.counts(3_999).failures, 1);
-        assert_eq!(
-            w.counts(4_000).failures,
-            0,
-            "bucket [0,1000) left the window"
+        let w = Window::new(
+            Spec::Time {
+                buckets: 4,
+                bucket_nanos: 1_000,
+                origin: 0,
+            },
+            2,
         );
-        assert_eq!(w.counts(4_000).calls, 1);
-        w.record(4_100, FAILED); // reuses bucket 0's slot
-        assert_eq!(w.counts(4_100).failures, 1);
-        assert_eq!(w.counts(4_100).calls, 2);
+        w.record(0, 0, true, false, 0);
+        w.record(1, 0, false, false, 1_500);
+        assert_eq!(w.counts(1_500).calls, 2);
+        assert_eq!(w.counts(3_999), counts(2, 1, 0));
+        assert_eq!(w.counts(4_000), counts(1, 0, 0), "bucket [0, 1000) left");
+        let t = w.record(0, 0, true, false, 4_100).map(|t| t.counts); // reuses bucket 0's slot
+        assert_eq!(t, Some(counts(2, 1, 0)));
     }
 }

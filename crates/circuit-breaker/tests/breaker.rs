@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use tower::{Layer, Service, ServiceExt};
 use towerguard_circuit_breaker::{
-    CircuitBreaker, CircuitBreakerLayer, ClassifyFn, DefaultClassifier, Outcome as Counted, State,
+    CircuitBreaker, CircuitBreakerLayer, ClassifyFn, DefaultClassify, State, Verdict,
 };
 use towerguard_llm_core::{ErrorKind, LlmError, LlmResponse};
 use towerguard_testkit::{FakeProvider, Outcome, request};
 
-type Svc = CircuitBreaker<FakeProvider, DefaultClassifier>;
+type Svc = CircuitBreaker<FakeProvider, DefaultClassify>;
 type Transitions = Arc<Mutex<Vec<(State, State)>>>;
 
 async fn call(svc: &mut Svc) -> Result<LlmResponse, LlmError> {
@@ -316,11 +316,9 @@ async fn ignored_and_cancelled_probes_give_their_permit_back() {
         .consecutive_failures(1)
         .open_duration(secs(1))
         .classifier(ClassifyFn(|r: &Result<LlmResponse, LlmError>| match r {
-            Ok(_) => Counted::Success,
-            Err(e) if e.kind() == ErrorKind::InvalidRequest => Counted::Ignored,
-            Err(e) => Counted::Failure {
-                retry_after: e.retry_after(),
-            },
+            Ok(_) => Verdict::Success,
+            Err(e) if e.kind() == ErrorKind::InvalidRequest => Verdict::refused(),
+            Err(e) => e.verdict(),
         }))
         .build()
         .unwrap();

@@ -1,5 +1,5 @@
-//! The breaker in front of services that have nothing to do with LLMs; configuration checks;
-//! the closed-state success path allocates nothing.
+//! The breaker in front of services that have nothing to do with LLMs; how it classifies
+//! their errors; the closed-state success path allocates nothing.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -66,43 +66,6 @@ async fn works_with_box_errors() {
     assert_eq!(handle.state(), State::Open);
     let e = svc.clone().oneshot(5).await.unwrap_err();
     assert!(e.is::<CircuitOpenError>(), "{e}");
-}
-
-#[test]
-fn invalid_configuration_is_rejected_naming_the_field() {
-    let field =
-        |b: towerguard_circuit_breaker::CircuitBreakerLayerBuilder| b.build().unwrap_err().field();
-    let b = CircuitBreakerLayer::builder;
-    assert_eq!(field(b().failure_rate(1.5)), "failure_rate");
-    assert_eq!(field(b().failure_rate(-0.1)), "failure_rate");
-    assert_eq!(field(b().failure_rate(f64::NAN)), "failure_rate");
-    assert_eq!(
-        field(b().slow_calls(Duration::from_secs(1), 2.0)),
-        "slow_calls.rate"
-    );
-    assert_eq!(field(b().count_window(0)), "count_window");
-    assert_eq!(field(b().time_window(Duration::ZERO, 10)), "time_window");
-    assert_eq!(
-        field(b().time_window(Duration::from_secs(10), 0)),
-        "time_window.buckets"
-    );
-    assert_eq!(field(b().half_open_permits(0)), "half_open_permits");
-    assert_eq!(field(b().half_open_successes(0)), "half_open_successes");
-    assert_eq!(field(b().consecutive_failures(0)), "consecutive_failures");
-    assert_eq!(field(b().no_consecutive_failures()), "consecutive_failures");
-    assert_eq!(
-        field(
-            b().open_duration(Duration::from_secs(600))
-                .max_open_duration(Duration::from_secs(60))
-        ),
-        "max_open_duration"
-    );
-    assert!(b().open_duration(Duration::from_secs(600)).build().is_ok());
-    let msg = b().failure_rate(2.0).build().unwrap_err().to_string();
-    assert!(
-        msg.contains("`failure_rate`") && msg.contains("0..=1"),
-        "{msg}"
-    );
 }
 
 #[test]

@@ -126,7 +126,7 @@ fn run_case(window: WindowKind, ops: Vec<Op>) -> Result<(), TestCaseError> {
             .open_duration(Duration::from_millis(open_ms))
             .follow_retry_after(false);
         let builder = match window {
-            WindowKind::Count(n) => builder.count_window(n as u32),
+            WindowKind::Count(n) => builder.count_window(n as u32).min_calls(min_calls.min(n as u64)),
             WindowKind::Time(b, len) => {
                 builder.time_window(Duration::from_millis(b * len), b as u32)
             }
@@ -136,6 +136,10 @@ fn run_case(window: WindowKind, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let mut svc = layer.layer(service_fn(|fail: bool| async move {
             if fail { Err(std::io::Error::other("boom")) } else { Ok(()) }
         }));
+        let min_calls = match window {
+            WindowKind::Count(n) => min_calls.min(n as u64),
+            WindowKind::Time(..) => min_calls,
+        };
         let mut model = Model {
             window,
             consecutive_limit,
