@@ -17,26 +17,20 @@ use towerguard_outcome::{AttemptCheck, AttemptRefusal, AttemptRefused};
 use crate::error::AllProvidersFailed;
 use crate::health::AllDown;
 use crate::plan::Plan;
-use crate::shared::{Next, Shared};
-use crate::stats::{Failed, Served};
+use crate::shared::Shared;
+use crate::stats::Ended;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// How one attempt ended.
-enum Outcome<Res, E> {
-    Answered(Result<Res, E>),
-    /// The meter above refused it: the provider was not called.
-    Refused(AttemptRefused),
-}
-
-type Attempt<Res, E> = BoxFuture<(usize, Outcome<Res, E>)>;
+/// How one attempt ended: answered, or refused by the meter above (the provider was not
+/// called).
+type Attempt<Res, E> = BoxFuture<(usize, Result<Result<Res, E>, AttemptRefused>)>;
 
 /// Where a request's attempts start.
 pub(crate) enum Start<Req, E> {
     /// Nothing tried yet; `primary_ready` says whether the primary was ready.
     Fresh { primary_ready: bool },
-    /// The primary is asked for, the meter's answer still pending (`attempt` is the request
-    /// it will get).
+    /// The primary's attempt waits for the meter's answer (`attempt` is its request).
     Checking { check: AttemptCheck, attempt: Req },
     /// The primary failed.
     Failed(E),
@@ -76,11 +70,10 @@ struct Attempts<'a, S, F, Req, E, Res> {
     errors: Vec<(usize, E)>,
     /// A failure came since the last attempt started (it is `errors`' last).
     fresh_error: bool,
-    failures: usize,
-    /// An attempt was started by hedging.
-    hedged: bool,
-    /// The error that ended the walk; attempts already in flight may still serve.
-    stop: Option<(E, Failed)>,
+    /// An attempt failed, or was overtaken by a hedge.
+    overtaken: bool,
+    /// The error that ends the request; attempts already in flight may still serve.
+    stop: Option<(E, Ended)>,
     inflight: FuturesUnordered<Attempt<Res, E>>,
 }
 
@@ -102,14 +95,8 @@ where
     E: From<AllProvidersFailed<E>> + From<AttemptRefused> + Send + 'static,
 {
     let base = shared.base_order();
-    let primary_last = matches!(
-        start,
-        Start::Fresh {
-            primary_ready: false
-        }
-    );
     let plan = match start {
-        Start::Fresh { .. } => initial_plan(&shared, base, primary_last).await,
+        Start::Fresh { primary_ready } => initial_plan(&shared, base, !primary_ready).await,
         _ => shared.by_health(base).0,
     };
     let mut a = Attempts {
@@ -122,8 +109,7 @@ where
         deferred: 0,
         errors: Vec::new(),
         fresh_error: false,
-        failures: 0,
-        hedged: false,
+        overtaken: false,
         stop: None,
         inflight: FuturesUnordered::new(),
     };
@@ -146,11 +132,8 @@ where
         }
     }
     loop {
-        if a.inflight.is_empty() {
-            if a.stop.is_some() || !a.start_next().await {
-                break;
-            }
-            continue;
+        if a.inflight.is_empty() && (a.stop.is_some() || !a.start_next().await) {
+            return Err(a.finish());
         }
         let done = match shared.hedge_after {
             None => a.inflight.next().await,
@@ -158,28 +141,24 @@ where
                 let timer = std::pin::pin!(tokio::time::sleep(delay));
                 match select(a.inflight.next(), timer).await {
                     Either::Left((done, _)) => done,
-                    Either::Right(((), _)) => {
-                        if a.stop.is_none() {
-                            a.start_next().await;
-                        }
-                        continue;
-                    }
+                    Either::Right(_) => None, // no answer in time: start the next too
                 }
             }
         };
+        let timed_out = done.is_none();
         match done {
             // dropping the other attempts in flight cancels them
-            Some((i, Outcome::Answered(Ok(res)))) => return Ok(a.served(i, res)),
-            Some((i, Outcome::Answered(Err(error)))) => a.failed(i, error),
-            Some((i, Outcome::Refused(refused))) => a.refused(i, refused),
+            Some((i, Ok(Ok(res)))) => return Ok(a.served(i, res)),
+            Some((i, Ok(Err(error)))) => a.failed(i, error),
+            Some((i, Err(refused))) => a.refused(i, refused),
             None => {}
         }
-        if a.fresh_error && a.stop.is_none() && !a.inflight.is_empty() {
-            // hedging: a failure moves on at once, whatever is still in flight
+        // hedging: a failure or the delay starts the next provider, whatever is in flight
+        let moves_on = timed_out || a.fresh_error;
+        if moves_on && a.stop.is_none() && !a.inflight.is_empty() {
             a.start_next().await;
         }
     }
-    Err(a.finish())
 }
 
 /// The plan for a new request: strategy order, providers known to be down last, the primary
@@ -200,18 +179,17 @@ async fn initial_plan<F, Req, E>(
         (plan, any_up)
     };
     let (plan, any_up) = order();
-    if any_up {
-        return plan;
-    }
     let AllDown::WaitForRecovery(max) = shared.all_down else {
         return plan;
     };
     let clock = &*shared.clock;
-    let Some(wait) = plan
+    let recovers_in = plan
         .iter()
-        .map(|i| shared.providers[i].health.recovers_in(clock))
+        .map(|i| shared.providers[i].health.recovers_in(clock));
+    let Some(wait) = recovers_in
         .filter(|d| !d.is_zero())
         .min()
+        .filter(|_| !any_up)
     else {
         return plan;
     };
@@ -238,6 +216,10 @@ where
         self.tried & (1 << i) == 0
     }
 
+    fn undeferred(&self, i: usize) -> bool {
+        self.open(i) && self.deferred & (1 << i) == 0
+    }
+
     /// Starts the next provider of the plan, if any is left: one that is ready before one
     /// that is not (a provider found not ready is put off once, so it never holds up the
     /// others). Its attempt first asks the meter above, if the request carries its hook.
@@ -246,12 +228,9 @@ where
             if self.tried.count_ones() as usize >= self.shared.max_providers {
                 return false;
             }
-            let undeferred = |a: &Self, i: usize| a.open(i) && a.deferred & (1 << i) == 0;
-            let Some(i) = self
-                .plan
-                .iter()
-                .find(|&i| undeferred(self, i))
-                .or_else(|| self.plan.iter().find(|&i| self.open(i)))
+            let plan = self.plan;
+            let Some(i) = (plan.iter().find(|&i| self.undeferred(i)))
+                .or_else(|| plan.iter().find(|&i| self.open(i)))
             else {
                 return false;
             };
@@ -259,9 +238,8 @@ where
                 self.tried |= 1;
                 continue;
             }
-            let others_waiting = self.plan.iter().any(|j| j != i && undeferred(self, j));
             let mut backup = (i > 0).then(|| self.shared.backups[i - 1].clone());
-            if others_waiting && self.deferred & (1 << i) == 0 {
+            if self.undeferred(i) && plan.iter().any(|j| j != i && self.undeferred(j)) {
                 let ready = match (&mut backup, &mut self.primary) {
                     (Some(svc), _) => ready_now(svc).await,
                     (None, Some(svc)) => ready_now(svc).await,
@@ -275,13 +253,11 @@ where
             self.tried |= 1 << i;
             self.announce(i);
             let attempt = self.shared.request_for(i, &self.req);
-            let check = self
-                .shared
-                .hook(i, &attempt)
+            let check = (self.shared.hook(i, &attempt))
                 .map(|(hook, model)| hook.before_attempt(self.shared.name(i), model));
-            let future = match backup {
-                Some(svc) => attempt_on(i, svc, attempt, check),
-                None => match self.primary.take() {
+            let future = match (backup, &mut self.primary) {
+                (Some(svc), _) => attempt_on(i, svc, attempt, check),
+                (None, primary) => match primary.take() {
                     Some(svc) => attempt_on(i, svc, attempt, check),
                     None => return false,
                 },
@@ -298,57 +274,49 @@ where
         {
             self.shared.announce(error, *from, i);
         } else if !self.inflight.is_empty() {
-            self.hedged = true;
-            self.shared.counters.hedged();
-            self.shared.counters.fell_back();
-            tracing::info!(
-                to = self.shared.name(i),
-                "hedging: starting the next provider too"
-            );
+            self.overtaken = true;
+            self.shared.counters.fell_back(true);
+            let to = self.shared.name(i);
+            tracing::info!(to, "hedging: starting the next provider too");
         }
     }
 
     fn failed(&mut self, i: usize, error: E) {
-        self.failures += 1;
-        match self.shared.failed(i, &error, self.plan) {
-            _ if self.stop.is_some() => {}
-            Next::Continue(plan) => {
+        self.overtaken = true;
+        let next = self.shared.failed(i, &error, self.plan);
+        if self.stop.is_some() {
+            return;
+        }
+        match next {
+            Some(plan) => {
                 self.plan = plan;
                 self.errors.push((i, error));
                 self.fresh_error = true;
             }
-            Next::Stop => self.stop = Some((error, Failed::Stopped)),
+            None => self.stop = Some((error, Ended::Stopped)),
         }
     }
 
     /// An exhausted budget ends the request (no new attempt starts); an unpriced model is
     /// provider `i`'s failure, and the next provider is tried.
     fn refused(&mut self, i: usize, refused: AttemptRefused) {
-        match refused.reason() {
-            AttemptRefusal::Unpriced => {
-                self.failures += 1;
-                let error = E::from(refused);
-                self.shared
-                    .counters
-                    .attempt_failed(i, self.shared.label(&error));
-                self.errors.push((i, error));
-                self.fresh_error = true;
-            }
-            _ => {
-                if self.stop.is_none() {
-                    self.stop = Some((E::from(refused), Failed::Refused));
-                }
-            }
+        if refused.reason() != AttemptRefusal::Unpriced {
+            self.stop.get_or_insert((E::from(refused), Ended::Refused));
+            return;
         }
+        self.overtaken = true;
+        let error = E::from(refused);
+        let label = (self.shared.label)(&error);
+        self.shared.counters.attempt_failed(i, label);
+        self.errors.push((i, error));
+        self.fresh_error = true;
     }
 
     fn served(&self, i: usize, res: F::Response) -> F::Response {
-        let how = if Some(i) == self.first_choice {
-            Served::First
-        } else if self.failures > 0 || self.hedged {
-            Served::AfterFailure
-        } else {
-            Served::AfterSkip
+        let how = match () {
+            () if Some(i) == self.first_choice => Ended::First,
+            () if self.overtaken => Ended::AfterFailure,
+            () => Ended::AfterSkip,
         };
         self.shared.providers[i].health.answered();
         self.shared.counters.served(i, how);
@@ -359,22 +327,20 @@ where
     fn finish(mut self) -> E {
         let counters = &self.shared.counters;
         if let Some((error, how)) = self.stop.take() {
-            counters.failed(how);
+            counters.ended(how);
             return error;
         }
-        counters.failed(Failed::Exhausted);
+        counters.ended(Ended::Exhausted);
         if self.errors.len() == 1
             && let Some((_, error)) = self.errors.pop()
         {
             return error;
         }
         tracing::error!(providers = self.errors.len(), "every provider failed");
-        let attempts = self
-            .errors
-            .into_iter()
-            .map(|(i, e)| (self.shared.providers[i].name.clone(), e))
-            .collect();
-        E::from(AllProvidersFailed::new(attempts))
+        let names = |(i, e): (usize, E)| (self.shared.providers[i].name.clone(), e);
+        E::from(AllProvidersFailed::new(
+            self.errors.into_iter().map(names).collect(),
+        ))
     }
 }
 
@@ -397,13 +363,13 @@ where
         if let Some(check) = check
             && let Err(refused) = check.await
         {
-            return (i, Outcome::Refused(refused));
+            return (i, Err(refused));
         }
         let result = match std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
             Ok(()) => svc.call(req).await,
             Err(e) => Err(e),
         };
-        (i, Outcome::Answered(result))
+        (i, Ok(result))
     })
 }
 

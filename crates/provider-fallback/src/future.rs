@@ -12,7 +12,7 @@ use towerguard_outcome::AttemptRefused;
 use crate::attempts::{self, BoxFuture, Start, Tried};
 use crate::error::AllProvidersFailed;
 use crate::shared::Shared;
-use crate::stats::Served;
+use crate::stats::Ended;
 
 pin_project! {
     #[project = StateProj]
@@ -83,7 +83,7 @@ where
                     match result {
                         Ok(res) => {
                             shared.providers[0].health.answered();
-                            shared.counters.served(0, Served::First);
+                            shared.counters.served(0, Ended::First);
                             return Poll::Ready(Ok(res));
                         }
                         Err(error) => {

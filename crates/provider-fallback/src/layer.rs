@@ -13,10 +13,7 @@ use crate::MAX_PROVIDERS;
 use crate::health::{AllDown, Health, HealthCheck};
 use crate::plan::{Plan, Strategy};
 use crate::service::Fallback;
-use crate::shared::{
-    HookOf, Mapper, ModelOf, OnFallback, Policy, Predicate, Provider, Remodel, Rewrite, Shared,
-    VerdictFn,
-};
+use crate::shared::{Mapper, OnFallback, Predicate, Provider, Remodel, Shared, VerdictFn};
 use crate::stats::{Counters, FallbackHandle, Padded};
 
 /// The longest hedge delay or wait for recovery that makes sense for one request.
@@ -29,30 +26,7 @@ const SHORTEST_WAIT: Duration = Duration::from_millis(1);
 /// The layer wraps the primary service; the others are given to the builder, each with a
 /// name (and, for LLMs, optionally the model to ask that provider for). Every clone of the
 /// service shares the configuration and statistics. `Req` and `E` are the request and error
-/// types every provider speaks.
-///
-/// ```
-/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-/// use tower::{Service, ServiceBuilder, ServiceExt};
-/// use towerguard_llm_core::ErrorKind;
-/// use towerguard_provider_fallback::FallbackLayer;
-/// use towerguard_testkit::{request, FakeProvider, Outcome};
-///
-/// let deepseek = FakeProvider::always("deepseek", Outcome::fail(ErrorKind::Server));
-/// let openai = FakeProvider::new("openai");
-/// let fallback = FallbackLayer::builder()
-///     .primary("deepseek")
-///     .provider("openai", openai.clone())
-///     .model_for("openai", "gpt-4o-mini")
-///     .build()
-///     .unwrap();
-/// let stats = fallback.handle();
-/// let mut svc = ServiceBuilder::new().layer(fallback).service(deepseek);
-/// let resp = svc.ready().await.unwrap().call(request("deepseek-chat")).await.unwrap();
-/// assert_eq!((resp.provider(), resp.model()), ("openai", "gpt-4o-mini"));
-/// assert_eq!(stats.stats().served_after_failure, 1);
-/// # });
-/// ```
+/// types every provider speaks. See the [crate] docs for an example.
 pub struct FallbackLayer<F, Req, E> {
     shared: Arc<Shared<F, Req, E>>,
 }
@@ -146,23 +120,13 @@ pub struct FallbackLayerBuilder<F, Req, E> {
     chains: Vec<(Predicate<E>, Vec<Arc<str>>)>,
     mapper: Option<Mapper<Req>>,
     remodel: Option<Remodel<Req>>,
-    hook_of: HookOf<Req>,
-    model_of: ModelOf<Req>,
+    hook_of: fn(&Req) -> Option<&AttemptHook>,
+    model_of: fn(&Req) -> Option<&str>,
     on_fallback: Option<OnFallback<E>>,
     clock: Box<dyn Clock>,
     /// The first unknown provider name given to a method, reported by `build`.
     unknown: Option<ConfigError>,
     _types: PhantomData<fn(Req, E)>,
-}
-
-impl<F, Req, E> fmt::Debug for FallbackLayerBuilder<F, Req, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.specs.iter().map(|s| &*s.name).collect();
-        f.debug_struct("FallbackLayerBuilder")
-            .field("providers", &names)
-            .field("strategy", &self.strategy)
-            .finish_non_exhaustive()
-    }
 }
 
 impl<F, Req, E: ClassifyError> FallbackLayerBuilder<F, Req, E> {
@@ -395,19 +359,15 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
                 all_down: self.all_down,
                 max_providers: self.max_providers,
                 hedge_after: self.hedge_after,
-                policy: Policy {
-                    verdict: self.verdict,
-                    label: self.label,
-                    fallback_if: self.fallback_if,
-                    chains,
-                    on_fallback: self.on_fallback,
-                },
-                rewrite: Rewrite {
-                    remodel: self.remodel,
-                    mapper: self.mapper,
-                    hook_of: self.hook_of,
-                    model_of: self.model_of,
-                },
+                verdict: self.verdict,
+                label: self.label,
+                fallback_if: self.fallback_if,
+                chains,
+                on_fallback: self.on_fallback,
+                remodel: self.remodel,
+                mapper: self.mapper,
+                hook_of: self.hook_of,
+                model_of: self.model_of,
             }),
         })
     }

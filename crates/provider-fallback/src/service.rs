@@ -13,7 +13,7 @@ use crate::attempts::{self, Start, Tried};
 use crate::error::AllProvidersFailed;
 use crate::future::ResponseFuture;
 use crate::shared::Shared;
-use crate::stats::Failed;
+use crate::stats::Ended;
 
 /// Tries the primary, then the next providers as the configuration says. Made by
 /// [`FallbackLayer`](crate::FallbackLayer).
@@ -135,7 +135,7 @@ where
             );
             return ResponseFuture::boxed(Box::pin(future));
         }
-        self.shared.counters.failed(Failed::Refused);
+        self.shared.counters.ended(Ended::Refused);
         ResponseFuture::failed(E::from(refused))
     }
 }

@@ -15,41 +15,12 @@ pub(crate) type VerdictFn<E> = Box<dyn Fn(&E) -> Verdict + Send + Sync>;
 pub(crate) type Mapper<Req> = Box<dyn Fn(&str, &Req) -> Req + Send + Sync>;
 pub(crate) type Remodel<Req> = fn(&Req, &Arc<str>) -> Req;
 pub(crate) type OnFallback<E> = Box<dyn Fn(&E, &str, &str) + Send + Sync>;
-/// Finds the attempt hook of the meter above in a request.
-pub(crate) type HookOf<Req> = fn(&Req) -> Option<&AttemptHook>;
-/// The model a request asks for, if requests of this type name one.
-pub(crate) type ModelOf<Req> = fn(&Req) -> Option<&str>;
 
 /// One provider's configuration and health. Index 0 is the wrapped (primary) service.
 pub(crate) struct Provider {
     pub(crate) name: Arc<str>,
     pub(crate) model: Option<Arc<str>>,
     pub(crate) health: Health,
-}
-
-/// How the request is rewritten for each provider, and read before each attempt.
-pub(crate) struct Rewrite<Req> {
-    pub(crate) remodel: Option<Remodel<Req>>,
-    pub(crate) mapper: Option<Mapper<Req>>,
-    pub(crate) hook_of: HookOf<Req>,
-    pub(crate) model_of: ModelOf<Req>,
-}
-
-/// What to do about an error.
-pub(crate) struct Policy<E> {
-    pub(crate) verdict: VerdictFn<E>,
-    pub(crate) label: fn(&E) -> &'static str,
-    pub(crate) fallback_if: Option<Predicate<E>>,
-    pub(crate) chains: Vec<(Predicate<E>, Plan)>,
-    pub(crate) on_fallback: Option<OnFallback<E>>,
-}
-
-/// What comes after a failed attempt.
-pub(crate) enum Next {
-    /// Go on with this plan.
-    Continue(Plan),
-    /// Stop here, with this error.
-    Stop,
 }
 
 pub(crate) struct Shared<F, Req, E> {
@@ -61,15 +32,24 @@ pub(crate) struct Shared<F, Req, E> {
     pub(crate) strategy: Strategy,
     pub(crate) cheapest: Plan,
     pub(crate) round_robin: Padded<AtomicUsize>,
-    /// Every request starts on the primary when it is ready and up (no hedging, and the
-    /// strategy puts it first): such requests start in `call`, without boxing.
+    /// Requests start on the primary when it is ready and up (no hedging, and the strategy
+    /// puts it first): they start in `call`, without boxing.
     pub(crate) starts_on_primary: bool,
     pub(crate) health_aware: bool,
     pub(crate) all_down: AllDown,
     pub(crate) max_providers: usize,
     pub(crate) hedge_after: Option<Duration>,
-    pub(crate) policy: Policy<E>,
-    pub(crate) rewrite: Rewrite<Req>,
+    pub(crate) verdict: VerdictFn<E>,
+    pub(crate) label: fn(&E) -> &'static str,
+    pub(crate) fallback_if: Option<Predicate<E>>,
+    pub(crate) chains: Vec<(Predicate<E>, Plan)>,
+    pub(crate) on_fallback: Option<OnFallback<E>>,
+    pub(crate) remodel: Option<Remodel<Req>>,
+    pub(crate) mapper: Option<Mapper<Req>>,
+    /// Finds the attempt hook of the meter above in a request.
+    pub(crate) hook_of: fn(&Req) -> Option<&AttemptHook>,
+    /// The model a request asks for, if requests of this type name one.
+    pub(crate) model_of: fn(&Req) -> Option<&str>,
 }
 
 impl<F, Req, E> Shared<F, Req, E> {
@@ -109,14 +89,14 @@ impl<F, Req, E> Shared<F, Req, E> {
         Req: Clone,
     {
         let provider = &self.providers[i];
-        let mut out = match (&self.rewrite.remodel, &provider.model) {
+        let out = match (&self.remodel, &provider.model) {
             (Some(remodel), Some(model)) => remodel(req, model),
             _ => req.clone(),
         };
-        if let Some(map) = &self.rewrite.mapper {
-            out = map(&provider.name, &out);
+        match &self.mapper {
+            Some(map) => map(&provider.name, &out),
+            None => out,
         }
-        out
     }
 
     /// The meter's hook in `attempt`, with the model that attempt asks provider `i` for.
@@ -125,50 +105,40 @@ impl<F, Req, E> Shared<F, Req, E> {
         i: usize,
         attempt: &'r Req,
     ) -> Option<(&'r AttemptHook, &'r str)> {
-        let hook = (self.rewrite.hook_of)(attempt)?;
-        let model = (self.rewrite.model_of)(attempt)
-            .or(self.providers[i].model.as_deref())
-            .unwrap_or("");
-        Some((hook, model))
+        let hook = (self.hook_of)(attempt)?;
+        let model = (self.model_of)(attempt).or(self.providers[i].model.as_deref());
+        Some((hook, model.unwrap_or("")))
     }
 
-    pub(crate) fn label(&self, error: &E) -> &'static str {
-        (self.policy.label)(error)
-    }
-
-    /// Records that provider `i` failed with `error` and decides what comes next, `plan`
-    /// being the current plan: a matching chain replaces it, else the verdict (or the user's
+    /// Records that provider `i` failed with `error` and returns the plan to go on with, or
+    /// `None` to stop: a matching chain replaces `plan`, else the verdict (or the user's
     /// `fallback_if`) says whether to go on. A Retry-After hint cools the provider down.
-    pub(crate) fn failed(&self, i: usize, error: &E, plan: Plan) -> Next {
-        let verdict = (self.policy.verdict)(error);
-        self.counters.attempt_failed(i, self.label(error));
+    pub(crate) fn failed(&self, i: usize, error: &E, plan: Plan) -> Option<Plan> {
+        let verdict = (self.verdict)(error);
+        self.counters.attempt_failed(i, (self.label)(error));
         if let Some(time) = verdict.retry_after()
             && self.health_aware
             && !time.is_zero()
         {
             self.providers[i].health.cool_down(&*self.clock, time);
         }
-        if let Some((_, chain)) = self.policy.chains.iter().find(|(when, _)| when(error)) {
-            return if chain.is_empty() {
-                Next::Stop
-            } else {
-                Next::Continue(*chain)
-            };
+        if let Some((_, chain)) = self.chains.iter().find(|(when, _)| when(error)) {
+            return (!chain.is_empty()).then_some(*chain);
         }
-        let go = match &self.policy.fallback_if {
+        let go = match &self.fallback_if {
             Some(fallback_if) => fallback_if(error),
             None => verdict.should_fallback(),
         };
-        if go { Next::Continue(plan) } else { Next::Stop }
+        go.then_some(plan)
     }
 
     /// A switch from provider `from` to `to` after `error`.
     pub(crate) fn announce(&self, error: &E, from: usize, to: usize) {
-        self.counters.fell_back();
+        self.counters.fell_back(false);
         let (from, to) = (self.name(from), self.name(to));
-        let label = self.label(error);
+        let label = (self.label)(error);
         tracing::info!(from, to, error = label, "falling back to the next provider");
-        if let Some(on_fallback) = &self.policy.on_fallback {
+        if let Some(on_fallback) = &self.on_fallback {
             on_fallback(error, from, to);
         }
     }
@@ -177,10 +147,8 @@ impl<F, Req, E> Shared<F, Req, E> {
 impl<F: Send + Sync, Req, E> Report for Shared<F, Req, E> {
     fn report(&self) -> FallbackStats {
         let clock = &*self.clock;
-        self.counters.read(
-            self.providers
-                .iter()
-                .map(|p| (p.name.clone(), !p.health.is_up(clock))),
-        )
+        let providers = self.providers.iter();
+        self.counters
+            .read(providers.map(|p| (p.name.clone(), !p.health.is_up(clock))))
     }
 }

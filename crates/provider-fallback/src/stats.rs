@@ -10,20 +10,15 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Default)]
 pub(crate) struct Padded<T>(pub(crate) T);
 
-/// How a request that was served got there.
+/// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Served {
-    /// By its first choice.
+pub(crate) enum Ended {
+    /// Served by its first choice.
     First,
-    /// After at least one provider failed (or, hedging, did not answer in time).
+    /// Served after at least one provider failed (or, hedging, did not answer in time).
     AfterFailure,
-    /// After skipping its first choice, known to be down or not ready, with no failure.
+    /// Served after skipping its first choice, known to be down or not ready, with no failure.
     AfterSkip,
-}
-
-/// How a request that failed ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failed {
     /// Every provider it could try failed.
     Exhausted,
     /// On an error that does not fall back (or a chain that ends there).
@@ -33,7 +28,7 @@ pub(crate) enum Failed {
 }
 
 #[derive(Default)]
-pub(crate) struct ProviderCounters {
+struct ProviderCounters {
     /// Written on every call this provider serves.
     served: Padded<AtomicU64>,
     failed: AtomicU64,
@@ -44,11 +39,9 @@ pub(crate) struct ProviderCounters {
 /// configuration.
 pub(crate) struct Counters {
     providers: Vec<ProviderCounters>,
-    after_failure: AtomicU64,
-    after_skip: AtomicU64,
-    exhausted: AtomicU64,
-    stopped: AtomicU64,
-    refused: AtomicU64,
+    /// By [`Ended`]; requests served by their first choice are not counted apart: they are
+    /// the providers' served total less the other served kinds.
+    ended: [AtomicU64; 6],
     fallbacks: AtomicU64,
     hedges: AtomicU64,
 }
@@ -59,35 +52,25 @@ impl Counters {
             providers: (0..providers)
                 .map(|_| ProviderCounters::default())
                 .collect(),
-            after_failure: AtomicU64::new(0),
-            after_skip: AtomicU64::new(0),
-            exhausted: AtomicU64::new(0),
-            stopped: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
+            ended: Default::default(),
             fallbacks: AtomicU64::new(0),
             hedges: AtomicU64::new(0),
         }
     }
 
-    /// Provider `i` served a request. Requests served by their first choice are not counted
-    /// apart: they are the served total less the other two kinds.
-    pub(crate) fn served(&self, i: usize, how: Served) {
+    /// Provider `i` served a request, which got there as `how` says.
+    pub(crate) fn served(&self, i: usize, how: Ended) {
         if let Some(p) = self.providers.get(i) {
-            p.served.0.fetch_add(1, Ordering::Relaxed);
+            add(&p.served.0);
         }
-        match how {
-            Served::First => {}
-            Served::AfterFailure => add(&self.after_failure),
-            Served::AfterSkip => add(&self.after_skip),
-        }
+        self.ended(how);
     }
 
-    pub(crate) fn failed(&self, how: Failed) {
-        add(match how {
-            Failed::Exhausted => &self.exhausted,
-            Failed::Stopped => &self.stopped,
-            Failed::Refused => &self.refused,
-        });
+    /// A request ended (served requests: through [`served`](Self::served)).
+    pub(crate) fn ended(&self, how: Ended) {
+        if how != Ended::First {
+            add(&self.ended[how as usize]);
+        }
     }
 
     /// An attempt on provider `i` failed with an error labelled `label`.
@@ -98,12 +81,11 @@ impl Counters {
         }
     }
 
-    pub(crate) fn fell_back(&self) {
+    pub(crate) fn fell_back(&self, hedge: bool) {
         add(&self.fallbacks);
-    }
-
-    pub(crate) fn hedged(&self) {
-        add(&self.hedges);
+        if hedge {
+            add(&self.hedges);
+        }
     }
 
     /// The statistics, given each provider's name and whether it is down now.
@@ -120,12 +102,8 @@ impl Counters {
             })
             .collect();
         let served: u64 = providers.iter().map(|p| p.served).sum();
-        let (after_failure, after_skip) = (load(&self.after_failure), load(&self.after_skip));
-        let (exhausted, stopped, refused) = (
-            load(&self.exhausted),
-            load(&self.stopped),
-            load(&self.refused),
-        );
+        let [_, after_failure, after_skip, exhausted, stopped, refused] =
+            self.ended.each_ref().map(load);
         let served_by_first = served.saturating_sub(after_failure + after_skip);
         let failed = exhausted + stopped + refused;
         FallbackStats {
