@@ -135,7 +135,7 @@ where
         if a.inflight.is_empty() && (a.stop.is_some() || !a.start_next().await) {
             return Err(a.finish());
         }
-        let done = match shared.hedge_after {
+        let done = match shared.config.hedge_after {
             None => a.inflight.next().await,
             Some(delay) => {
                 let timer = std::pin::pin!(tokio::time::sleep(delay));
@@ -179,10 +179,10 @@ async fn initial_plan<F, Req, E>(
         (plan, any_up)
     };
     let (plan, any_up) = order();
-    let AllDown::WaitForRecovery(max) = shared.all_down else {
+    let AllDown::WaitForRecovery(max) = shared.config.all_down else {
         return plan;
     };
-    let clock = &*shared.clock;
+    let clock = &*shared.config.clock;
     let recovers_in = plan
         .iter()
         .map(|i| shared.providers[i].health.recovers_in(clock));
@@ -225,7 +225,7 @@ where
     /// others). Its attempt first asks the meter above, if the request carries its hook.
     async fn start_next(&mut self) -> bool {
         loop {
-            if self.tried.count_ones() as usize >= self.shared.max_providers {
+            if self.tried.count_ones() as usize >= self.shared.config.max_providers {
                 return false;
             }
             let plan = self.plan;
@@ -306,7 +306,7 @@ where
         }
         self.overtaken = true;
         let error = E::from(refused);
-        let label = (self.shared.label)(&error);
+        let label = (self.shared.config.label)(&error);
         self.shared.counters.attempt_failed(i, label);
         self.errors.push((i, error));
         self.fresh_error = true;

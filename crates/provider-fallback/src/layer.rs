@@ -1,7 +1,6 @@
 //! [`FallbackLayer`] and its builder.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -10,10 +9,10 @@ use tower_layer::Layer;
 use towerguard_outcome::{AttemptHook, ClassifyError, Clock, ConfigError, TokioClock, Verdict};
 
 use crate::MAX_PROVIDERS;
-use crate::health::{AllDown, Health, HealthCheck};
+use crate::health::{AllDown, Health};
 use crate::plan::{Plan, Strategy};
 use crate::service::Fallback;
-use crate::shared::{Mapper, OnFallback, Predicate, Provider, Remodel, Shared, VerdictFn};
+use crate::shared::{Config, Predicate, Provider, Shared};
 use crate::stats::{Counters, FallbackHandle, Padded};
 
 /// The longest hedge delay or wait for recovery that makes sense for one request.
@@ -44,7 +43,7 @@ impl<F, Req, E> fmt::Debug for FallbackLayer<F, Req, E> {
         let names: Vec<&str> = self.shared.providers.iter().map(|p| &*p.name).collect();
         f.debug_struct("FallbackLayer")
             .field("providers", &names)
-            .field("strategy", &self.shared.strategy)
+            .field("strategy", &self.shared.config.strategy)
             .finish_non_exhaustive()
     }
 }
@@ -73,60 +72,28 @@ impl<F> FallbackLayer<F, towerguard_llm_core::LlmRequest, towerguard_llm_core::L
     -> FallbackLayerBuilder<F, towerguard_llm_core::LlmRequest, towerguard_llm_core::LlmError> {
         use towerguard_llm_core::LlmRequest;
         let mut b = FallbackLayerBuilder::generic();
-        b.remodel = Some(|req: &LlmRequest, model: &Arc<str>| {
+        b.config.remodel = Some(|req: &LlmRequest, model: &Arc<str>| {
             let mut req = req.clone();
             if req.model() != &**model {
                 req.set_model(model.clone());
             }
             req
         });
-        b.hook_of = LlmRequest::attempt_hook;
-        b.model_of = |req: &LlmRequest| Some(req.model());
+        b.config.hook_of = LlmRequest::attempt_hook;
+        b.config.model_of = |req: &LlmRequest| Some(req.model());
         b
-    }
-}
-
-struct ProviderSpec<F> {
-    name: Arc<str>,
-    service: Option<F>,
-    model: Option<Arc<str>>,
-    price: Option<f64>,
-    health: Option<HealthCheck>,
-}
-
-impl<F> ProviderSpec<F> {
-    fn new(name: Arc<str>, service: Option<F>) -> Self {
-        Self {
-            name,
-            service,
-            model: None,
-            price: None,
-            health: None,
-        }
     }
 }
 
 /// Builds a [`FallbackLayer`]; [`build`](Self::build) checks the configuration.
 pub struct FallbackLayerBuilder<F, Req, E> {
-    specs: Vec<ProviderSpec<F>>,
-    strategy: Strategy,
-    health_aware: bool,
-    all_down: AllDown,
-    max_providers: usize,
-    hedge_after: Option<Duration>,
-    verdict: VerdictFn<E>,
-    label: fn(&E) -> &'static str,
-    fallback_if: Option<Predicate<E>>,
+    providers: Vec<Provider>,
+    backups: Vec<F>,
+    prices: Vec<Option<f64>>,
     chains: Vec<(Predicate<E>, Vec<Arc<str>>)>,
-    mapper: Option<Mapper<Req>>,
-    remodel: Option<Remodel<Req>>,
-    hook_of: fn(&Req) -> Option<&AttemptHook>,
-    model_of: fn(&Req) -> Option<&str>,
-    on_fallback: Option<OnFallback<E>>,
-    clock: Box<dyn Clock>,
+    config: Config<Req, E>,
     /// The first unknown provider name given to a method, reported by `build`.
     unknown: Option<ConfigError>,
-    _types: PhantomData<fn(Req, E)>,
 }
 
 impl<F, Req, E: ClassifyError> FallbackLayerBuilder<F, Req, E> {
@@ -134,57 +101,72 @@ impl<F, Req, E: ClassifyError> FallbackLayerBuilder<F, Req, E> {
     /// [`ClassifyError`] verdict; requests carry no attempt hook unless
     /// [`attempt_hook`](Self::attempt_hook) says where to find it.
     pub fn generic() -> Self {
-        Self {
-            specs: vec![ProviderSpec::new(Arc::from("primary"), None)],
-            strategy: Strategy::Priority,
-            health_aware: true,
-            all_down: AllDown::TryAnyway,
-            max_providers: 5,
-            hedge_after: None,
-            verdict: Box::new(|e: &E| e.verdict()),
-            label: E::label,
-            fallback_if: None,
+        let mut b = Self {
+            providers: Vec::new(),
+            backups: Vec::new(),
+            prices: Vec::new(),
             chains: Vec::new(),
-            mapper: None,
-            remodel: None,
-            hook_of: |_| None,
-            model_of: |_| None,
-            on_fallback: None,
-            clock: Box::new(TokioClock::new()),
+            config: Config {
+                strategy: Strategy::Priority,
+                health_aware: true,
+                all_down: AllDown::TryAnyway,
+                max_providers: 5,
+                hedge_after: None,
+                verdict: Box::new(|e: &E| e.verdict()),
+                label: E::label,
+                fallback_if: None,
+                on_fallback: None,
+                remodel: None,
+                mapper: None,
+                hook_of: |_| None,
+                model_of: |_| None,
+                clock: Box::new(TokioClock::new()),
+            },
             unknown: None,
-            _types: PhantomData,
-        }
+        };
+        b.add("primary");
+        b
     }
 }
 
 impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
+    fn add(&mut self, name: impl Into<Arc<str>>) {
+        let (name, model, health) = (name.into(), None, Health::new(None));
+        self.providers.push(Provider {
+            name,
+            model,
+            health,
+        });
+        self.prices.push(None);
+    }
+
     /// Names the wrapped (primary) service (default `"primary"`).
     pub fn primary(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.specs[0].name = name.into();
+        self.providers[0].name = name.into();
         self
     }
 
     /// Adds a provider after those already given.
     pub fn provider(mut self, name: impl Into<Arc<str>>, service: F) -> Self {
-        self.specs
-            .push(ProviderSpec::new(name.into(), Some(service)));
+        self.add(name);
+        self.backups.push(service);
         self
     }
 
-    /// The provider named `name`; an unknown name is remembered for `build` to report
-    /// under `field`.
-    fn spec(&mut self, field: &'static str, name: &str) -> Option<&mut ProviderSpec<F>> {
-        let found = self.specs.iter().position(|s| &*s.name == name);
+    /// The index of the provider named `name`; an unknown name is remembered for `build` to
+    /// report under `field`.
+    fn find(&mut self, field: &'static str, name: &str) -> Option<usize> {
+        let found = self.providers.iter().position(|p| &*p.name == name);
         if found.is_none() && self.unknown.is_none() {
             self.unknown = Some(unknown(field, name));
         }
-        found.map(|i| &mut self.specs[i])
+        found
     }
 
     /// The model to ask provider `name` for (e.g. `"claude-sonnet-4-5"` on Anthropic).
     pub fn model_for(mut self, name: &str, model: impl Into<Arc<str>>) -> Self {
-        if let Some(s) = self.spec("model_for", name) {
-            s.model = Some(model.into());
+        if let Some(i) = self.find("model_for", name) {
+            self.providers[i].model = Some(model.into());
         }
         self
     }
@@ -192,8 +174,8 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
     /// A price hint for provider `name` (any unit, e.g. USD per million output tokens) for
     /// [`Strategy::CheapestFirst`]. It must be a finite number, at least 0.
     pub fn price_for(mut self, name: &str, price: f64) -> Self {
-        if let Some(s) = self.spec("price_for", name) {
-            s.price = Some(price);
+        if let Some(i) = self.find("price_for", name) {
+            self.prices[i] = Some(price);
         }
         self
     }
@@ -205,35 +187,35 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
         name: &str,
         up: impl Fn() -> bool + Send + Sync + 'static,
     ) -> Self {
-        if let Some(s) = self.spec("health_check", name) {
-            s.health = Some(Box::new(up));
+        if let Some(i) = self.find("health_check", name) {
+            self.providers[i].health = Health::new(Some(Box::new(up)));
         }
         self
     }
 
     /// The order strategy (default [`Strategy::Priority`]).
     pub fn strategy(mut self, strategy: Strategy) -> Self {
-        self.strategy = strategy;
+        self.config.strategy = strategy;
         self
     }
 
     /// Whether providers that are down (a Retry-After or open breaker still in the future, or
     /// a failing health check) are skipped and tried last (default true).
     pub fn health_aware(mut self, on: bool) -> Self {
-        self.health_aware = on;
+        self.config.health_aware = on;
         self
     }
 
     /// What to do when every provider is down (default: try them anyway). A wait must be
     /// between 1 ms and 1 hour, and needs [`health_aware`](Self::health_aware).
     pub fn when_all_down(mut self, all_down: AllDown) -> Self {
-        self.all_down = all_down;
+        self.config.all_down = all_down;
         self
     }
 
     /// The most providers tried for one request (default 5, at least 1).
     pub fn max_providers(mut self, n: usize) -> Self {
-        self.max_providers = n;
+        self.config.max_providers = n;
         self
     }
 
@@ -241,7 +223,7 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
     /// too; the first success wins and the others are dropped (cancelled). A hedged request
     /// runs in a boxed future from its start.
     pub fn hedge_after(mut self, delay: Duration) -> Self {
-        self.hedge_after = Some(delay);
+        self.config.hedge_after = Some(delay);
         self
     }
 
@@ -249,7 +231,7 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
     /// left for the next if [`Verdict::should_fallback`], and skipped for the
     /// [`Verdict::retry_after`] hint it gives.
     pub fn classify(mut self, verdict: impl Fn(&E) -> Verdict + Send + Sync + 'static) -> Self {
-        self.verdict = Box::new(verdict);
+        self.config.verdict = Box::new(verdict);
         self
     }
 
@@ -257,7 +239,7 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
     /// [`should_fallback`](Verdict::should_fallback). The verdict's Retry-After hint still
     /// applies.
     pub fn fallback_if(mut self, predicate: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self {
-        self.fallback_if = Some(Box::new(predicate));
+        self.config.fallback_if = Some(Box::new(predicate));
         self
     }
 
@@ -281,7 +263,7 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
 
     /// Rewrites the request for a provider, given the provider's name (after `model_for`).
     pub fn map_request(mut self, f: impl Fn(&str, &Req) -> Req + Send + Sync + 'static) -> Self {
-        self.mapper = Some(Box::new(f));
+        self.config.mapper = Some(Box::new(f));
         self
     }
 
@@ -290,28 +272,27 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
     /// name and its `model_for` model; an exhausted budget ends the request without calling
     /// the provider, an unpriced model counts as that provider's failure.
     pub fn attempt_hook(mut self, hook_of: fn(&Req) -> Option<&AttemptHook>) -> Self {
-        self.hook_of = hook_of;
+        self.config.hook_of = hook_of;
         self
     }
 
     /// Called on every switch with `(error, from, to)`.
     pub fn on_fallback(mut self, f: impl Fn(&E, &str, &str) + Send + Sync + 'static) -> Self {
-        self.on_fallback = Some(Box::new(f));
+        self.config.on_fallback = Some(Box::new(f));
         self
     }
 
     /// The clock cool-downs are measured with (default [`TokioClock`], which follows tokio's
     /// paused clock in tests).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Box::new(clock);
+        self.config.clock = Box::new(clock);
         self
     }
 
     /// Checks the configuration and makes the layer.
     pub fn build(self) -> Result<FallbackLayer<F, Req, E>, ConfigError> {
         self.check()?;
-        let n = self.specs.len();
-        let index_of = |name: &str| self.specs.iter().position(|s| &*s.name == name);
+        let index_of = |name: &str| self.providers.iter().position(|p| &*p.name == name);
         let mut chains = Vec::with_capacity(self.chains.len());
         for (when, names) in self.chains {
             let mut plan = Plan::default();
@@ -325,97 +306,76 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
             }
             chains.push((when, plan));
         }
+        let n = self.providers.len();
         let mut cheapest: Vec<usize> = (0..n).collect();
-        let price = |i: usize| self.specs[i].price.unwrap_or(f64::INFINITY);
+        let price = |i: usize| self.prices[i].unwrap_or(f64::INFINITY);
         cheapest.sort_by(|&a, &b| price(a).total_cmp(&price(b)));
         let cheapest: Plan = cheapest.into_iter().collect();
-        let starts_on_primary = self.hedge_after.is_none()
-            && match self.strategy {
+        let config = self.config;
+        let starts_on_primary = config.hedge_after.is_none()
+            && match config.strategy {
                 Strategy::Priority | Strategy::FailFast => true,
                 Strategy::CheapestFirst => cheapest.first() == Some(0),
                 Strategy::RoundRobin => false,
             };
-        let mut backups = Vec::with_capacity(n - 1);
-        let mut providers = Vec::with_capacity(n);
-        for spec in self.specs {
-            backups.extend(spec.service);
-            providers.push(Provider {
-                name: spec.name,
-                model: spec.model,
-                health: Health::new(spec.health),
-            });
-        }
+        let shared = Shared {
+            providers: self.providers,
+            backups: self.backups,
+            counters: Counters::new(n),
+            cheapest,
+            round_robin: Padded(AtomicUsize::new(0)),
+            starts_on_primary,
+            chains,
+            config,
+        };
         Ok(FallbackLayer {
-            shared: Arc::new(Shared {
-                providers,
-                backups,
-                counters: Counters::new(n),
-                clock: self.clock,
-                strategy: self.strategy,
-                cheapest,
-                round_robin: Padded(AtomicUsize::new(0)),
-                starts_on_primary,
-                health_aware: self.health_aware,
-                all_down: self.all_down,
-                max_providers: self.max_providers,
-                hedge_after: self.hedge_after,
-                verdict: self.verdict,
-                label: self.label,
-                fallback_if: self.fallback_if,
-                chains,
-                on_fallback: self.on_fallback,
-                remodel: self.remodel,
-                mapper: self.mapper,
-                hook_of: self.hook_of,
-                model_of: self.model_of,
-            }),
+            shared: Arc::new(shared),
         })
     }
 
     /// Everything `build` refuses but the chains.
     fn check(&self) -> Result<(), ConfigError> {
-        let n = self.specs.len();
+        let n = self.providers.len();
         if n < 2 {
-            return Err(ConfigError::new(
-                "provider",
-                "a fallback needs at least one provider besides the primary",
-            ));
+            let reason = "a fallback needs at least one provider besides the primary";
+            return Err(ConfigError::new("provider", reason));
         }
         if n > MAX_PROVIDERS {
             let reason =
                 format!("at most {MAX_PROVIDERS} providers, the primary included, got {n}");
             return Err(ConfigError::new("provider", reason));
         }
-        for (i, s) in self.specs.iter().enumerate() {
-            if s.name.is_empty() {
+        for (i, p) in self.providers.iter().enumerate() {
+            if p.name.is_empty() {
                 return Err(ConfigError::new("provider", "a provider's name is empty"));
             }
-            if self.specs[..i].iter().any(|o| o.name == s.name) {
-                let reason = format!("the name `{}` is used twice", s.name);
+            if self.providers[..i].iter().any(|o| o.name == p.name) {
+                let reason = format!("the name `{}` is used twice", p.name);
                 return Err(ConfigError::new("provider", reason));
             }
-            if let Some(p) = s.price {
-                ConfigError::check_non_negative("price_for", p).map_err(|e| {
-                    ConfigError::new("price_for", format!("`{}` {}", s.name, e.reason()))
+            if let Some(price) = self.prices[i] {
+                ConfigError::check_non_negative("price_for", price).map_err(|e| {
+                    ConfigError::new("price_for", format!("`{}` {}", p.name, e.reason()))
                 })?;
             }
         }
         if let Some(e) = &self.unknown {
             return Err(e.clone());
         }
-        if self.max_providers == 0 {
+        let c = &self.config;
+        if c.max_providers == 0 {
             return Err(ConfigError::new("max_providers", "must be at least 1"));
         }
-        if let Some(delay) = self.hedge_after {
+        if let Some(delay) = c.hedge_after {
             check_wait("hedge_after", delay)?;
-            if self.strategy == Strategy::FailFast {
+            if c.strategy == Strategy::FailFast {
                 let reason = "cannot hedge with `Strategy::FailFast`, which tries one provider";
                 return Err(ConfigError::new("hedge_after", reason));
             }
         }
-        if let AllDown::WaitForRecovery(max) = self.all_down {
+        if let AllDown::WaitForRecovery(max) = c.all_down {
             check_wait("when_all_down", max)?;
-            if !self.health_aware {
+            if !c.health_aware {
                 let reason = "waiting for recovery needs `health_aware(true)`";
                 return Err(ConfigError::new("when_all_down", reason));
             }

@@ -23,18 +23,9 @@ pub(crate) struct Provider {
     pub(crate) health: Health,
 }
 
-pub(crate) struct Shared<F, Req, E> {
-    pub(crate) providers: Vec<Provider>,
-    /// The services of providers 1.. (the primary is the service the layer wraps).
-    pub(crate) backups: Vec<F>,
-    pub(crate) counters: Counters,
-    pub(crate) clock: Box<dyn Clock>,
+/// What the builder was told, as it was told.
+pub(crate) struct Config<Req, E> {
     pub(crate) strategy: Strategy,
-    pub(crate) cheapest: Plan,
-    pub(crate) round_robin: Padded<AtomicUsize>,
-    /// Requests start on the primary when it is ready and up (no hedging, and the strategy
-    /// puts it first): they start in `call`, without boxing.
-    pub(crate) starts_on_primary: bool,
     pub(crate) health_aware: bool,
     pub(crate) all_down: AllDown,
     pub(crate) max_providers: usize,
@@ -42,7 +33,6 @@ pub(crate) struct Shared<F, Req, E> {
     pub(crate) verdict: VerdictFn<E>,
     pub(crate) label: fn(&E) -> &'static str,
     pub(crate) fallback_if: Option<Predicate<E>>,
-    pub(crate) chains: Vec<(Predicate<E>, Plan)>,
     pub(crate) on_fallback: Option<OnFallback<E>>,
     pub(crate) remodel: Option<Remodel<Req>>,
     pub(crate) mapper: Option<Mapper<Req>>,
@@ -50,6 +40,21 @@ pub(crate) struct Shared<F, Req, E> {
     pub(crate) hook_of: fn(&Req) -> Option<&AttemptHook>,
     /// The model a request asks for, if requests of this type name one.
     pub(crate) model_of: fn(&Req) -> Option<&str>,
+    pub(crate) clock: Box<dyn Clock>,
+}
+
+pub(crate) struct Shared<F, Req, E> {
+    pub(crate) providers: Vec<Provider>,
+    /// The services of providers 1.. (the primary is the service the layer wraps).
+    pub(crate) backups: Vec<F>,
+    pub(crate) counters: Counters,
+    pub(crate) cheapest: Plan,
+    pub(crate) round_robin: Padded<AtomicUsize>,
+    /// Requests start on the primary when it is ready and up (no hedging, and the strategy
+    /// puts it first): they start in `call`, without boxing.
+    pub(crate) starts_on_primary: bool,
+    pub(crate) chains: Vec<(Predicate<E>, Plan)>,
+    pub(crate) config: Config<Req, E>,
 }
 
 impl<F, Req, E> Shared<F, Req, E> {
@@ -59,13 +64,13 @@ impl<F, Req, E> Shared<F, Req, E> {
 
     /// Provider `i` is known to be down and a health-aware plan puts it last.
     pub(crate) fn is_down(&self, i: usize) -> bool {
-        self.health_aware && !self.providers[i].health.is_up(&*self.clock)
+        self.config.health_aware && !self.providers[i].health.is_up(&*self.config.clock)
     }
 
     /// The strategy's order for a new request, before health.
     pub(crate) fn base_order(&self) -> Plan {
         let n = self.providers.len();
-        match self.strategy {
+        match self.config.strategy {
             Strategy::Priority => (0..n).collect(),
             Strategy::FailFast => Plan::from_iter([0]),
             Strategy::CheapestFirst => self.cheapest,
@@ -89,11 +94,11 @@ impl<F, Req, E> Shared<F, Req, E> {
         Req: Clone,
     {
         let provider = &self.providers[i];
-        let out = match (&self.remodel, &provider.model) {
+        let out = match (&self.config.remodel, &provider.model) {
             (Some(remodel), Some(model)) => remodel(req, model),
             _ => req.clone(),
         };
-        match &self.mapper {
+        match &self.config.mapper {
             Some(map) => map(&provider.name, &out),
             None => out,
         }
@@ -105,8 +110,8 @@ impl<F, Req, E> Shared<F, Req, E> {
         i: usize,
         attempt: &'r Req,
     ) -> Option<(&'r AttemptHook, &'r str)> {
-        let hook = (self.hook_of)(attempt)?;
-        let model = (self.model_of)(attempt).or(self.providers[i].model.as_deref());
+        let hook = (self.config.hook_of)(attempt)?;
+        let model = (self.config.model_of)(attempt).or(self.providers[i].model.as_deref());
         Some((hook, model.unwrap_or("")))
     }
 
@@ -114,18 +119,20 @@ impl<F, Req, E> Shared<F, Req, E> {
     /// `None` to stop: a matching chain replaces `plan`, else the verdict (or the user's
     /// `fallback_if`) says whether to go on. A Retry-After hint cools the provider down.
     pub(crate) fn failed(&self, i: usize, error: &E, plan: Plan) -> Option<Plan> {
-        let verdict = (self.verdict)(error);
-        self.counters.attempt_failed(i, (self.label)(error));
+        let verdict = (self.config.verdict)(error);
+        self.counters.attempt_failed(i, (self.config.label)(error));
         if let Some(time) = verdict.retry_after()
-            && self.health_aware
+            && self.config.health_aware
             && !time.is_zero()
         {
-            self.providers[i].health.cool_down(&*self.clock, time);
+            self.providers[i]
+                .health
+                .cool_down(&*self.config.clock, time);
         }
         if let Some((_, chain)) = self.chains.iter().find(|(when, _)| when(error)) {
             return (!chain.is_empty()).then_some(*chain);
         }
-        let go = match &self.fallback_if {
+        let go = match &self.config.fallback_if {
             Some(fallback_if) => fallback_if(error),
             None => verdict.should_fallback(),
         };
@@ -136,9 +143,9 @@ impl<F, Req, E> Shared<F, Req, E> {
     pub(crate) fn announce(&self, error: &E, from: usize, to: usize) {
         self.counters.fell_back(false);
         let (from, to) = (self.name(from), self.name(to));
-        let label = (self.label)(error);
+        let label = (self.config.label)(error);
         tracing::info!(from, to, error = label, "falling back to the next provider");
-        if let Some(on_fallback) = &self.on_fallback {
+        if let Some(on_fallback) = &self.config.on_fallback {
             on_fallback(error, from, to);
         }
     }
@@ -146,7 +153,7 @@ impl<F, Req, E> Shared<F, Req, E> {
 
 impl<F: Send + Sync, Req, E> Report for Shared<F, Req, E> {
     fn report(&self) -> FallbackStats {
-        let clock = &*self.clock;
+        let clock = &*self.config.clock;
         let providers = self.providers.iter();
         self.counters
             .read(providers.map(|p| (p.name.clone(), !p.health.is_up(clock))))
