@@ -24,7 +24,7 @@ pub enum Jitter {
     Decorrelated,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Strategy {
     Fixed(Duration),
     Linear {
@@ -37,7 +37,17 @@ enum Strategy {
         multiplier: f64,
         max: Duration,
     },
-    Custom(Arc<dyn Fn(u32) -> Duration + Send + Sync>),
+    Custom(CustomFn),
+}
+
+/// A custom strategy's function.
+#[derive(Clone)]
+struct CustomFn(Arc<dyn Fn(u32) -> Duration + Send + Sync>);
+
+impl fmt::Debug for CustomFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CustomFn")
+    }
 }
 
 /// How long to wait before each retry.
@@ -56,33 +66,10 @@ enum Strategy {
 /// let jittered = b.with_jitter(Jitter::Full);
 /// # let _ = jittered;
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Backoff {
     strategy: Strategy,
     jitter: Jitter,
-}
-
-impl fmt::Debug for Backoff {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Backoff");
-        match &self.strategy {
-            Strategy::Fixed(delay) => d.field("fixed", delay),
-            Strategy::Linear { initial, step, max } => d
-                .field("linear_initial", initial)
-                .field("step", step)
-                .field("max", max),
-            Strategy::Exponential {
-                initial,
-                multiplier,
-                max,
-            } => d
-                .field("exponential_initial", initial)
-                .field("multiplier", multiplier)
-                .field("max", max),
-            Strategy::Custom(_) => d.field("custom", &".."),
-        };
-        d.field("jitter", &self.jitter).finish()
-    }
 }
 
 impl Default for Backoff {
@@ -131,7 +118,7 @@ impl Backoff {
     /// result; [`Jitter::Decorrelated`] needs a base and a cap, so it is refused for it.
     pub fn custom(f: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
         Self {
-            strategy: Strategy::Custom(Arc::new(f)),
+            strategy: Strategy::Custom(CustomFn(Arc::new(f))),
             jitter: Jitter::None,
         }
     }
@@ -149,42 +136,32 @@ impl Backoff {
 
     /// Checks the parameters; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match &self.strategy {
-            Strategy::Fixed(_) => {}
-            Strategy::Linear { initial, max, .. } => {
-                if max < initial {
-                    return Err(ConfigError::new(
-                        "backoff.max",
-                        format!("({max:?}) is below backoff.initial ({initial:?})"),
-                    ));
-                }
+        let (initial, max) = match &self.strategy {
+            Strategy::Fixed(_) => return Ok(()),
+            Strategy::Custom(_) if self.jitter == Jitter::Decorrelated => {
+                return Err(ConfigError::new(
+                    "backoff.jitter",
+                    "decorrelated jitter needs a base and a cap; a custom backoff has neither",
+                ));
             }
-            Strategy::Exponential {
-                initial,
-                multiplier,
-                max,
-            } => {
-                if !multiplier.is_finite() || *multiplier < 1.0 {
-                    return Err(ConfigError::new(
-                        "backoff.multiplier",
-                        format!("must be a finite number >= 1, got {multiplier}"),
-                    ));
-                }
-                if max < initial {
-                    return Err(ConfigError::new(
-                        "backoff.max",
-                        format!("({max:?}) is below backoff.initial ({initial:?})"),
-                    ));
-                }
+            Strategy::Custom(_) => return Ok(()),
+            Strategy::Exponential { multiplier, .. }
+                if !multiplier.is_finite() || *multiplier < 1.0 =>
+            {
+                return Err(ConfigError::new(
+                    "backoff.multiplier",
+                    format!("must be a finite number >= 1, got {multiplier}"),
+                ));
             }
-            Strategy::Custom(_) => {
-                if self.jitter == Jitter::Decorrelated {
-                    return Err(ConfigError::new(
-                        "backoff.jitter",
-                        "decorrelated jitter needs a base and a cap; a custom backoff has neither",
-                    ));
-                }
+            Strategy::Linear { initial, max, .. } | Strategy::Exponential { initial, max, .. } => {
+                (initial, max)
             }
+        };
+        if max < initial {
+            return Err(ConfigError::new(
+                "backoff.max",
+                format!("({max:?}) is below backoff.initial ({initial:?})"),
+            ));
         }
         Ok(())
     }
@@ -212,7 +189,7 @@ impl Backoff {
                     Err(_) => *max,
                 }
             }
-            Strategy::Custom(f) => f(n),
+            Strategy::Custom(f) => (f.0)(n),
         }
     }
 

@@ -271,6 +271,12 @@ impl<C, R, G, A> RetryLayerBuilder<C, R, G, A> {
     /// Checks the configuration and makes the layer.
     pub fn build(self) -> Result<RetryLayer<C, R, G, A>, ConfigError> {
         self.settings.backoff.validate()?;
+        if self.settings.max_elapsed == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "max_elapsed",
+                "must be above zero (for no retries, use max_retries(0))",
+            ));
+        }
         Ok(RetryLayer {
             config: Arc::new(Config {
                 settings: self.settings,

@@ -49,6 +49,33 @@ async fn retries_io_errors_of_a_plain_service() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_closure_records_the_attempts_made() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let flaky = service_fn(move |_: ()| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match n {
+                0 => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+                _ => Ok((n, 0u32)),
+            }
+        }
+    });
+    let svc = RetryLayer::builder()
+        .backoff(Backoff::none())
+        .record_attempts(|r: &mut Result<(u32, u32), std::io::Error>, n: u32| {
+            if let Ok((_, attempts)) = r {
+                *attempts = n;
+            }
+        })
+        .build()
+        .unwrap()
+        .layer(flaky);
+    assert_eq!(svc.clone().oneshot(()).await.unwrap(), (1, 2));
+    assert_eq!(svc.oneshot(()).await.unwrap(), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
 async fn retries_successful_responses_a_predicate_picks() {
     let calls = Arc::new(AtomicU32::new(0));
     let c = calls.clone();
@@ -275,6 +302,11 @@ fn invalid_configuration_is_rejected_naming_the_field() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("`backoff.multiplier`"), "{e}");
+    let e = RetryLayer::builder()
+        .max_elapsed(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "max_elapsed");
 }
 
 #[test]
