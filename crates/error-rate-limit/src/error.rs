@@ -3,18 +3,38 @@
 use std::fmt;
 use std::time::Duration;
 
+use towerguard_outcome::{ClassifyError, Declared, Refusal, Verdict};
+
 use crate::store::Reason;
 
 /// A request refused by the limiter. Its message is the same for every client and cause, and
 /// says nothing of the upstream or of other clients. The service's error type must be
 /// `From<ThrottledError>` (`BoxError` is; with the `llm` feature `LlmError` is).
+///
+/// It is a refusal by one of our layers ([`Verdict::Refused`], with the retry-after), and
+/// says so in its [`source`](std::error::Error::source) chain, so a `BoxError` pipeline never
+/// retries it, never counts it for a breaker and never counts it against the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottledError {
-    pub(crate) reason: Reason,
-    pub(crate) retry_after: Duration,
+    reason: Reason,
+    retry_after: Duration,
+    declared: Declared,
 }
 
 impl ThrottledError {
+    /// Refused for `reason`; the client may try again after `retry_after`.
+    pub fn new(reason: Reason, retry_after: Duration) -> Self {
+        let declared = Declared(Verdict::Refused(Refusal {
+            fallback: false,
+            retry_after: Some(retry_after),
+        }));
+        Self {
+            reason,
+            retry_after,
+            declared,
+        }
+    }
+
     /// When the client may try again.
     pub fn retry_after(&self) -> Duration {
         self.retry_after
@@ -36,7 +56,22 @@ impl fmt::Display for ThrottledError {
     }
 }
 
-impl std::error::Error for ThrottledError {}
+impl std::error::Error for ThrottledError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.declared)
+    }
+}
+
+/// A refusal of ours, with the retry-after: never retried, never the client's fault.
+impl ClassifyError for ThrottledError {
+    fn verdict(&self) -> Verdict {
+        self.declared.0
+    }
+
+    fn label(&self) -> &'static str {
+        "throttled"
+    }
+}
 
 #[cfg(feature = "llm")]
 impl From<ThrottledError> for towerguard_llm_core::LlmError {

@@ -3,20 +3,23 @@
 //!
 //! - A key per request: the `LlmRequest` client key by default ([`Keyed`]), a closure
 //!   ([`KeyFn`]), or one global key when there is none.
-//! - Errors each key causes are counted over a sliding window (which errors: the client's own
-//!   faults by default, upstream failures when asked, or a predicate). Past the threshold the
-//!   key is throttled: its requests get a [`ThrottledError`] (an `LlmError` of kind
-//!   `Throttled` with the `llm` feature) carrying retry-after, and never reach the service.
-//! - Progressive penalties: each repeated offence doubles the throttle time up to a cap;
-//!   good behaviour decays the offence count. Optionally delay instead of reject, with a bound
-//!   on how many requests may wait.
-//! - Requests and tokens per minute per key (GCRA on one atomic, weighted by tokens).
-//! - The rejection message is generic: nothing of the upstream or of other clients.
-//! - Memory is bounded under a flood of distinct keys: a cap on keys, idle ones evicted, and
-//!   past that new keys share one overflow entry. A known key is found without any lock;
-//!   only adding and evicting keys lock one of 32 shards.
-//! - A [`LimiterHandle`]: throttled keys with their remaining time, `unthrottle`, counts; a
-//!   [`LimiterStore`] trait with the in-memory [`MemoryStore`] default.
+//! - Which outcomes count against a key comes from the shared verdict
+//!   ([`towerguard_outcome::Verdict`]): the client's own faults by default, upstream failures
+//!   that say the upstream is unhealthy when asked, our own layers' refusals never; a
+//!   closure overrides it. An unknown boxed error is never the client's fault.
+//! - Errors are counted over a sliding window; past the threshold the key is throttled: its
+//!   requests get a [`ThrottledError`] (an `LlmError` of kind `Throttled` with the `llm`
+//!   feature) carrying retry-after, and never reach the service. The message is generic.
+//! - Progressive penalties: each repeated offence doubles the throttle up to a cap; one
+//!   offence is forgiven per decay period.
+//! - Requests and tokens per minute per key (GCRA, weighted by tokens).
+//! - Delay mode: refused requests wait instead, are asked again after the wait, go in arrival
+//!   order per key, and at most `max_waiting` wait.
+//! - Bounded state that forgets: a key with nothing left to remember is evicted to make room,
+//!   at a bounded cost per request; see [`MemoryStore`].
+//! - State lives in a [`LimiterStore`] whose methods answer futures, so a store shared by a
+//!   fleet (Redis) can do its round trip without blocking; [`MemoryStore`] answers at once.
+//! - A [`LimiterHandle`]: throttled keys, `unthrottle`, counts, `reset`.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
@@ -38,19 +41,26 @@
 //! # });
 //! ```
 
-mod classify;
 mod error;
+mod future;
+mod handle;
+mod key;
+mod key_state;
+mod key_table;
+mod layer;
+mod penalty;
+mod rate;
 mod service;
 mod store;
+mod waiters;
 
-pub use classify::{
-    Count, CountErrors, CountFn, DefaultKey, ErrorClass, KeyFn, Keyed, RateKey, SetUpstream,
-};
 pub use error::ThrottledError;
-pub use service::{
-    ConfigError, ErrorRateLimit, ErrorRateLimitLayer, ErrorRateLimitLayerBuilder, GLOBAL_KEY,
-    LimiterHandle, ResponseFuture,
-};
+pub use future::ResponseFuture;
+pub use handle::LimiterHandle;
+pub use key::{DefaultKey, GLOBAL_KEY, KeyFn, Keyed, RateKey};
+pub use layer::{ErrorRateLimitLayer, ErrorRateLimitLayerBuilder};
+pub use service::ErrorRateLimit;
 pub use store::{
     Admit, KeyId, LimiterStats, LimiterStore, MemoryStore, Reason, Rules, ThrottledKey,
 };
+pub use towerguard_outcome::ConfigError;

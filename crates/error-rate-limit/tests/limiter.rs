@@ -2,14 +2,16 @@
 #![cfg(feature = "llm")]
 #![allow(clippy::unwrap_used)]
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 use towerguard_error_rate_limit::{
-    ErrorRateLimitLayer, ErrorRateLimitLayerBuilder, LimiterStore, MemoryStore, Rules,
+    ErrorRateLimitLayer, ErrorRateLimitLayerBuilder, ThrottledError,
 };
 use towerguard_llm_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Message};
+use towerguard_outcome::{BoxError as OutcomeBoxError, ClassifyError};
 use towerguard_testkit::{FakeProvider, Outcome};
 
 fn secs(n: u64) -> Duration {
@@ -18,10 +20,6 @@ fn secs(n: u64) -> Duration {
 
 fn req(client: &str) -> LlmRequest {
     LlmRequest::new("gpt-4o", vec![Message::user("hi")]).with_client_key(client)
-}
-
-fn limiter(b: ErrorRateLimitLayerBuilder) -> ErrorRateLimitLayer {
-    b.build().unwrap()
 }
 
 fn base() -> ErrorRateLimitLayerBuilder {
@@ -41,18 +39,16 @@ where
 
 #[tokio::test(start_paused = true)]
 async fn throttles_past_the_threshold_without_reaching_the_service() {
-    let layer = limiter(base());
+    let layer = base().build().unwrap();
     let handle = layer.handle();
     let provider = FakeProvider::always("p", Outcome::fail(ErrorKind::InvalidRequest));
     let mut svc = layer.layer(provider.clone());
     for _ in 0..2 {
-        assert_eq!(
-            send(&mut svc, "mallory").await.unwrap_err().kind(),
-            ErrorKind::InvalidRequest
-        );
+        let e = send(&mut svc, "mallory").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     }
     assert!(
-        handle.throttled().is_empty(),
+        handle.throttled().await.is_empty(),
         "2 errors: below the threshold"
     );
     send(&mut svc, "mallory").await.unwrap_err();
@@ -61,51 +57,51 @@ async fn throttles_past_the_threshold_without_reaching_the_service() {
     assert_eq!(e.retry_after(), Some(secs(10)));
     assert_eq!(provider.calls(), 3);
     // other clients are not affected
+    let e = send(&mut svc, "alice").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    let t = handle.throttled().await;
     assert_eq!(
-        send(&mut svc, "alice").await.unwrap_err().kind(),
-        ErrorKind::InvalidRequest
-    );
-    let t = handle.throttled();
-    assert_eq!(
-        (t.len(), t[0].key.as_str(), t[0].remaining),
-        (1, "mallory", secs(10))
+        (t.len(), t[0].key.as_str(), t[0].remaining, t[0].offences),
+        (1, "mallory", secs(10), 1)
     );
     // the penalty ends
     tokio::time::advance(secs(10)).await;
+    let e = send(&mut svc, "mallory").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    let s = handle.stats().await;
     assert_eq!(
-        send(&mut svc, "mallory").await.unwrap_err().kind(),
-        ErrorKind::InvalidRequest
+        (s.throttled, s.rejected, s.offences, s.errors),
+        (0, 1, 1, 5)
     );
-    let s = handle.stats();
-    assert_eq!((s.throttled, s.rejected, s.offences), (0, 1, 1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn errors_older_than_the_window_no_longer_count() {
-    let layer = limiter(base());
     let provider = FakeProvider::always("p", Outcome::fail(ErrorKind::InvalidRequest));
-    let mut svc = layer.layer(provider.clone());
+    let mut svc = base().build().unwrap().layer(provider.clone());
     for _ in 0..2 {
         send(&mut svc, "bob").await.unwrap_err();
     }
-    tokio::time::advance(secs(61)).await;
+    tokio::time::advance(secs(60)).await;
     for _ in 0..2 {
         send(&mut svc, "bob").await.unwrap_err();
     }
-    assert_eq!(
-        send(&mut svc, "bob").await.unwrap_err().kind(),
-        ErrorKind::InvalidRequest
-    );
+    let e = send(&mut svc, "bob").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     assert_eq!(
         provider.calls(),
         5,
-        "never throttled: never 3 errors within 60 s"
+        "never throttled before the 3rd error in 60 s"
+    );
+    assert_eq!(
+        send(&mut svc, "bob").await.unwrap_err().kind(),
+        ErrorKind::Throttled
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn penalties_double_up_to_the_cap_and_decay() {
-    let layer = limiter(base());
+    let layer = base().build().unwrap();
     let handle = layer.handle();
     let provider = FakeProvider::always("p", Outcome::fail(ErrorKind::ContentPolicy));
     let mut svc = layer.layer(provider);
@@ -123,7 +119,7 @@ async fn penalties_double_up_to_the_cap_and_decay() {
         tokio::time::advance(p).await;
     }
     assert_eq!(penalties, [secs(10), secs(20), secs(40), secs(50)]);
-    assert_eq!(handle.throttled().len(), 0);
+    assert_eq!(handle.throttled().await.len(), 0);
 
     // good behaviour: 2 decay periods forgive 2 of the 4 offences, so the next is the 3rd
     tokio::time::advance(secs(600)).await;
@@ -136,32 +132,94 @@ async fn penalties_double_up_to_the_cap_and_decay() {
         .retry_after()
         .unwrap();
     assert_eq!(p, secs(40));
-    assert!(handle.unthrottle("eve"));
-    assert_eq!(
-        send(&mut svc, "eve").await.unwrap_err().kind(),
-        ErrorKind::ContentPolicy
-    );
-    assert!(!handle.unthrottle("nobody"));
+    assert!(handle.unthrottle("eve").await);
+    let e = send(&mut svc, "eve").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ContentPolicy);
+    assert!(!handle.unthrottle("nobody").await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn upstream_failures_count_only_when_asked() {
     let provider = FakeProvider::always("p", Outcome::fail(ErrorKind::Server));
-    let mut svc = limiter(base()).layer(provider.clone());
+    let mut svc = base().build().unwrap().layer(provider.clone());
     for _ in 0..5 {
         send(&mut svc, "carol").await.unwrap_err();
     }
     assert_eq!(provider.calls(), 5, "an outage is not the client's fault");
-    let mut svc = limiter(base().count_upstream_errors(true)).layer(provider.clone());
+    let mut svc = base()
+        .count_upstream_errors(true)
+        .build()
+        .unwrap()
+        .layer(provider.clone());
     for _ in 0..4 {
         let _ = send(&mut svc, "carol").await;
     }
-    assert_eq!(provider.calls(), 8);
+    assert_eq!(provider.calls(), 8, "asked: the 3 outages throttled carol");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unpriced_model_never_throttles_tenants() {
+    // a model the cost meter has no price for is the operator's configuration error
+    let unpriced = || LlmError::new(ErrorKind::Configuration).with_detail("no price for llama3");
+    for upstream in [false, true] {
+        let provider = FakeProvider::always("p", Outcome::error(unpriced()));
+        let mut svc = base()
+            .count_upstream_errors(upstream)
+            .build()
+            .unwrap()
+            .layer(provider.clone());
+        for _ in 0..10 {
+            let e = send(&mut svc, "tenant").await.unwrap_err();
+            assert_eq!(
+                e.kind(),
+                ErrorKind::Configuration,
+                "upstream counted: {upstream}"
+            );
+        }
+    }
+    // the same error inside a BoxError pipeline, wrapped on the way (as io::Error::other does)
+    let boxed = service_fn(|_: LlmRequest| async {
+        Err::<(), BoxError>(Box::new(std::io::Error::other(unpriced())))
+    });
+    let svc = base().build().unwrap().layer(boxed);
+    for _ in 0..10 {
+        let e = svc.clone().oneshot(req("tenant")).await.unwrap_err();
+        assert!(e.downcast_ref::<ThrottledError>().is_none(), "{e}");
+    }
+}
+
+#[test]
+fn a_throttled_error_is_a_declared_refusal() {
+    let layer = ErrorRateLimitLayer::builder()
+        .requests_per_minute(60)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let svc = layer.layer(service_fn(|_: LlmRequest| async { Ok::<_, BoxError>(()) }));
+    let err = rt.block_on(async {
+        for _ in 0..6 {
+            svc.clone().oneshot(req("x")).await.unwrap();
+        }
+        svc.clone().oneshot(req("x")).await.unwrap_err()
+    });
+    let t = *err.downcast_ref::<ThrottledError>().unwrap();
+    assert!(t.verdict().is_refusal());
+    assert_eq!(t.verdict().retry_after(), Some(t.retry_after()));
+    let boxed: OutcomeBoxError = err;
+    let v = boxed.verdict();
+    assert!(v.is_refusal() && !v.is_retryable() && !v.is_client_fault() && !v.counts_for_breaker());
+    assert_eq!(LlmError::from(t).kind(), ErrorKind::Throttled);
 }
 
 #[tokio::test(start_paused = true)]
 async fn requests_per_minute() {
-    let layer = limiter(ErrorRateLimitLayer::builder().requests_per_minute(60));
+    let layer = ErrorRateLimitLayer::builder()
+        .requests_per_minute(60)
+        .build()
+        .unwrap();
     let mut svc = layer.layer(FakeProvider::new("p"));
     for _ in 0..6 {
         send(&mut svc, "dave").await.unwrap();
@@ -172,7 +230,7 @@ async fn requests_per_minute() {
     send(&mut svc, "erin").await.unwrap();
     tokio::time::advance(secs(1)).await;
     send(&mut svc, "dave").await.unwrap();
-    // over a minute, 60 requests fit
+    // over a minute, 60 requests fit (plus the burst)
     let start = Instant::now();
     let mut sent = 0;
     while start.elapsed() < secs(60) {
@@ -186,13 +244,12 @@ async fn requests_per_minute() {
 
 #[tokio::test(start_paused = true)]
 async fn tokens_per_minute_weigh_each_request() {
-    let layer = limiter(ErrorRateLimitLayer::builder().tokens_per_minute(10_000));
+    let layer = ErrorRateLimitLayer::builder()
+        .tokens_per_minute(10_000)
+        .build()
+        .unwrap();
     let mut svc = layer.layer(FakeProvider::new("p"));
-    let big = || {
-        LlmRequest::new("gpt-4o", vec![Message::user("hi")])
-            .with_client_key("grace")
-            .with_max_tokens(800)
-    };
+    let big = || req("grace").with_max_tokens(800);
     // each weighs ~805 tokens (6 ms per token at 10,000 per minute); the burst allowance is
     // a tenth of the minute (1,000 tokens), so the second must wait for its share
     svc.ready().await.unwrap().call(big()).await.unwrap();
@@ -208,7 +265,7 @@ async fn tokens_per_minute_weigh_each_request() {
 
 #[tokio::test(start_paused = true)]
 async fn the_rejection_message_is_generic() {
-    let layer = limiter(base().requests_per_minute(600));
+    let layer = base().requests_per_minute(600).build().unwrap();
     let provider =
         FakeProvider::always("secret-upstream", Outcome::fail(ErrorKind::InvalidRequest));
     let mut svc = layer.layer(provider);
@@ -228,7 +285,7 @@ async fn the_rejection_message_is_generic() {
 
 #[tokio::test(start_paused = true)]
 async fn delay_instead_of_reject() {
-    let layer = limiter(base().delay_instead(1));
+    let layer = base().delay_instead(1).build().unwrap();
     let provider = FakeProvider::scripted("p", vec![Outcome::fail(ErrorKind::InvalidRequest); 3]);
     let svc = layer.layer(provider.clone());
     for _ in 0..3 {
@@ -237,9 +294,10 @@ async fn delay_instead_of_reject() {
     let start = Instant::now();
     let waiting = tokio::spawn(svc.clone().oneshot(req("judy")));
     tokio::task::yield_now().await;
-    // only one may wait: the next is rejected
+    // only one may wait: the next is rejected at once
     let e = svc.clone().oneshot(req("judy")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Throttled);
+    assert_eq!(start.elapsed(), Duration::ZERO);
     waiting.await.unwrap().unwrap();
     assert_eq!(
         start.elapsed(),
@@ -249,101 +307,93 @@ async fn delay_instead_of_reject() {
     assert_eq!(provider.calls(), 4);
 }
 
-#[test]
-fn a_flood_of_distinct_keys_stays_under_the_cap() {
-    let rules = Rules {
-        threshold: 2,
-        window: secs(60),
-        buckets: 6,
-        base_penalty: secs(10),
-        max_penalty: secs(60),
-        decay: secs(60),
-        rpm: Some(100),
-        tpm: None,
-        max_keys: 10_000,
-    };
-    let store = MemoryStore::new(rules);
-    let now = std::sync::atomic::AtomicU64::new(1);
-    let clock = || now.load(std::sync::atomic::Ordering::Relaxed);
-    // warm: the store at its cap of 10,000 keys, half of them with an error on record
-    for i in 0..10_000u64 {
-        let key = format!("client-{i}");
-        let id = store.key_id(&key);
-        store.admit(id, &key, 1, &clock);
-        if i % 2 == 0 {
-            store.record_error(id, 1);
-        }
-    }
-    let info = allocation_counter::measure(|| {
-        let mut key = String::with_capacity(32);
-        for i in 0..1_000_000u64 {
-            use std::fmt::Write;
-            key.clear();
-            let _ = write!(key, "flood-{i}");
-            store.admit(store.key_id(&key), &key, 1, &clock);
-            now.fetch_add(1_000, std::sync::atomic::Ordering::Relaxed);
-        }
+/// A service that records which client's request it served, and when.
+fn recorder() -> (
+    impl Service<LlmRequest, Response = (), Error = LlmError, Future: Send> + Clone + Send,
+    Arc<Mutex<Vec<(String, Duration)>>>,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let log = seen.clone();
+    let svc = service_fn(move |r: LlmRequest| {
+        let who = r.messages()[0].content.to_string();
+        log.lock().unwrap().push((who, start.elapsed()));
+        async { Ok::<_, LlmError>(()) }
     });
-    let stats = store.stats(clock());
-    assert!(stats.keys <= 10_000, "{} keys tracked", stats.keys);
-    // entries are replaced, not added: what the flood leaves behind is bounded by the cap
-    // (longer key strings and map rehashing), far from the ~150 MB of a million entries
-    assert!(
-        info.bytes_current < 4 * 1024 * 1024,
-        "{} bytes kept",
-        info.bytes_current
-    );
-    eprintln!(
-        "flood of 1,000,000 keys: {} tracked, {} evicted, peak extra memory {} bytes, kept {} bytes",
-        stats.keys, stats.evicted, info.bytes_max, info.bytes_current
-    );
-    assert!(
-        info.bytes_max < 16 * 1024 * 1024,
-        "peak {} bytes",
-        info.bytes_max
-    );
-    assert!(stats.evicted > 500_000, "idle keys make room for new ones");
-    // the keys with an error on record were kept over idle newcomers: a second error
-    // within the window throttles them
-    assert!(
-        store
-            .record_error(store.key_id("client-0"), clock())
-            .is_some()
-    );
-    assert!(
-        store
-            .record_error(store.key_id("client-1"), clock())
-            .is_none(),
-        "idle, so it was evicted"
-    );
+    (svc, seen)
 }
 
-#[test]
-fn invalid_configuration_is_rejected_naming_the_field() {
-    let b = ErrorRateLimitLayer::builder;
-    let field = |x: ErrorRateLimitLayerBuilder| x.build().unwrap_err().field();
-    assert_eq!(field(b().threshold(0)), "threshold");
-    assert_eq!(field(b().window(Duration::ZERO)), "window");
-    assert_eq!(field(b().window_buckets(0)), "window_buckets");
-    assert_eq!(field(b().penalty(Duration::ZERO, secs(1))), "penalty.first");
-    assert_eq!(field(b().penalty(secs(10), secs(1))), "penalty.max");
-    assert_eq!(field(b().decay(Duration::ZERO)), "decay");
-    assert_eq!(field(b().requests_per_minute(0)), "requests_per_minute");
-    assert_eq!(field(b().tokens_per_minute(0)), "tokens_per_minute");
-    assert_eq!(field(b().max_keys(0)), "max_keys");
-    assert_eq!(field(b().delay_instead(0)), "delay_instead");
-    assert!(
-        b().threshold(0)
-            .build()
-            .unwrap_err()
-            .to_string()
-            .contains("`threshold`")
+fn tagged(tag: &str) -> LlmRequest {
+    LlmRequest::new("gpt-4o", vec![Message::user(tag)]).with_client_key("kate")
+}
+
+#[tokio::test(start_paused = true)]
+async fn delay_mode_asks_again_after_the_wait_and_keeps_arrival_order() {
+    // 60 RPM: a burst of 6, then one a second. Delayed requests are asked again when their
+    // wait ends: all three are told "1 s", only one fits then, the others wait again.
+    let layer = ErrorRateLimitLayer::builder()
+        .requests_per_minute(60)
+        .delay_instead(10)
+        .build()
+        .unwrap();
+    let (inner, seen) = recorder();
+    let svc = layer.layer(inner);
+    for _ in 0..6 {
+        svc.clone().oneshot(tagged("burst")).await.unwrap();
+    }
+    let waiters: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|tag| {
+            let fut = svc.clone().oneshot(tagged(tag));
+            tokio::spawn(fut)
+        })
+        .collect();
+    for w in waiters {
+        w.await.unwrap().unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    let waited: Vec<_> = seen[6..].iter().map(|(t, at)| (t.as_str(), *at)).collect();
+    assert_eq!(waited, [("a", secs(1)), ("b", secs(2)), ("c", secs(3))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn delay_mode_bounds_the_waiters_and_their_wait() {
+    let layer = ErrorRateLimitLayer::builder()
+        .requests_per_minute(60)
+        .delay_instead(2)
+        .max_delay(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let (inner, seen) = recorder();
+    let svc = layer.layer(inner);
+    for _ in 0..6 {
+        svc.clone().oneshot(tagged("burst")).await.unwrap();
+    }
+    let a = tokio::spawn(svc.clone().oneshot(tagged("a")));
+    let b = tokio::spawn(svc.clone().oneshot(tagged("b")));
+    tokio::task::yield_now().await;
+    // two wait already: a third is rejected at once
+    let start = Instant::now();
+    let e = svc.clone().oneshot(tagged("c")).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), start.elapsed()),
+        (ErrorKind::Throttled, Duration::ZERO)
     );
+    a.await.unwrap().unwrap();
+    // b was refused again at 1 s; waiting 1 s more would pass max_delay: rejected then
+    let e = b.await.unwrap().unwrap_err();
+    assert_eq!((e.kind(), start.elapsed()), (ErrorKind::Throttled, secs(1)));
+    assert_eq!(seen.lock().unwrap().len(), 7);
+    // b's place is free again: one more may wait, and is served
+    svc.clone().oneshot(tagged("d")).await.unwrap();
+    assert_eq!(start.elapsed(), secs(2));
+    assert!(handle.stats().await.rejected >= 4);
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_abandoned_wait_gives_its_place_back() {
-    let layer = limiter(base().delay_instead(1));
+    let layer = base().delay_instead(1).build().unwrap();
     let provider = FakeProvider::scripted("p", vec![Outcome::fail(ErrorKind::InvalidRequest); 3]);
     let svc = layer.layer(provider.clone());
     for _ in 0..3 {
@@ -358,78 +408,51 @@ async fn an_abandoned_wait_gives_its_place_back() {
     assert_eq!(start.elapsed(), secs(9));
 }
 
-/// Store rules with no rate limits: `threshold` errors a minute, at most `max_keys` keys.
-fn store_rules(threshold: u32, max_keys: usize) -> Rules {
-    Rules {
-        threshold,
-        window: secs(60),
-        buckets: 6,
-        base_penalty: secs(10),
-        max_penalty: secs(60),
-        decay: secs(60),
-        rpm: None,
-        tpm: None,
-        max_keys,
-    }
-}
-
 #[test]
-fn a_flood_of_fresh_erring_keys_is_throttled_together() {
-    let store = MemoryStore::new(store_rules(3, 32));
-    let clock = || 1_000u64;
-    // every key makes one error, so none is idle and none can be evicted
-    let mut denied = 0;
-    for i in 0..200 {
-        let key = format!("bot-{i}");
-        let id = store.key_id(&key);
-        match store.admit(id, &key, 1, &clock) {
-            towerguard_error_rate_limit::Admit::Pass => {
-                store.record_error(id, clock());
-            }
-            towerguard_error_rate_limit::Admit::Deny { .. } => denied += 1,
-        }
-    }
-    assert!(store.stats(clock()).keys <= 32);
-    // past the cap the newcomers share the overflow entry, whose errors throttle them all
-    assert!(denied > 150, "{denied} denied");
-}
-
-#[test]
-fn threads_churning_keys_through_eviction_keep_every_count() {
-    // 4 threads, each with 2 hot keys and a stream of fresh ones, on a store of 64 slots:
-    // slots are evicted and reused under the lock-free lookups of the other threads
-    let store = std::sync::Arc::new(MemoryStore::new(store_rules(1_000_000, 64)));
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                let clock = || 1_000u64;
-                for i in 0..20_000u64 {
-                    let key = if i % 4 == 0 {
-                        format!("fresh-{t}-{i}")
-                    } else {
-                        format!("hot-{t}-{}", i % 2)
-                    };
-                    let id = store.key_id(&key);
-                    assert_eq!(
-                        store.admit(id, &key, 1, &clock),
-                        towerguard_error_rate_limit::Admit::Pass
-                    );
-                    if i % 4 == 1 {
-                        assert_eq!(store.record_error(id, 1_000), None);
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    let stats = store.stats(1_000);
-    assert!(stats.keys <= 64, "{} keys", stats.keys);
-    assert_eq!(stats.errors, 4 * 5_000, "every error counted once");
-    assert_eq!(stats.rejected, 0);
-    // the hot keys, with errors on record, were never evicted; the fresh ones made room
-    assert!(stats.evicted > 0);
-    assert!(stats.keys >= 8, "{} keys", stats.keys);
+fn nonsense_configuration_is_refused_naming_the_field() {
+    let b = ErrorRateLimitLayer::builder;
+    let field = |x: ErrorRateLimitLayerBuilder| x.build().unwrap_err().field().to_owned();
+    let year = secs(365 * 24 * 3600);
+    assert_eq!(field(b().threshold(0)), "threshold");
+    assert_eq!(field(b().threshold(1_001)), "threshold");
+    assert_eq!(field(b().window(Duration::ZERO)), "window");
+    assert_eq!(field(b().window(Duration::MAX)), "window");
+    assert_eq!(field(b().penalty(Duration::ZERO, secs(1))), "penalty.first");
+    assert_eq!(field(b().penalty(secs(10), secs(1))), "penalty.max");
+    // penalties whose arithmetic would overflow
+    assert_eq!(field(b().penalty(secs(1), Duration::MAX)), "penalty.max");
+    assert_eq!(
+        field(b().penalty(Duration::MAX, Duration::MAX)),
+        "penalty.first"
+    );
+    assert_eq!(field(b().decay(Duration::ZERO)), "decay");
+    assert_eq!(field(b().decay(year + secs(1))), "decay");
+    assert_eq!(field(b().requests_per_minute(0)), "requests_per_minute");
+    // an interval that rounds to zero nanoseconds
+    assert_eq!(
+        field(b().requests_per_minute(60_000_000_001)),
+        "requests_per_minute"
+    );
+    assert_eq!(field(b().tokens_per_minute(u64::MAX)), "tokens_per_minute");
+    assert_eq!(field(b().max_keys(0)), "max_keys");
+    // a cap whose table would take gigabytes
+    assert_eq!(field(b().max_keys(usize::MAX)), "max_keys");
+    assert_eq!(field(b().delay_instead(0)), "delay_instead");
+    assert_eq!(
+        field(b().delay_instead(1).max_delay(Duration::ZERO)),
+        "max_delay"
+    );
+    assert_eq!(field(b().max_delay(secs(1))), "max_delay");
+    let msg = b().threshold(0).build().unwrap_err().to_string();
+    assert!(msg.contains("`threshold`"), "{msg}");
+    // the largest sensible values build, and allocate nothing up front to speak of
+    let info = allocation_counter::measure(|| {
+        b().max_keys(10_000_000)
+            .requests_per_minute(60_000_000_000)
+            .penalty(year, year)
+            .window(year)
+            .build()
+            .unwrap();
+    });
+    assert!(info.bytes_max < 64 * 1024, "{info:?}");
 }

@@ -1,0 +1,235 @@
+//! [`ResponseFuture`]: a call's future, from the store's answer to the counted outcome.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+use towerguard_outcome::Classify;
+
+use crate::error::ThrottledError;
+use crate::layer::Shared;
+use crate::store::{Admit, LimiterStore, Reason};
+use crate::waiters::Place;
+
+/// A request not yet sent: waiting for the store's answer or for its turn.
+pub(crate) struct Wait<S, Req, Key: Eq + std::hash::Hash> {
+    svc: S,
+    req: Req,
+    name: Box<str>,
+    tokens: u64,
+    since: Instant,
+    place: Option<Place<Key>>,
+}
+
+impl<S, Req, Key: Eq + std::hash::Hash> Wait<S, Req, Key> {
+    pub(crate) fn new(svc: S, req: Req, name: Box<str>, tokens: u64) -> Self {
+        Self {
+            svc,
+            req,
+            name,
+            tokens,
+            since: Instant::now(),
+            place: None,
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req, St>
+    where
+        S: Service<Req>,
+        St: LimiterStore,
+    {
+        // the inner service's call
+        Called { #[pin] future: S::Future },
+        // waiting for the store's answer
+        Asking { admit: St::Future<Admit>, wait: Option<Wait<S, Req, St::Key>> },
+        // delayed: waiting for its turn among its key's waiters, then for `sleep`
+        Waiting { #[pin] sleep: Sleep, wait: Option<Wait<S, Req, St::Key>> },
+        // the store counting the error the outcome was
+        Recording { record: St::Future<Option<Duration>>, result: Option<Result<S::Response, S::Error>> },
+        Rejected { error: Option<S::Error> },
+    }
+}
+
+pin_project! {
+    /// The future of an [`ErrorRateLimit`](crate::ErrorRateLimit) call: the inner service's
+    /// answer, its error counted against the key if it is the client's fault; or a
+    /// [`ThrottledError`]; or, in delay mode, the answer after a wait.
+    pub struct ResponseFuture<S, Req, K, C, St>
+    where
+        S: Service<Req>,
+        St: LimiterStore,
+    {
+        #[pin]
+        state: State<S, Req, St>,
+        shared: Arc<Shared<K, C, St>>,
+        key: St::Key,
+    }
+}
+
+impl<S, Req, K, C, St> ResponseFuture<S, Req, K, C, St>
+where
+    S: Service<Req>,
+    S::Error: From<ThrottledError>,
+    St: LimiterStore,
+{
+    pub(crate) fn called(future: S::Future, shared: Arc<Shared<K, C, St>>, key: St::Key) -> Self {
+        let state = State::Called { future };
+        Self { state, shared, key }
+    }
+
+    pub(crate) fn rejected(
+        reason: Reason,
+        retry_after: Duration,
+        shared: Arc<Shared<K, C, St>>,
+        key: St::Key,
+    ) -> Self {
+        let state = rejected(reason, retry_after);
+        Self { state, shared, key }
+    }
+
+    pub(crate) fn asking(
+        admit: St::Future<Admit>,
+        wait: Wait<S, Req, St::Key>,
+        shared: Arc<Shared<K, C, St>>,
+        key: St::Key,
+    ) -> Self {
+        let state = State::Asking {
+            admit,
+            wait: Some(wait),
+        };
+        Self { state, shared, key }
+    }
+
+    pub(crate) fn answered(
+        answer: Admit,
+        wait: Wait<S, Req, St::Key>,
+        shared: Arc<Shared<K, C, St>>,
+        key: St::Key,
+    ) -> Self {
+        let state = answered(&shared, &key, answer, wait);
+        Self { state, shared, key }
+    }
+}
+
+fn rejected<S, Req, St>(reason: Reason, retry_after: Duration) -> State<S, Req, St>
+where
+    S: Service<Req>,
+    S::Error: From<ThrottledError>,
+    St: LimiterStore,
+{
+    tracing::debug!(reason = reason.as_str(), "request throttled");
+    let error = S::Error::from(ThrottledError::new(reason, retry_after));
+    State::Rejected { error: Some(error) }
+}
+
+/// What a request not yet sent does on the store's answer: a pass calls the service; a
+/// refusal waits in delay mode (if there is room and time), else is rejected.
+fn answered<S, Req, K, C, St>(
+    shared: &Shared<K, C, St>,
+    key: &St::Key,
+    answer: Admit,
+    mut wait: Wait<S, Req, St::Key>,
+) -> State<S, Req, St>
+where
+    S: Service<Req>,
+    S::Error: From<ThrottledError>,
+    St: LimiterStore,
+{
+    let (reason, retry_after) = match answer {
+        Admit::Pass => {
+            let future = wait.svc.call(wait.req);
+            // leaving the queue lets the key's next waiter go, after this one was sent
+            drop(wait.place);
+            return State::Called { future };
+        }
+        Admit::Deny {
+            reason,
+            retry_after,
+        } => (reason, retry_after),
+    };
+    if let Some(waiters) = &shared.delay {
+        let in_time = waiters
+            .max_delay
+            .is_none_or(|max| wait.since.elapsed() + retry_after <= max);
+        if in_time && wait.place.is_none() {
+            wait.place = waiters.join(key);
+        }
+        if in_time && wait.place.is_some() {
+            tracing::debug!(
+                reason = reason.as_str(),
+                wait_ms = retry_after.as_millis() as u64,
+                "delaying a refused request"
+            );
+            return State::Waiting {
+                sleep: tokio::time::sleep(retry_after),
+                wait: Some(wait),
+            };
+        }
+    }
+    rejected(reason, retry_after)
+}
+
+impl<S, Req, K, C, St> Future for ResponseFuture<S, Req, K, C, St>
+where
+    S: Service<Req>,
+    S::Error: From<ThrottledError>,
+    C: Classify<S::Response, S::Error>,
+    St: LimiterStore,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    let result = ready!(future.poll(cx));
+                    if !this.shared.counts(&result) {
+                        return Poll::Ready(result);
+                    }
+                    State::Recording {
+                        record: this.shared.store.record_error(this.key),
+                        result: Some(result),
+                    }
+                }
+                StateProj::Recording { record, result } => {
+                    ready!(Pin::new(record).poll(cx));
+                    return result.take().map_or(Poll::Pending, Poll::Ready);
+                }
+                StateProj::Asking { admit, wait } => {
+                    let answer = ready!(Pin::new(admit).poll(cx));
+                    let Some(wait) = wait.take() else {
+                        return Poll::Pending;
+                    };
+                    answered(this.shared, this.key, answer, wait)
+                }
+                StateProj::Waiting { sleep, wait } => {
+                    let place = wait.as_ref().and_then(|w| w.place.as_ref());
+                    if place.is_some_and(|p| !p.is_first(cx)) {
+                        return Poll::Pending;
+                    }
+                    ready!(sleep.poll(cx));
+                    let Some(wait) = wait.take() else {
+                        return Poll::Pending;
+                    };
+                    State::Asking {
+                        admit: this.shared.store.admit(this.key, &wait.name, wait.tokens),
+                        wait: Some(wait),
+                    }
+                }
+                StateProj::Rejected { error } => {
+                    return error.take().map_or(Poll::Pending, |e| Poll::Ready(Err(e)));
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! A key's throttle and its offences: the penalty doubles with each repeated offence and one
+//! offence is forgiven per decay period without a new one.
+
+use std::time::Duration;
+
+/// The penalty rules in nanoseconds (checked when the store is built).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PenaltyRules {
+    pub(crate) first: u64,
+    pub(crate) max: u64,
+    pub(crate) decay: u64,
+}
+
+/// One key's throttle. Times are nanoseconds on the store's clock.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Penalty {
+    /// Throttled until then; 0 when not throttled (so a key in good standing is checked
+    /// without reading the clock).
+    until: u64,
+    offences: u32,
+    last_offence: u64,
+}
+
+impl Penalty {
+    /// Is a throttle on record (it may have ended)?
+    pub(crate) fn is_set(&self) -> bool {
+        self.until != 0
+    }
+
+    /// The time left on the throttle at `now`, if any; an ended throttle is cleared.
+    pub(crate) fn remaining(&mut self, now: u64) -> Option<u64> {
+        if self.until > now {
+            return Some(self.until - now);
+        }
+        self.until = 0;
+        None
+    }
+
+    /// The time left at `now`, without clearing.
+    pub(crate) fn left(&self, now: u64) -> Option<Duration> {
+        (self.until > now).then(|| Duration::from_nanos(self.until - now))
+    }
+
+    /// Offences not yet forgiven at `now`.
+    pub(crate) fn offences(&self, now: u64, rules: &PenaltyRules) -> u32 {
+        let forgiven = now.saturating_sub(self.last_offence) / rules.decay;
+        self.offences
+            .saturating_sub(u32::try_from(forgiven).unwrap_or(u32::MAX))
+    }
+
+    /// A new offence at `now`: throttles the key and returns for how long.
+    pub(crate) fn offend(&mut self, now: u64, rules: &PenaltyRules) -> Duration {
+        self.offences = self.offences(now, rules).saturating_add(1);
+        self.last_offence = now;
+        let doublings = (self.offences - 1).min(63);
+        let penalty = rules.first.saturating_mul(1u64 << doublings).min(rules.max);
+        self.until = now.saturating_add(penalty);
+        Duration::from_nanos(penalty)
+    }
+
+    /// Not throttled and every offence forgiven at `now`: nothing left to remember.
+    pub(crate) fn settled(&self, now: u64, rules: &PenaltyRules) -> bool {
+        self.until <= now && self.offences(now, rules) == 0
+    }
+}
