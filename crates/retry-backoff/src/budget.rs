@@ -222,3 +222,28 @@ impl Default for RetryBudget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_count_requests_on_cache_lines_of_their_own() {
+        let budget = RetryBudget::default();
+        let counters: Vec<usize> = (0..SHARDS + 1).map(|_| budget.counter()).collect();
+        assert_eq!(counters[..SHARDS], (0..SHARDS).collect::<Vec<_>>());
+        assert_eq!(counters[SHARDS], 0, "handed out in turn");
+        let address = |i: usize| &budget.deposits[i] as *const _ as usize;
+        assert_eq!(address(0) % 64, 0);
+        assert!(address(1) - address(0) >= 64);
+        let slot = &budget.slot as *const _ as usize;
+        assert_eq!(
+            slot % 64,
+            0,
+            "the slot number is read by every deposit: no writer beside it"
+        );
+        budget.deposit_to(3);
+        budget.deposit_to(5);
+        assert_eq!(budget.available(), 100, "the 10 s * 10/s reserve");
+    }
+}

@@ -11,6 +11,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 use towerguard_outcome::Classify;
 
+use crate::layer::Settings;
 use crate::policy::{OnGiveUp, OnRetry, RecordAttempts};
 use crate::service::Handle;
 
@@ -100,31 +101,8 @@ where
                         return Poll::Ready(result);
                     }
                     let retry = *this.attempts; // 1-based index of the retry to make
-                    let delay = if retry > settings.max_retries || this.request.is_none() {
-                        Err(GiveUp::RetriesExhausted)
-                    } else {
-                        match verdict.retry_after() {
-                            Some(hint) if hint > settings.max_retry_after => {
-                                Err(GiveUp::HintTooLong(hint))
-                            }
-                            Some(hint) => Ok(hint),
-                            None => Ok(settings.backoff.next_delay(retry - 1, *this.prev_delay)),
-                        }
-                    };
-                    let delay =
-                        delay.and_then(|delay| match (settings.max_elapsed, *this.started) {
-                            (Some(cap), Some(start))
-                                if start.elapsed().saturating_add(delay) > cap =>
-                            {
-                                Err(GiveUp::ElapsedCap)
-                            }
-                            _ => Ok(delay),
-                        });
-                    // the budget is asked last: a retry taken from it is made
-                    let delay = delay.and_then(|delay| match &settings.budget {
-                        Some(budget) if !budget.withdraw() => Err(GiveUp::Budget),
-                        _ => Ok(delay),
-                    });
+                    let hint = verdict.retry_after();
+                    let delay = settings.delay_before(retry, hint, *this.prev_delay, *this.started);
                     let delay = match delay {
                         Ok(delay) => delay,
                         Err(why) => {
@@ -176,6 +154,38 @@ where
                 }
             }
         }
+    }
+}
+
+impl Settings {
+    /// The delay before retry number `retry` (1-based), or why it is not made.
+    fn delay_before(
+        &self,
+        retry: u32,
+        hint: Option<Duration>,
+        prev: Duration,
+        started: Option<Instant>,
+    ) -> Result<Duration, GiveUp> {
+        if retry > self.max_retries {
+            return Err(GiveUp::RetriesExhausted);
+        }
+        let delay = match hint {
+            Some(hint) if hint > self.max_retry_after => return Err(GiveUp::HintTooLong(hint)),
+            Some(hint) => hint,
+            None => self.backoff.next_delay(retry - 1, prev),
+        };
+        if let (Some(cap), Some(start)) = (self.max_elapsed, started)
+            && start.elapsed().saturating_add(delay) > cap
+        {
+            return Err(GiveUp::ElapsedCap);
+        }
+        // the budget is asked last: a retry taken from it is made
+        if let Some(budget) = &self.budget
+            && !budget.withdraw()
+        {
+            return Err(GiveUp::Budget);
+        }
+        Ok(delay)
     }
 }
 
