@@ -1,6 +1,11 @@
 //! The errors a meter answers with before any provider is called.
 
+use std::error::Error;
 use std::fmt;
+
+use towerguard_outcome::{
+    AttemptRefusal, AttemptRefused, ClassifyError, Declared, Failure, Verdict,
+};
 
 use crate::prices::Nanos;
 
@@ -9,7 +14,8 @@ use crate::prices::Nanos;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CostError {
     /// A budget would be exceeded: `budget` names it (`"global daily"`, `"client acme
-    /// monthly"`, `"per-request"`).
+    /// monthly"`, `"per-request"`). A refusal of ours: never retried, never the client's
+    /// fault, no fallback.
     BudgetExceeded {
         /// Which budget.
         budget: String,
@@ -20,16 +26,33 @@ pub enum CostError {
         /// This request's worst-case cost.
         requested: Nanos,
     },
-    /// The price table does not know the model and unknown models are refused.
-    UnknownModel(String),
+    /// The model has no price and unknown models are refused: the operator's configuration
+    /// error (a server-side failure that may fall back), never the client's fault.
+    Unpriced(String),
 }
+
+/// The verdicts a [`CostError`] declares in its source chain.
+static REFUSED: Declared = Declared(Verdict::refused());
+static UNPRICED: Declared = Declared(Verdict::Upstream(Failure {
+    retryable: false,
+    unhealthy: false,
+    fallback: true,
+    retry_after: None,
+}));
 
 impl CostError {
     /// The budget's name, for `BudgetExceeded`.
     pub fn budget(&self) -> Option<&str> {
         match self {
             CostError::BudgetExceeded { budget, .. } => Some(budget),
-            CostError::UnknownModel(_) => None,
+            CostError::Unpriced(_) => None,
+        }
+    }
+
+    fn declared(&self) -> &'static Declared {
+        match self {
+            CostError::BudgetExceeded { .. } => &REFUSED,
+            CostError::Unpriced(_) => &UNPRICED,
         }
     }
 }
@@ -49,26 +72,55 @@ impl fmt::Display for CostError {
                 *limit as f64 / 1e9,
                 *requested as f64 / 1e9
             ),
-            CostError::UnknownModel(m) => write!(f, "no price is known for model `{m}`"),
+            CostError::Unpriced(m) => write!(f, "no price is known for model `{m}`"),
         }
     }
 }
 
-impl std::error::Error for CostError {}
+impl Error for CostError {
+    /// The error's [`Declared`] verdict, so a boxed `CostError` is classified the same.
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(self.declared())
+    }
+}
+
+impl ClassifyError for CostError {
+    fn verdict(&self) -> Verdict {
+        self.declared().0
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            CostError::BudgetExceeded { .. } => "budget_exceeded",
+            CostError::Unpriced(_) => "unpriced_model",
+        }
+    }
+}
+
+impl From<CostError> for AttemptRefused {
+    /// How the attempt hook refuses: the detail names the budget or the model.
+    fn from(e: CostError) -> Self {
+        match e {
+            CostError::BudgetExceeded { budget, .. } => {
+                AttemptRefused::new(AttemptRefusal::BudgetExceeded, budget)
+            }
+            CostError::Unpriced(model) => {
+                AttemptRefused::new(AttemptRefusal::Unpriced, format!("model {model}"))
+            }
+        }
+    }
+}
 
 #[cfg(feature = "llm")]
 impl From<CostError> for towerguard_llm_core::LlmError {
-    /// `BudgetExceeded` (the detail names the budget; the client message stays generic), or
-    /// `InvalidRequest` for an unknown model.
+    /// `BudgetExceeded` (the detail names the budget; the client message stays generic),
+    /// or `Configuration` for a model without a price (the detail names the model).
     fn from(e: CostError) -> Self {
         use towerguard_llm_core::{ErrorKind, LlmError};
-        match &e {
-            CostError::BudgetExceeded { .. } => {
-                LlmError::new(ErrorKind::BudgetExceeded).with_detail(e.to_string())
-            }
-            CostError::UnknownModel(_) => LlmError::new(ErrorKind::InvalidRequest)
-                .with_message("the requested model has no known price")
-                .with_detail(e.to_string()),
-        }
+        let kind = match &e {
+            CostError::BudgetExceeded { .. } => ErrorKind::BudgetExceeded,
+            CostError::Unpriced(_) => ErrorKind::Configuration,
+        };
+        LlmError::new(kind).with_detail(e.to_string())
     }
 }

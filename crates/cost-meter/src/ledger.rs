@@ -1,204 +1,37 @@
 //! The [`Ledger`]: prices, budgets and the running totals, shared by every meter.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 
-use crate::budget::{
-    Budget, BudgetKey, BudgetStore, Clock, CoarseClock, MemoryStore, Period, Scope, Store,
-};
+use towerguard_outcome::{Clock, ConfigError, TokioClock};
+
+use crate::budget::{Budget, MAX_BUDGETS, Scope};
+use crate::clients::{ClientEntry, Clients};
 use crate::error::CostError;
-use crate::lanes::RowTotals;
 use crate::prices::{Nanos, Price, PriceTable, Tokens};
+use crate::request::WorstCase;
+use crate::store::{Alerted, BudgetStore, ClientRef, CounterRef, MemoryStore, Settlement};
+use crate::totals::{Charge, Rows, Spend, StatsRow};
 
-/// Nano-dollars from US dollars (for configuration; amounts are integers from here on).
-pub fn usd(dollars: f64) -> Nanos {
-    if dollars.is_finite() && dollars > 0.0 {
-        (dollars * 1e9).round().min(u64::MAX as f64) as u64
-    } else {
-        0
-    }
-}
+/// Clients a ledger tracks unless told otherwise.
+pub const DEFAULT_MAX_CLIENTS: usize = 100_000;
+
+/// The most `max_clients` can be.
+const MAX_MAX_CLIENTS: usize = 100_000_000;
 
 /// What to do with a model the price table does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnknownModel {
-    /// Refuse the request with [`CostError::UnknownModel`] (default: never a silent wrong
-    /// number).
+    /// Refuse (default: never a silent wrong number). A request for it is refused with
+    /// [`CostError::Unpriced`], an attempt on it with `AttemptRefusal::Unpriced`. A response
+    /// that names it anyway (it was served) is charged what was reserved for the request
+    /// and counted in [`Spend::unpriced`].
     #[default]
     Reject,
-    /// Count its tokens at zero cost.
+    /// Count its tokens at zero cost (local models).
     Free,
     /// Use this price.
     Price(Price),
-}
-
-/// Totals of one row of the ledger.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Spend {
-    /// Billed calls.
-    pub requests: u64,
-    /// Tokens by part.
-    pub tokens: Tokens,
-    /// Cost, in nano-dollars.
-    pub cost: Nanos,
-}
-
-impl Spend {
-    pub(crate) fn add(&mut self, o: &Spend) {
-        self.requests += o.requests;
-        self.tokens.input += o.tokens.input;
-        self.tokens.output += o.tokens.output;
-        self.tokens.cached_input += o.tokens.cached_input;
-        self.tokens.cache_write += o.tokens.cache_write;
-        self.cost += o.cost;
-    }
-
-    /// The cost in US dollars (for display only).
-    pub fn cost_usd(&self) -> f64 {
-        self.cost as f64 / 1e9
-    }
-}
-
-/// One set of running totals.
-#[derive(Debug, Default)]
-struct Counts {
-    requests: AtomicU64,
-    input: AtomicU64,
-    output: AtomicU64,
-    cached_input: AtomicU64,
-    cache_write: AtomicU64,
-    cost: AtomicU64,
-}
-
-impl Counts {
-    fn all(&self) -> [&AtomicU64; 6] {
-        [
-            &self.requests,
-            &self.input,
-            &self.output,
-            &self.cached_input,
-            &self.cache_write,
-            &self.cost,
-        ]
-    }
-
-    fn read(&self) -> Spend {
-        Spend {
-            requests: self.requests.load(Ordering::Relaxed),
-            tokens: Tokens {
-                input: self.input.load(Ordering::Relaxed),
-                output: self.output.load(Ordering::Relaxed),
-                cached_input: self.cached_input.load(Ordering::Relaxed),
-                cache_write: self.cache_write.load(Ordering::Relaxed),
-            },
-            cost: self.cost.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// What one call adds to each of [`Counts::all`].
-#[inline]
-fn parts(t: Tokens, cost: Nanos) -> [u64; 6] {
-    [1, t.input, t.output, t.cached_input, t.cache_write, cost]
-}
-
-/// Adds to a counter only its lock holder (or its lane's thread) writes: a plain load and
-/// store, no atomic read-modify-write.
-#[inline(always)]
-pub(crate) fn bump(a: &AtomicU64, n: u64) {
-    a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-}
-
-/// The totals of one ledger row. A call takes the row's flag (one compare-and-swap) and
-/// adds to `owned` with plain stores; a call that finds the flag taken does not wait but
-/// adds to `spill` with atomic adds. Reads sum both, so every call counts exactly once.
-#[derive(Debug, Default)]
-pub(crate) struct Totals {
-    busy: AtomicBool,
-    owned: Counts,
-    spill: Counts,
-}
-
-impl Totals {
-    #[inline]
-    pub(crate) fn add(&self, t: Tokens, cost: Nanos) {
-        if self
-            .busy
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            for (a, n) in self.owned.all().into_iter().zip(parts(t, cost)) {
-                bump(a, n);
-            }
-            self.busy.store(false, Ordering::Release);
-        } else {
-            self.add_contended(t, cost);
-        }
-    }
-
-    #[cold]
-    fn add_contended(&self, t: Tokens, cost: Nanos) {
-        for (a, n) in self.spill.all().into_iter().zip(parts(t, cost)) {
-            if n != 0 {
-                a.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-    }
-
-    pub(crate) fn read(&self) -> Spend {
-        // under the flag, so no call is half-way through its stores (calls meanwhile spill)
-        self.lock();
-        let mut spend = self.owned.read();
-        self.busy.store(false, Ordering::Release);
-        spend.add(&self.spill.read());
-        spend
-    }
-
-    pub(crate) fn clear(&self) {
-        self.lock();
-        for a in self.owned.all() {
-            a.store(0, Ordering::Relaxed);
-        }
-        self.busy.store(false, Ordering::Release);
-        for a in self.spill.all() {
-            a.store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// Takes the flag, waiting for a call holding it (a handful of stores).
-    fn lock(&self) {
-        while self
-            .busy
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            std::thread::yield_now();
-        }
-    }
-}
-
-/// Rows keyed by (provider, model), appended without locks; a row is found by scanning,
-/// which is cheap for the handful of pairs a service uses.
-const ROWS: usize = 256;
-
-/// Cache-line aligned, so rows busy on two threads never share a line.
-#[repr(align(64))]
-pub(crate) struct Row {
-    key: OnceLock<(Arc<str>, Arc<str>)>,
-    totals: RowTotals,
-}
-
-/// One line of [`Ledger::stats`]: the seeds' `get_stats` (provider, model, tokens, cost).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatsRow {
-    /// The provider that served.
-    pub provider: Arc<str>,
-    /// The model that answered.
-    pub model: Arc<str>,
-    /// Its totals.
-    pub spend: Spend,
 }
 
 /// A copy of the ledger's totals.
@@ -210,7 +43,7 @@ pub struct LedgerSnapshot {
     pub providers: Vec<(Arc<str>, Spend)>,
     /// Per model, by name.
     pub models: Vec<(Arc<str>, Spend)>,
-    /// Per client key.
+    /// Per client key, by name; clients forgotten or past the cap are summed as `"(other)"`.
     pub clients: Vec<(Arc<str>, Spend)>,
 }
 
@@ -227,107 +60,79 @@ pub struct BudgetAlert {
 
 type AlertHook = Box<dyn Fn(&BudgetAlert) + Send + Sync>;
 
-const CLIENT_SHARDS: usize = 16;
-
-/// Client key -> totals, one map per shard.
-/// ahash with a random key: fast, and clients cannot craft keys that collide.
-type ClientShard = RwLock<HashMap<Arc<str>, Arc<Totals>, ahash::RandomState>>;
-
-/// What a call for one price-table model needs, in one place: its price, the output it
-/// reserves when the request sets no cap, its budgets, and its ledger row (for the first
-/// provider that serves it; others get rows of their own).
-pub(crate) struct ModelSlot {
-    pub(crate) name: Arc<str>,
-    pub(crate) price: Price,
-    /// Whether every part of the price is below 2^31 (so [`ModelSlot::cost`] need only
-    /// check the token counts).
-    small_price: bool,
-    /// The table's output maximum, else the ledger's default.
-    pub(crate) max_output: u64,
-    /// The global budgets and the budgets of its provider (bits).
-    pub(crate) mask: u8,
-    /// The table's provider, for a response that names none.
-    pub(crate) provider: Option<Arc<str>>,
-    pub(crate) row: Row,
+/// What a request holds on each budget (by the budget's place in the ledger's list).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Held {
+    pub(crate) amounts: [Nanos; MAX_BUDGETS],
+    /// The window each reservation was made in.
+    pub(crate) windows: [u64; MAX_BUDGETS],
+    /// The largest worst case quoted for the request (what an unmetered or unpriced answer
+    /// is charged).
+    pub(crate) worst: Nanos,
 }
 
-impl ModelSlot {
-    /// [`Price::cost`], with the price's half of the overflow check done once at build.
-    #[inline(always)]
-    pub(crate) fn cost(&self, t: Tokens) -> Nanos {
-        if self.small_price && t.fit_64_bits() {
-            return self.price.cost_64(t);
+impl Held {
+    /// Adds a granted raise.
+    pub(crate) fn grant(&mut self, add: &Held) {
+        for i in 0..MAX_BUDGETS {
+            if add.amounts[i] > 0 {
+                if self.amounts[i] == 0 {
+                    self.windows[i] = add.windows[i];
+                }
+                self.amounts[i] = self.amounts[i].saturating_add(add.amounts[i]);
+            }
         }
-        self.cost_wide(t.input, t.output, t.cached_input, t.cache_write)
-    }
-
-    /// [`Price::cost`] (the counts come one by one: a `Tokens` is passed through memory).
-    #[cold]
-    #[inline(never)]
-    fn cost_wide(&self, input: u64, output: u64, cached_input: u64, cache_write: u64) -> Nanos {
-        self.price.cost(Tokens {
-            input,
-            output,
-            cached_input,
-            cache_write,
-        })
+        self.worst = self.worst.max(add.worst);
     }
 }
 
-/// The ledger's clock: the default one called directly (so its read inlines), or any other
-/// behind the trait.
-pub(crate) enum LedgerClock {
-    Coarse(CoarseClock),
-    Custom(Box<dyn Clock>),
-}
-
-impl LedgerClock {
-    #[inline]
-    pub(crate) fn unix_nanos(&self) -> u64 {
-        match self {
-            LedgerClock::Coarse(c) => c.unix_nanos(),
-            LedgerClock::Custom(c) => c.unix_nanos(),
-        }
-    }
-}
-
-/// A budget's limit and window.
+/// How a model is priced under the ledger's unknown-model policy.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Plan {
-    pub(crate) limit: Nanos,
-    pub(crate) period: Period,
+pub(crate) struct Quote {
+    /// Its price-table entry.
+    pub(crate) index: Option<usize>,
+    /// Its price; `None` if it has none and unknown models are refused.
+    pub(crate) price: Option<Price>,
+    /// The output a request without `max_tokens` may use.
+    pub(crate) max_output: u64,
 }
 
-pub(crate) struct Inner {
+impl Quote {
+    /// The worst case of a request at this price (`None`: refused).
+    pub(crate) fn worst(&self, w: WorstCase) -> Option<Nanos> {
+        let output = w.max_output_tokens.unwrap_or(self.max_output);
+        self.price
+            .map(|p| p.cost(Tokens::new(w.input_tokens, output)))
+    }
+}
+
+/// What a response (or [`Ledger::record_usage`]) says was served.
+pub(crate) struct Served<'a> {
+    pub(crate) provider: &'a str,
+    pub(crate) model: &'a str,
+    pub(crate) tokens: Option<Tokens>,
+    /// The request's worst case, priced at the serving model if the usage is missing.
+    pub(crate) worst: Option<WorstCase>,
+}
+
+pub(crate) struct Inner<St: BudgetStore> {
     pub(crate) prices: PriceTable,
-    pub(crate) unknown: UnknownModel,
-    pub(crate) default_max_output: u64,
-    pub(crate) max_request_cost: Option<Nanos>,
+    unknown: UnknownModel,
+    default_max_output: u64,
+    max_request_cost: Option<Nanos>,
     pub(crate) budgets: Vec<Budget>,
-    /// Each budget's limit and window, as the hot path reads them.
-    pub(crate) plans: [Plan; crate::service::MAX_BUDGETS],
-    pub(crate) needs_clock: bool,
-    pub(crate) store: Store,
-    /// Per price-table model, in the table's order: what a call for it needs.
-    pub(crate) models: Box<[ModelSlot]>,
-    /// The global budgets (for models the table does not know).
-    pub(crate) global_mask: u8,
-    /// The per-client budgets.
-    pub(crate) client_mask: u8,
-    /// The budgets with an alert share.
-    pub(crate) alert_mask: u8,
-    pub(crate) clock: LedgerClock,
+    pub(crate) store: St,
+    clock: Box<dyn Clock>,
+    needs_clock: bool,
     on_alert: Option<AlertHook>,
-    rows: Box<[Row]>,
-    rows_len: AtomicUsize,
-    overflow: RowTotals,
-    clients: Box<[ClientShard]>,
-    clients_per_shard: usize,
-    other_clients: Totals,
+    rows: Rows,
+    clients: Clients<St::Client>,
 }
 
 /// Prices, budgets and totals, shared by every [`CostMeterLayer`](crate::CostMeterLayer)
-/// made from it (one per provider stack, or one over a fallback: the totals are the same).
+/// made from it. Cheap to clone: clones share everything.
+///
+/// Generic over where budget spend lives ([`BudgetStore`], default [`MemoryStore`]).
 ///
 /// ```
 /// use towerguard_cost_meter::{usd, Budget, Ledger, PriceTable, Tokens};
@@ -341,12 +146,19 @@ pub(crate) struct Inner {
 /// let cost = ledger.price_of("gpt-4o-mini").unwrap().cost(Tokens::new(1_000_000, 0));
 /// assert_eq!(cost, usd(0.15));
 /// ```
-#[derive(Clone)]
-pub struct Ledger {
-    pub(crate) inner: Arc<Inner>,
+pub struct Ledger<St: BudgetStore = MemoryStore> {
+    pub(crate) inner: Arc<Inner<St>>,
 }
 
-impl fmt::Debug for Ledger {
+impl<St: BudgetStore> Clone for Ledger<St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<St: BudgetStore> fmt::Debug for Ledger<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ledger")
             .field("models", &self.inner.prices.len())
@@ -355,30 +167,9 @@ impl fmt::Debug for Ledger {
     }
 }
 
-/// Builds a [`Ledger`].
-pub struct LedgerBuilder {
-    prices: PriceTable,
-    unknown: UnknownModel,
-    default_max_output: u64,
-    max_request_cost: Option<Nanos>,
-    budgets: Vec<Budget>,
-    store: Option<Box<dyn BudgetStore>>,
-    clock: LedgerClock,
-    on_alert: Option<AlertHook>,
-    max_clients: usize,
-}
-
-impl fmt::Debug for LedgerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LedgerBuilder")
-            .field("models", &self.prices.len())
-            .field("budgets", &self.budgets)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Ledger {
-    /// A builder with the built-in prices, unknown models refused, no budgets.
+    /// A builder with the built-in prices, unknown models refused, no budgets, the
+    /// in-memory store and [`TokioClock`].
     pub fn builder() -> LedgerBuilder {
         LedgerBuilder {
             prices: PriceTable::builtin(),
@@ -386,265 +177,362 @@ impl Ledger {
             default_max_output: 4096,
             max_request_cost: None,
             budgets: Vec::new(),
-            store: None,
-            clock: LedgerClock::Coarse(CoarseClock::new()),
+            store: MemoryStore::default(),
+            clock: None,
             on_alert: None,
-            max_clients: crate::budget::DEFAULT_MAX_CLIENTS,
+            max_clients: DEFAULT_MAX_CLIENTS,
         }
     }
+}
 
+impl<St: BudgetStore> Ledger<St> {
     /// The price of `model`, or the unknown-model price; `None` if it would be refused.
     pub fn price_of(&self, model: &str) -> Option<Price> {
-        match self.inner.prices.get(model) {
-            Some(info) => Some(info.price),
-            None => match self.inner.unknown {
-                UnknownModel::Reject => None,
-                UnknownModel::Free => Some(Price::FREE),
-                UnknownModel::Price(p) => Some(p),
-            },
-        }
+        self.quote(model).price
     }
 
-    /// Rows of (provider, model, tokens, cost), the seeds' `get_stats`.
+    /// Rows of (provider, model, totals), sorted by provider and model.
     pub fn stats(&self) -> Vec<StatsRow> {
-        let mut rows: Vec<StatsRow> = Vec::new();
-        let n = self.inner.rows_len.load(Ordering::Acquire).min(ROWS);
-        for row in self.model_rows().chain(&self.inner.rows[..n]) {
-            let Some((provider, model)) = row.key.get() else {
-                continue;
-            };
-            let spend = row.totals.read();
-            match rows
-                .iter_mut()
-                .find(|r| r.provider == *provider && r.model == *model)
-            {
-                Some(r) => r.spend.add(&spend),
-                None => rows.push(StatsRow {
-                    provider: provider.clone(),
-                    model: model.clone(),
-                    spend,
-                }),
-            }
-        }
-        let overflow = self.inner.overflow.read();
-        if overflow.requests > 0 {
-            rows.push(StatsRow {
-                provider: Arc::from("(other)"),
-                model: Arc::from("(other)"),
-                spend: overflow,
-            });
-        }
-        rows.retain(|r| r.spend.requests > 0 || r.spend.cost > 0);
-        rows
+        self.inner.rows.rows()
     }
 
     /// Totals: overall, per provider, per model and per client key.
     pub fn snapshot(&self) -> LedgerSnapshot {
-        let rows = self.stats();
         let mut snap = LedgerSnapshot::default();
-        for r in &rows {
+        for r in self.stats() {
             snap.total.add(&r.spend);
             add_to(&mut snap.providers, &r.provider, &r.spend);
             add_to(&mut snap.models, &r.model, &r.spend);
         }
-        for shard in self.inner.clients.iter() {
-            for (k, t) in shard.read().unwrap_or_else(|p| p.into_inner()).iter() {
-                let s = t.read();
-                if s.requests > 0 {
-                    snap.clients.push((k.clone(), s));
-                }
+        for c in self.inner.clients.all() {
+            let spend = c.totals.read();
+            if spend.requests > 0 {
+                add_to(&mut snap.clients, &c.key, &spend);
             }
         }
         snap.clients.sort_by(|a, b| a.0.cmp(&b.0));
-        let other = self.inner.other_clients.read();
-        if other.requests > 0 {
-            snap.clients.push((Arc::from("(other)"), other));
-        }
         snap
     }
 
-    /// Spent (and reserved) in the current window of budget `index` (for `member`, a client
-    /// key, with per-client budgets).
-    pub fn budget_spent(&self, index: usize, member: Option<&str>) -> Nanos {
-        let window = match self.inner.budgets.get(index) {
-            Some(b) => b.window.id(self.inner.clock.unix_nanos()),
-            None => return 0,
-        };
-        self.inner.store.get().spent(BudgetKey {
-            budget: index,
-            member,
-            window,
-        })
+    /// Client keys tracked now (at most `max_clients`; those past it share `"(other)"`).
+    pub fn tracked_clients(&self) -> usize {
+        self.inner.clients.len()
     }
 
-    /// Clears every total and budget counter.
-    pub fn reset(&self) {
-        for row in self.inner.rows.iter().chain(self.model_rows()) {
-            row.totals.clear();
-        }
-        self.inner.overflow.clear();
-        self.inner.other_clients.clear();
-        for shard in self.inner.clients.iter() {
-            shard.write().unwrap_or_else(|p| p.into_inner()).clear();
-        }
-        for i in 0..self.inner.budgets.len() {
-            self.inner.store.get().reset(i);
-        }
+    /// Spent and reserved in the current window of budget `index` (for `member`, a client
+    /// key, with a per-client budget); 0 for no such budget.
+    pub async fn budget_spent(&self, index: usize, member: Option<&str>) -> Nanos {
+        let Some(b) = self.inner.budgets.get(index) else {
+            return 0;
+        };
+        let window = b.window.id(self.now());
+        let entry = match member {
+            Some(key) if b.scope == Scope::PerClient => Some(
+                self.inner
+                    .clients
+                    .find(key)
+                    .unwrap_or_else(|| Arc::new(self.new_client(key))),
+            ),
+            _ => None,
+        };
+        let counter = CounterRef {
+            budget: index,
+            window,
+            client: entry.as_deref().map(|e| ClientRef {
+                key: &e.key,
+                state: &e.budget,
+            }),
+        };
+        self.inner.store.spent(counter).await
+    }
+
+    /// Clears every total, budget counter and tracked client (open reservations are still
+    /// released when their requests end).
+    pub async fn reset(&self) {
+        let inner = &*self.inner;
+        inner.rows.clear(None);
+        inner.clients.clear(inner.store.client("(other)"));
+        let all: Vec<usize> = (0..inner.budgets.len()).collect();
+        inner.store.reset(&all).await;
     }
 
     /// Clears the totals of one provider, and its provider budgets.
-    pub fn reset_provider(&self, provider: &str) {
-        let n = self.inner.rows_len.load(Ordering::Acquire).min(ROWS);
-        for row in self.model_rows().chain(&self.inner.rows[..n]) {
-            if row.key.get().is_some_and(|(p, _)| &**p == provider) {
-                row.totals.clear();
-            }
-        }
-        for (i, b) in self.inner.budgets.iter().enumerate() {
-            if matches!(&b.scope, Scope::Provider(p) if &**p == provider) {
-                self.inner.store.get().reset(i);
-            }
-        }
+    pub async fn reset_provider(&self, provider: &str) {
+        self.inner.rows.clear(Some(provider));
+        let budgets: Vec<usize> = (0..self.inner.budgets.len())
+            .filter(
+                |&i| matches!(&self.inner.budgets[i].scope, Scope::Provider(p) if **p == *provider),
+            )
+            .collect();
+        self.inner.store.reset(&budgets).await;
     }
 
-    /// The rows of the price-table models.
-    fn model_rows(&self) -> impl Iterator<Item = &Row> {
-        self.inner.models.iter().map(|m| &m.row)
-    }
-
-    /// Records one billed call. `table_index` is the model's price-table entry, if any.
-    #[inline]
-    pub(crate) fn record(
-        &self,
-        provider: &str,
-        model: &str,
-        table_index: Option<usize>,
-        client: Option<&str>,
-        t: Tokens,
-        cost: Nanos,
-    ) {
-        let totals = match table_index.and_then(|i| self.inner.models.get(i)) {
-            Some(slot) => self.model_row(slot, provider),
-            None => self.row(provider, model),
-        };
-        totals.add(t, cost);
-        if let Some(c) = client {
-            self.record_client(c, t, cost);
-        }
-    }
-
-    /// The totals of a price-table model served by `provider`: its own row if `provider`
-    /// was the first to serve it, else a row found by scanning.
-    #[inline]
-    pub(crate) fn model_row<'a>(&'a self, slot: &'a ModelSlot, provider: &str) -> &'a RowTotals {
-        let (first, _) = slot
-            .row
-            .key
-            .get_or_init(|| (Arc::from(provider), slot.name.clone()));
-        if **first == *provider {
-            &slot.row.totals
-        } else {
-            self.row(provider, &slot.name)
-        }
-    }
-
-    /// Records a billed call directly (for callers outside a meter, e.g. streaming).
-    pub fn record_usage(
+    /// Records a call billed outside a meter (e.g. a stream the caller metered itself): its
+    /// cost goes to the rows and the budgets (global, the client's, the provider's) exactly
+    /// as a metered call's, with alerts; it was spent, so it is charged even past a limit
+    /// (later requests are refused). Returns the cost; a model without a price is
+    /// [`CostError::Unpriced`] when unknown models are refused.
+    pub async fn record_usage(
         &self,
         provider: &str,
         model: &str,
         client: Option<&str>,
-        t: Tokens,
+        tokens: Tokens,
     ) -> Result<Nanos, CostError> {
-        let price = self
-            .price_of(model)
-            .ok_or_else(|| CostError::UnknownModel(model.to_owned()))?;
-        let cost = price.cost(t);
-        let index = self.inner.prices.index_of(model);
-        let model = match index {
-            Some(i) => &*self.inner.prices.entry(i).0,
-            None => model,
+        if self.quote(model).price.is_none() {
+            return Err(CostError::Unpriced(model.to_owned()));
+        }
+        let client = client.map(|key| self.client(key));
+        let served = Served {
+            provider,
+            model,
+            tokens: Some(tokens),
+            worst: None,
         };
-        self.record(provider, model, index, client, t, cost);
+        let (cost, settle) = self.charge(&served, &Held::default(), client.as_deref());
+        let alerts = settle.await;
+        self.alert(&alerts, client.as_deref());
         Ok(cost)
     }
 
-    fn row(&self, provider: &str, model: &str) -> &RowTotals {
+    /// The clock's time, or 0 when no budget has a window.
+    pub(crate) fn now(&self) -> u64 {
+        if self.inner.needs_clock {
+            self.inner.clock.unix_nanos()
+        } else {
+            0
+        }
+    }
+
+    /// Each budget's window now.
+    pub(crate) fn windows_now(&self) -> [u64; MAX_BUDGETS] {
+        let now = self.now();
+        let mut windows = [0; MAX_BUDGETS];
+        for (w, b) in windows.iter_mut().zip(&self.inner.budgets) {
+            *w = b.window.id(now);
+        }
+        windows
+    }
+
+    /// Whether budget `i` limits a call served by `provider` (if known) for a request with
+    /// or without a client key.
+    pub(crate) fn applies(&self, i: usize, provider: Option<&str>, client: bool) -> bool {
+        match &self.inner.budgets[i].scope {
+            Scope::Global => true,
+            Scope::PerClient => client,
+            Scope::Provider(p) => provider == Some(&**p),
+        }
+    }
+
+    /// Whether a request can be refused by anything an attempt changes.
+    pub(crate) fn has_limits(&self) -> bool {
+        !self.inner.budgets.is_empty() || self.inner.max_request_cost.is_some()
+    }
+
+    /// Refuses a worst case above the per-request limit.
+    pub(crate) fn check_request_cost(&self, worst: Nanos) -> Result<(), CostError> {
+        match self.inner.max_request_cost {
+            Some(max) if worst > max => Err(CostError::BudgetExceeded {
+                budget: "per-request".into(),
+                limit: max,
+                spent: 0,
+                requested: worst,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn quote(&self, model: &str) -> Quote {
         let inner = &*self.inner;
-        let n = inner.rows_len.load(Ordering::Acquire).min(ROWS);
-        for row in &inner.rows[..n] {
-            if let Some((p, m)) = row.key.get()
-                && **p == *provider
-                && **m == *model
-            {
-                return &row.totals;
-            }
-        }
-        let i = inner.rows_len.fetch_add(1, Ordering::AcqRel);
-        match inner.rows.get(i) {
-            Some(row) => {
-                // a racing thread may add the same pair: the snapshot merges duplicates
-                let _ = row.key.set((Arc::from(provider), Arc::from(model)));
-                &row.totals
-            }
-            None => &inner.overflow,
-        }
-    }
-
-    /// Adds one call to a client's totals.
-    #[inline(never)]
-    pub(crate) fn record_client(&self, client: &str, t: Tokens, cost: Nanos) {
-        self.client_totals(client, |totals| totals.add(t, cost));
-    }
-
-    fn client_totals(&self, client: &str, f: impl FnOnce(&Totals)) {
-        let shard = &self.inner.clients[shard_of(client)];
+        match inner
+            .prices
+            .lookup(model)
+            .and_then(|i| inner.prices.entry(i).map(|e| (i, e)))
         {
-            let map = shard.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(t) = map.get(client) {
-                f(t);
-                return;
-            }
+            Some((i, (_, info))) => Quote {
+                index: Some(i),
+                price: Some(info.price),
+                max_output: info.max_output_tokens.unwrap_or(inner.default_max_output),
+            },
+            None => Quote {
+                index: None,
+                price: match inner.unknown {
+                    UnknownModel::Reject => None,
+                    UnknownModel::Free => Some(Price::FREE),
+                    UnknownModel::Price(p) => Some(p),
+                },
+                max_output: inner.default_max_output,
+            },
         }
-        let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.inner.clients_per_shard {
-            // bounded: clients past the cap are totalled together as "(other)"
-            f(&self.inner.other_clients);
-            return;
-        }
-        f(map.entry(Arc::from(client)).or_default());
     }
 
-    /// Fires the alert of budget `i` if its share is reached, once per window.
-    pub(crate) fn check_alert(&self, i: usize, member: Option<&str>, window: u64, spent: Nanos) {
+    /// The tracked entry of a client key (made if new; `"(other)"` past the cap).
+    pub(crate) fn client(&self, key: &str) -> Arc<ClientEntry<St::Client>> {
+        let inner = &*self.inner;
+        inner.clients.get(
+            key,
+            || inner.store.client(key),
+            |c| inner.store.client_is_idle(c, &self.windows_now()),
+        )
+    }
+
+    fn new_client(&self, key: &str) -> ClientEntry<St::Client> {
+        ClientEntry {
+            key: Arc::from(key),
+            totals: Default::default(),
+            budget: self.inner.store.client(key),
+        }
+    }
+
+    /// The client of budget `i`'s counter: `client` for a per-client budget.
+    pub(crate) fn client_ref<'a>(
+        &self,
+        i: usize,
+        client: Option<&'a ClientEntry<St::Client>>,
+    ) -> Option<ClientRef<'a, St::Client>> {
+        if self.inner.budgets[i].scope != Scope::PerClient {
+            return None;
+        }
+        client.map(|e| ClientRef {
+            key: &e.key,
+            state: &e.budget,
+        })
+    }
+
+    /// Bills a served call: prices it at the model that served, adds it to its row and
+    /// client, and settles every budget: those that apply to the serving provider and the
+    /// client get the cost, the rest of what `held` reserved is released.
+    pub(crate) fn charge(
+        &self,
+        served: &Served<'_>,
+        held: &Held,
+        client: Option<&ClientEntry<St::Client>>,
+    ) -> (Nanos, St::Settle) {
+        let quote = self.quote(served.model);
+        let worst_here = served.worst.and_then(|w| quote.worst(w)).unwrap_or(0);
+        let (cost, unmetered, unpriced) = match (served.tokens, quote.price) {
+            (Some(t), Some(p)) => (p.cost(t), false, false),
+            (None, Some(_)) => (held.worst.max(worst_here), true, false),
+            (Some(_), None) => (held.worst, false, true),
+            (None, None) => (held.worst, true, true),
+        };
+        let charge = Charge {
+            tokens: served.tokens.unwrap_or_default(),
+            cost,
+            unmetered,
+            unpriced,
+        };
+        self.inner.rows.add(served.provider, served.model, &charge);
+        if let Some(c) = client {
+            c.totals.add(&charge);
+        }
+        if unmetered || unpriced {
+            tracing::warn!(
+                provider = served.provider,
+                model = served.model,
+                cost_usd = cost as f64 / 1e9,
+                "charged the reserved worst case: {}",
+                if unmetered {
+                    "no usage reported"
+                } else {
+                    "the model has no price"
+                }
+            );
+        }
+        let windows = self.windows_now();
+        let mut items = [Settlement::EMPTY; MAX_BUDGETS];
+        let mut n = 0;
+        for (i, b) in self.inner.budgets.iter().enumerate() {
+            let applies = self.applies(i, Some(served.provider), client.is_some());
+            if !applies && held.amounts[i] == 0 {
+                continue;
+            }
+            items[n] = Settlement {
+                counter: CounterRef {
+                    budget: i,
+                    window: windows[i],
+                    client: self.client_ref(i, client),
+                },
+                reserved_in: held.windows[i],
+                reserved: held.amounts[i],
+                actual: if applies { cost } else { 0 },
+                alert_at: b.alert_threshold(),
+            };
+            n += 1;
+        }
+        (cost, self.inner.store.settle(&items[..n]))
+    }
+
+    /// Gives back everything `held` reserved.
+    pub(crate) fn release(
+        &self,
+        held: &Held,
+        client: Option<&ClientEntry<St::Client>>,
+    ) -> St::Settle {
+        let windows = self.windows_now();
+        let mut items = [Settlement::EMPTY; MAX_BUDGETS];
+        let mut n = 0;
+        for (i, &reserved) in held.amounts.iter().enumerate() {
+            if reserved == 0 {
+                continue;
+            }
+            items[n] = Settlement {
+                counter: CounterRef {
+                    budget: i,
+                    window: windows[i],
+                    client: self.client_ref(i, client),
+                },
+                reserved_in: held.windows[i],
+                reserved,
+                actual: 0,
+                alert_at: None,
+            };
+            n += 1;
+        }
+        self.inner.store.settle(&items[..n])
+    }
+
+    /// The refusal for budget `i` when it could not hold `requested`.
+    pub(crate) fn exceeded(
+        &self,
+        i: usize,
+        client: Option<&ClientEntry<St::Client>>,
+        spent: Nanos,
+        requested: Nanos,
+    ) -> CostError {
         let b = &self.inner.budgets[i];
-        let Some(share) = b.alert_at else {
-            return;
-        };
-        if (spent as f64) < share * b.limit as f64 {
-            return;
-        }
-        let key = BudgetKey {
-            budget: i,
-            member,
-            window,
-        };
-        if !self.inner.store.get().first_alert(key) {
-            return;
-        }
-        let alert = BudgetAlert {
-            budget: b.describe(member),
-            spent,
+        let member = self.client_ref(i, client).map(|c| c.key);
+        let budget = b.describe(member);
+        tracing::warn!(budget = budget.as_str(), "request refused: budget exceeded");
+        CostError::BudgetExceeded {
+            budget,
             limit: b.limit,
-        };
-        tracing::warn!(
-            budget = alert.budget.as_str(),
-            spent_usd = spent as f64 / 1e9,
-            limit_usd = b.limit as f64 / 1e9,
-            "budget alert threshold reached"
-        );
-        if let Some(hook) = &self.inner.on_alert {
-            hook(&alert);
+            spent,
+            requested,
+        }
+    }
+
+    /// Tells the alert hook and `tracing` about budgets that reached their alert share.
+    pub(crate) fn alert(&self, alerts: &[Alerted], client: Option<&ClientEntry<St::Client>>) {
+        for a in alerts {
+            let Some(b) = self.inner.budgets.get(a.budget) else {
+                continue;
+            };
+            let member = self.client_ref(a.budget, client).map(|c| c.key);
+            let alert = BudgetAlert {
+                budget: b.describe(member),
+                spent: a.spent,
+                limit: b.limit,
+            };
+            tracing::warn!(
+                budget = alert.budget.as_str(),
+                spent_usd = a.spent as f64 / 1e9,
+                limit_usd = b.limit as f64 / 1e9,
+                "budget alert threshold reached"
+            );
+            if let Some(hook) = &self.inner.on_alert {
+                hook(&alert);
+            }
         }
     }
 }
@@ -656,41 +544,29 @@ fn add_to(list: &mut Vec<(Arc<str>, Spend)>, key: &Arc<str>, s: &Spend) {
     }
 }
 
-fn shard_of(s: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in s.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    h as usize % CLIENT_SHARDS
+/// Builds a [`Ledger`]; [`build`](Self::build) refuses nonsense, naming the field.
+pub struct LedgerBuilder<St: BudgetStore = MemoryStore> {
+    prices: PriceTable,
+    unknown: UnknownModel,
+    default_max_output: u64,
+    max_request_cost: Option<Nanos>,
+    budgets: Vec<Budget>,
+    store: St,
+    clock: Option<Box<dyn Clock>>,
+    on_alert: Option<AlertHook>,
+    max_clients: usize,
 }
 
-/// Invalid ledger configuration, naming the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    reason: String,
-}
-
-impl ConfigError {
-    /// The field at fault.
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-}
-
-impl fmt::Display for ConfigError {
+impl<St: BudgetStore> fmt::Debug for LedgerBuilder<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid cost meter configuration: `{}` {}",
-            self.field, self.reason
-        )
+        f.debug_struct("LedgerBuilder")
+            .field("models", &self.prices.len())
+            .field("budgets", &self.budgets)
+            .finish_non_exhaustive()
     }
 }
 
-impl std::error::Error for ConfigError {}
-
-impl LedgerBuilder {
+impl<St: BudgetStore> LedgerBuilder<St> {
     /// The price table (default [`PriceTable::builtin`]).
     pub fn prices(mut self, prices: PriceTable) -> Self {
         self.prices = prices;
@@ -710,35 +586,46 @@ impl LedgerBuilder {
         self
     }
 
-    /// Refuse any single request whose worst case costs more than this.
+    /// Refuse any single request (and any fallback attempt) whose worst case costs more.
     pub fn max_request_cost(mut self, limit: Nanos) -> Self {
         self.max_request_cost = Some(limit);
         self
     }
 
-    /// Most client keys tracked (default 100,000): past it, new clients' totals are kept
-    /// together as `"(other)"` and their budget counters share one overflow set (limited
-    /// together), so memory stays bounded whatever keys arrive.
+    /// Most client keys tracked (default 100,000; at most 100,000,000). A client is
+    /// forgotten when nothing of it is spent or reserved in its per-client budgets' current
+    /// windows and no request of it is in flight; while every tracked client still matters,
+    /// new ones share one `"(other)"` entry (totals and per-client budget, limited together).
     pub fn max_clients(mut self, n: usize) -> Self {
         self.max_clients = n;
         self
     }
 
-    /// Adds a budget.
+    /// Adds a budget (at most [`MAX_BUDGETS`], no two alike).
     pub fn budget(mut self, budget: Budget) -> Self {
         self.budgets.push(budget);
         self
     }
 
     /// Where budget counters live (default: [`MemoryStore`]).
-    pub fn store(mut self, store: impl BudgetStore) -> Self {
-        self.store = Some(Box::new(store));
-        self
+    pub fn store<S2: BudgetStore>(self, store: S2) -> LedgerBuilder<S2> {
+        LedgerBuilder {
+            prices: self.prices,
+            unknown: self.unknown,
+            default_max_output: self.default_max_output,
+            max_request_cost: self.max_request_cost,
+            budgets: self.budgets,
+            store,
+            clock: self.clock,
+            on_alert: self.on_alert,
+            max_clients: self.max_clients,
+        }
     }
 
-    /// The clock budget windows roll over by (default: [`CoarseClock`], the system clock read cheaply).
+    /// The clock budget windows roll over by (default: [`TokioClock`], which follows
+    /// tokio's paused clock in tests).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = LedgerClock::Custom(Box::new(clock));
+        self.clock = Some(Box::new(clock));
         self
     }
 
@@ -749,134 +636,54 @@ impl LedgerBuilder {
     }
 
     /// Checks the configuration and makes the ledger.
-    pub fn build(self) -> Result<Ledger, ConfigError> {
-        if self.budgets.len() > crate::service::MAX_BUDGETS {
-            return Err(ConfigError {
-                field: "budget",
-                reason: format!("at most {} budgets", crate::service::MAX_BUDGETS),
-            });
+    pub fn build(mut self) -> Result<Ledger<St>, ConfigError> {
+        if self.budgets.len() > MAX_BUDGETS {
+            return Err(ConfigError::new(
+                "budgets",
+                format!("at most {MAX_BUDGETS} budgets, got {}", self.budgets.len()),
+            ));
         }
-        for b in &self.budgets {
-            if b.limit == 0 {
-                return Err(ConfigError {
-                    field: "budget.limit",
-                    reason: format!("of the {} budget must be above zero", b.describe(None)),
-                });
-            }
-            if let Some(a) = b.alert_at
-                && !(0.0..=1.0).contains(&a)
+        for (i, b) in self.budgets.iter().enumerate() {
+            b.check(i)?;
+            if let Some(j) = self.budgets[..i]
+                .iter()
+                .position(|o| o.scope == b.scope && o.window == b.window)
             {
-                return Err(ConfigError {
-                    field: "budget.alert_at",
-                    reason: format!("must be within 0..=1, got {a}"),
-                });
-            }
-            if let crate::Window::Every(d) = b.window
-                && d.is_zero()
-            {
-                return Err(ConfigError {
-                    field: "budget.window",
-                    reason: "must be longer than zero".into(),
-                });
+                return Err(ConfigError::new(
+                    format!("budgets[{i}]"),
+                    format!("is a second {} budget (budgets[{j}])", b.describe(None)),
+                ));
             }
         }
         if self.max_request_cost == Some(0) {
-            return Err(ConfigError {
-                field: "max_request_cost",
-                reason: "must be above zero".into(),
-            });
+            return Err(ConfigError::new("max_request_cost", "must be above zero"));
         }
-        if self.max_clients == 0 {
-            return Err(ConfigError {
-                field: "max_clients",
-                reason: "must be at least 1".into(),
-            });
-        }
+        ConfigError::check_range("max_clients", self.max_clients, 1, MAX_MAX_CLIENTS)?;
         if self.default_max_output == 0 {
-            return Err(ConfigError {
-                field: "default_max_output_tokens",
-                reason: "must be above zero".into(),
-            });
+            return Err(ConfigError::new(
+                "default_max_output_tokens",
+                "must be above zero",
+            ));
         }
-        let needs_clock = self.budgets.iter().any(Budget::needs_clock);
-        let models = self.prices.len();
-        let store = match self.store {
-            Some(s) => Store::Custom(s),
-            None => Store::Memory(MemoryStore::with_max_clients(
-                self.budgets.len(),
-                self.max_clients,
-            )),
-        };
-        let mask_of = |keep: &dyn Fn(&Budget) -> bool| -> u8 {
-            self.budgets
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| keep(b))
-                .fold(0, |m, (i, _)| m | (1 << i))
-        };
-        let global_mask = mask_of(&|b| b.scope == Scope::Global);
-        let client_mask = mask_of(&|b| b.scope == Scope::PerClient);
-        let alert_mask = mask_of(&|b| b.alert_at.is_some());
-        let models: Box<[ModelSlot]> = (0..models)
-            .map(|i| {
-                let (name, info) = self.prices.entry(i);
-                let provider = info.provider.as_deref();
-                ModelSlot {
-                    name: name.clone(),
-                    price: info.price,
-                    small_price: info.price.fits_64_bits(),
-                    max_output: info.max_output_tokens.unwrap_or(self.default_max_output),
-                    mask: global_mask
-                        | mask_of(
-                            &|b| matches!(&b.scope, Scope::Provider(p) if Some(&**p) == provider),
-                        ),
-                    provider: info.provider.clone(),
-                    row: Row {
-                        key: OnceLock::new(),
-                        totals: RowTotals::default(),
-                    },
-                }
-            })
-            .collect();
-        let mut plans = [Plan {
-            limit: 0,
-            period: Period::Total,
-        }; crate::service::MAX_BUDGETS];
-        for (plan, b) in plans.iter_mut().zip(&self.budgets) {
-            *plan = Plan {
-                limit: b.limit,
-                period: b.window.period(),
-            };
-        }
+        self.store.prepare(&self.budgets)?;
+        let needs_clock = self
+            .budgets
+            .iter()
+            .any(|b| b.window != crate::Window::Total);
+        let other = self.store.client("(other)");
         Ok(Ledger {
             inner: Arc::new(Inner {
-                plans,
                 prices: self.prices,
                 unknown: self.unknown,
                 default_max_output: self.default_max_output,
                 max_request_cost: self.max_request_cost,
                 budgets: self.budgets,
+                store: self.store,
+                clock: self.clock.unwrap_or_else(|| Box::new(TokioClock::new())),
                 needs_clock,
-                store,
-                models,
-                global_mask,
-                client_mask,
-                alert_mask,
-                clock: self.clock,
                 on_alert: self.on_alert,
-                rows: (0..ROWS)
-                    .map(|_| Row {
-                        key: OnceLock::new(),
-                        totals: RowTotals::default(),
-                    })
-                    .collect(),
-                rows_len: AtomicUsize::new(0),
-                overflow: RowTotals::default(),
-                clients: (0..CLIENT_SHARDS)
-                    .map(|_| RwLock::new(HashMap::with_hasher(ahash::RandomState::new())))
-                    .collect(),
-                clients_per_shard: (self.max_clients / CLIENT_SHARDS).max(1),
-                other_clients: Totals::default(),
+                rows: Rows::default(),
+                clients: Clients::new(self.max_clients, other),
             }),
         })
     }

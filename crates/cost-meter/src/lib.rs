@@ -1,5 +1,5 @@
 //! `CostMeterLayer`: token and cost accounting, and budgets that concurrent requests cannot
-//! overspend.
+//! overspend, charged to the provider and model that actually served.
 //!
 //! - A [`PriceTable`] per model (input, output, cached-input and cache-write prices), with
 //!   built-in prices for the common models and a loader for LiteLLM's
@@ -10,12 +10,18 @@
 //!   ([`Ledger::stats`], [`Ledger::snapshot`]), `reset()` and `reset_provider()`.
 //! - [`Budget`]s per request, and per window (daily, monthly, any duration) globally, per
 //!   provider and per client key. Before the call the worst case is reserved (prompt
-//!   estimate + `max_tokens` at the output price), after it the reservation is settled to the
-//!   real usage, and released on error or cancellation. A refusal is a
-//!   [`CostError::BudgetExceeded`] naming the budget, before any provider is called.
+//!   estimate + `max_tokens` at the output price); before each fallback attempt below, the
+//!   request's [`AttemptHook`](towerguard_outcome::AttemptHook) raises it to that attempt's
+//!   worst case; when the call ends, the reservation is settled at the price of the model
+//!   named on the response and the rest released (all of it on error or cancellation). A
+//!   refusal is a [`CostError::BudgetExceeded`] naming the budget, before the provider is
+//!   called.
+//! - A response without usage is charged the reserved worst case and counted as unmetered
+//!   ([`Spend::unmetered`]), never as free.
 //! - Alerts at a share of a budget, once per window, through a callback and a `tracing`
-//!   warn event; a [`Clock`] that tests can drive; a [`BudgetStore`] trait with an in-memory
-//!   default.
+//!   warn event; a [`BudgetStore`] trait (asynchronous, for a store shared by a fleet) with
+//!   the in-memory [`MemoryStore`] as default; budget windows by the outcome crate's
+//!   [`Clock`] (default [`TokioClock`]).
 //!
 //! Works on any service whose requests implement [`CostRequest`] and responses
 //! [`CostResponse`] (with the `llm` feature, `LlmRequest` and `LlmResponse` do).
@@ -45,22 +51,31 @@
 //! ```
 
 mod budget;
+mod clients;
 mod error;
-mod lanes;
+mod future;
+mod layer;
 mod ledger;
-mod meter;
 mod prices;
+mod request;
+mod reservation;
 mod service;
+mod store;
+mod totals;
 
-pub use budget::{
-    Budget, BudgetKey, BudgetStore, Clock, CoarseClock, DEFAULT_MAX_CLIENTS, ManualClock,
-    MemoryStore, Scope, SystemClock, Window,
-};
+pub use budget::{Budget, MAX_BUDGETS, Scope, Window};
 pub use error::CostError;
+pub use future::ResponseFuture;
+pub use layer::CostMeterLayer;
 pub use ledger::{
-    BudgetAlert, ConfigError, Ledger, LedgerBuilder, LedgerSnapshot, Spend, StatsRow, UnknownModel,
-    usd,
+    BudgetAlert, DEFAULT_MAX_CLIENTS, Ledger, LedgerBuilder, LedgerSnapshot, UnknownModel,
 };
-pub use meter::{CostRequest, CostResponse, WorstCase};
-pub use prices::{ModelInfo, NANOS_PER_USD, Nanos, Price, PriceError, PriceTable, Tokens};
-pub use service::{CostMeter, CostMeterLayer, MAX_BUDGETS, ResponseFuture};
+pub use prices::{ModelInfo, NANOS_PER_USD, Nanos, Price, PriceError, PriceTable, Tokens, usd};
+pub use request::{CostRequest, CostResponse, WorstCase};
+pub use service::CostMeter;
+pub use store::{
+    Alerted, BudgetStore, ClientRef, CounterRef, Hold, MemoryClient, MemoryStore, Settlement,
+    Shortfall,
+};
+pub use totals::{Spend, StatsRow};
+pub use towerguard_outcome::{Clock, ConfigError, ManualClock, SystemClock, TokioClock};

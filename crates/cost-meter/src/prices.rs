@@ -1,16 +1,27 @@
 //! Prices per model, in integer pico-dollars per token, and LiteLLM's price file format.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use serde_json::Value;
+use towerguard_outcome::ConfigError;
 
 /// Money, in nano-dollars (1e-9 USD). Integer, so totals never drift.
 pub type Nanos = u64;
 
-/// One nano-dollar per dollar, for conversions at the edges.
+/// Nano-dollars per dollar, for conversions at the edges.
 pub const NANOS_PER_USD: u64 = 1_000_000_000;
+
+/// Nano-dollars from US dollars, for configuration (amounts are integers from here on).
+/// A negative or NaN amount gives 0, which every limit refuses at build time.
+pub fn usd(dollars: f64) -> Nanos {
+    if dollars.is_finite() && dollars > 0.0 {
+        (dollars * 1e9).round().min(u64::MAX as f64) as u64
+    } else {
+        0
+    }
+}
 
 /// Token counts in the four parts that are priced differently (disjoint: see
 /// `towerguard_llm_core::Usage`).
@@ -27,12 +38,6 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// Whether every count is below 2^31 (see [`Price::fits_64_bits`]).
-    #[inline]
-    pub(crate) fn fit_64_bits(&self) -> bool {
-        (self.input | self.output | self.cached_input | self.cache_write) >> 31 == 0
-    }
-
     /// Input and output tokens only.
     pub const fn new(input: u64, output: u64) -> Self {
         Self {
@@ -52,9 +57,9 @@ pub struct Price {
     pub input: u64,
     /// Per output token.
     pub output: u64,
-    /// Per cached input token (defaults to the input price when unknown).
+    /// Per cached input token (the input price when unknown).
     pub cached_input: u64,
-    /// Per cache-write token (defaults to the input price when unknown).
+    /// Per cache-write token (the input price when unknown).
     pub cache_write: u64,
 }
 
@@ -67,52 +72,25 @@ impl Price {
         cache_write: 0,
     };
 
-    /// A price from USD per million tokens (input, output); cache parts at the input price.
-    pub fn per_million_usd(input: f64, output: f64) -> Self {
-        let input = usd_per_token_to_pico(input / 1e6).unwrap_or(0);
-        let output = usd_per_token_to_pico(output / 1e6).unwrap_or(0);
-        Self {
+    /// A price from USD per million tokens (input, output), cache parts at the input price.
+    /// A negative, NaN or infinite price is refused, naming `input` or `output`.
+    pub fn per_million_usd(input: f64, output: f64) -> Result<Self, ConfigError> {
+        let pico = |field: &'static str, usd: f64| {
+            usd_per_token_to_pico(usd / 1e6).ok_or_else(|| {
+                ConfigError::new(field, format!("must be a finite price >= 0, got {usd}"))
+            })
+        };
+        let input = pico("input", input)?;
+        Ok(Self {
             input,
-            output,
+            output: pico("output", output)?,
             cached_input: input,
             cache_write: input,
-        }
+        })
     }
 
     /// The cost of `tokens`, in nano-dollars, rounded up (never under-billed), saturating.
-    #[inline]
     pub fn cost(&self, t: Tokens) -> Nanos {
-        if t.fit_64_bits() && self.fits_64_bits() {
-            return self.cost_64(t);
-        }
-        self.cost_wide(t)
-    }
-
-    /// Whether every part is below 2^31: with token counts below 2^31 too, the cost fits in
-    /// 64-bit arithmetic (true of every real price up to $2,000 per million tokens).
-    #[inline]
-    pub(crate) fn fits_64_bits(&self) -> bool {
-        (self.input | self.output | self.cached_input | self.cache_write) >> 31 == 0
-    }
-
-    /// [`Price::cost`] in 64 bits, for a price and counts that fit (see
-    /// [`Price::fits_64_bits`]): the four products and their sum stay below 2^64 - 2^33.
-    #[inline(always)]
-    pub(crate) fn cost_64(&self, t: Tokens) -> Nanos {
-        let pico = t.input * self.input
-            + t.output * self.output
-            + t.cached_input * self.cached_input
-            + t.cache_write * self.cache_write;
-        // cannot overflow, and cheaper than `div_ceil`'s remainder
-        #[allow(clippy::manual_div_ceil)]
-        let nanos = (pico + 999) / 1000;
-        nanos
-    }
-
-    /// [`Price::cost`] in 128 bits (each product fits; their sum saturates).
-    #[cold]
-    #[inline(never)]
-    fn cost_wide(&self, t: Tokens) -> Nanos {
         let pico = [
             (t.input, self.input),
             (t.output, self.output),
@@ -127,8 +105,8 @@ impl Price {
     }
 }
 
-/// USD per token (as LiteLLM writes it) to pico-dollars per token, exactly for the decimal
-/// prices in use (rounded to the nearest pico-dollar); None if negative or not finite.
+/// USD per token (as LiteLLM writes it) to pico-dollars per token, rounded to the nearest
+/// pico-dollar; `None` if negative or not finite.
 fn usd_per_token_to_pico(usd: f64) -> Option<u64> {
     if !usd.is_finite() || usd < 0.0 {
         return None;
@@ -142,11 +120,12 @@ fn usd_per_token_to_pico(usd: f64) -> Option<u64> {
 pub struct ModelInfo {
     /// The price.
     pub price: Price,
-    /// LiteLLM's `litellm_provider`.
+    /// LiteLLM's `litellm_provider`: the provider whose per-provider budgets a request for
+    /// this model reserves on before any attempt names one.
     pub provider: Option<Arc<str>>,
     /// Largest prompt.
     pub max_input_tokens: Option<u64>,
-    /// Largest answer: the worst case reserved when a request sets no `max_tokens`.
+    /// Largest answer: the output reserved when a request sets no `max_tokens`.
     pub max_output_tokens: Option<u64>,
 }
 
@@ -177,14 +156,17 @@ impl fmt::Display for PriceError {
 
 impl std::error::Error for PriceError {}
 
-/// Prices by model name. Lookups try the exact name, then the name without a
-/// `provider/` prefix, so `"llama3"` finds `"ollama/llama3"` and `"openai/gpt-4o"` finds
-/// `"gpt-4o"`.
+/// Prices by model name.
+///
+/// A lookup tries the exact name, then the name without a `provider/` prefix (`"llama3"`
+/// finds `"ollama/llama3"`, `"openai/gpt-4o"` finds `"gpt-4o"`), then the name without a
+/// date suffix (`"gpt-4o-mini-2024-07-18"` and `"claude-3-5-sonnet-20241022"` are the dated
+/// snapshots providers answer with; they find `"gpt-4o-mini"` and `"claude-3-5-sonnet"`).
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     models: Vec<(Arc<str>, ModelInfo)>,
-    /// Fx hashing: model names are short and not attacker-chosen keys of a growing map.
-    index: FxHashMap<Arc<str>, usize>,
+    /// Full names, and short names (without the `provider/` prefix) of prefixed entries.
+    index: HashMap<Arc<str>, usize, ahash::RandomState>,
 }
 
 const BUILTIN: &str = include_str!("../data/prices.json");
@@ -195,13 +177,11 @@ impl PriceTable {
         Self::default()
     }
 
-    /// The built-in prices of the models the seeds use (gpt-4o, gpt-4o-mini, gpt-4-turbo,
-    /// deepseek-chat, grok, claude sonnet, ollama = free), from `data/prices.json`.
+    /// The built-in prices of the common models (gpt-4o, gpt-4o-mini, gpt-4-turbo,
+    /// deepseek-chat, grok, claude, ollama = free), from `data/prices.json`.
     pub fn builtin() -> Self {
-        match Self::from_litellm_json(BUILTIN) {
-            Ok(t) => t,
-            Err(e) => unreachable!("the built-in price file is valid: {e}"),
-        }
+        // the file is part of the crate and checked by a test
+        Self::from_litellm_json(BUILTIN).unwrap_or_default()
     }
 
     /// Reads LiteLLM's `model_prices_and_context_window.json` format: an object of models,
@@ -209,118 +189,47 @@ impl PriceTable {
     /// `cache_read_input_token_cost`, `cache_creation_input_token_cost` (USD per token),
     /// `max_input_tokens`, `max_output_tokens` and `litellm_provider`. Keys starting with `_`
     /// and the `sample_spec` entry are skipped, as are entries without a per-token price
-    /// (image, audio or per-second models). A malformed price is an error naming the model
-    /// and the field.
+    /// (image, audio or per-second models). A malformed, negative or NaN price is an error
+    /// naming the model and the field.
     pub fn from_litellm_json(json: &str) -> Result<Self, PriceError> {
-        let root: Value = serde_json::from_str(json).map_err(|e| PriceError {
+        let file_error = |reason: String| PriceError {
             model: String::new(),
             field: "",
-            reason: format!("not JSON: {e}"),
-        })?;
+            reason,
+        };
+        let root: Value =
+            serde_json::from_str(json).map_err(|e| file_error(format!("not JSON: {e}")))?;
         let Value::Object(entries) = root else {
-            return Err(PriceError {
-                model: String::new(),
-                field: "",
-                reason: "the top level must be an object of models".into(),
-            });
+            return Err(file_error(
+                "the top level must be an object of models".into(),
+            ));
         };
         let mut table = Self::new();
-        for (name, entry) in entries {
+        for (name, entry) in &entries {
             if name.starts_with('_') || name == "sample_spec" {
                 continue;
             }
-            let err = |field: &'static str, reason: String| PriceError {
-                model: name.clone(),
-                field,
-                reason,
-            };
-            let Value::Object(fields) = &entry else {
-                return Err(err("", "must be an object".into()));
-            };
-            let price_of = |field: &'static str| -> Result<Option<u64>, PriceError> {
-                match fields.get(field) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::Number(n)) => n
-                        .as_f64()
-                        .and_then(usd_per_token_to_pico)
-                        .map(Some)
-                        .ok_or_else(|| err(field, format!("must be a price >= 0, got {n}"))),
-                    // some entries write prices as strings ("1e-06")
-                    Some(Value::String(s)) => s
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                        .and_then(usd_per_token_to_pico)
-                        .map(Some)
-                        .ok_or_else(|| err(field, format!("must be a price >= 0, got {s:?}"))),
-                    Some(other) => Err(err(field, format!("must be a number, got {other}"))),
-                }
-            };
-            let count_of = |field: &'static str| -> Result<Option<u64>, PriceError> {
-                match fields.get(field) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::Number(n)) => n
-                        .as_u64()
-                        .or_else(|| {
-                            n.as_f64()
-                                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
-                                .map(|f| f as u64)
-                        })
-                        .map(Some)
-                        .ok_or_else(|| err(field, format!("must be a whole number >= 0, got {n}"))),
-                    Some(other) => Err(err(field, format!("must be a number, got {other}"))),
-                }
-            };
-            let input = price_of("input_cost_per_token")?;
-            let output = price_of("output_cost_per_token")?;
-            let cached = price_of("cache_read_input_token_cost")?;
-            let write = price_of("cache_creation_input_token_cost")?;
-            let (Some(input), Some(output)) = (input, output) else {
-                continue; // not priced per token
-            };
-            let provider = match fields.get("litellm_provider") {
-                Some(Value::String(p)) => Some(Arc::from(p.as_str())),
-                None | Some(Value::Null) => None,
-                Some(other) => {
-                    return Err(err(
-                        "litellm_provider",
-                        format!("must be a string, got {other}"),
-                    ));
-                }
-            };
-            table.insert(
-                &name,
-                ModelInfo {
-                    price: Price {
-                        input,
-                        output,
-                        cached_input: cached.unwrap_or(input),
-                        cache_write: write.unwrap_or(input),
-                    },
-                    provider,
-                    max_input_tokens: count_of("max_input_tokens")?,
-                    max_output_tokens: count_of("max_output_tokens")?.or(count_of("max_tokens")?),
-                },
-            );
+            if let Some(info) = parse_entry(name, entry)? {
+                table.insert(name, info);
+            }
         }
         Ok(table)
     }
 
     /// Adds or replaces a model.
     pub fn insert(&mut self, model: &str, info: ModelInfo) {
-        let name: Arc<str> = Arc::from(model);
-        let i = match self.index.get(&name) {
-            Some(&i) => {
+        let i = match self.index.get(model) {
+            Some(&i) if *self.models[i].0 == *model => {
                 self.models[i].1 = info;
-                i
+                return;
             }
-            None => {
-                self.models.push((name.clone(), info));
+            _ => {
+                self.models.push((Arc::from(model), info));
                 self.models.len() - 1
             }
         };
-        self.index.insert(name, i);
-        // "provider/model" is also found as "model", unless that name is taken
+        // a full name wins over another entry's short name
+        self.index.insert(Arc::from(model), i);
         if let Some((_, short)) = model.rsplit_once('/') {
             self.index.entry(Arc::from(short)).or_insert(i);
         }
@@ -340,21 +249,25 @@ impl PriceTable {
         }
     }
 
-    pub(crate) fn index_of(&self, model: &str) -> Option<usize> {
-        if let Some(&i) = self.index.get(model) {
-            return Some(i);
-        }
-        let (_, short) = model.rsplit_once('/')?;
-        self.index.get(short).copied()
-    }
-
-    pub(crate) fn entry(&self, i: usize) -> &(Arc<str>, ModelInfo) {
-        &self.models[i]
-    }
-
-    /// What the table knows about `model`.
+    /// What the table knows about `model` (see the lookup rules above).
     pub fn get(&self, model: &str) -> Option<&ModelInfo> {
-        self.index_of(model).map(|i| &self.models[i].1)
+        self.lookup(model).map(|i| &self.models[i].1)
+    }
+
+    /// The entry `model` finds, by the lookup rules above.
+    pub(crate) fn lookup(&self, model: &str) -> Option<usize> {
+        let exact = |m: &str| self.index.get(m).copied();
+        exact(model)
+            .or_else(|| exact(without_date(model)?))
+            .or_else(|| {
+                let (_, short) = model.rsplit_once('/')?;
+                exact(short).or_else(|| exact(without_date(short)?))
+            })
+    }
+
+    /// Entry `i`: its name and what is known about it.
+    pub(crate) fn entry(&self, i: usize) -> Option<(&Arc<str>, &ModelInfo)> {
+        self.models.get(i).map(|(name, info)| (name, info))
     }
 
     /// Number of models.
@@ -368,6 +281,94 @@ impl PriceTable {
     }
 }
 
+/// `name` without a trailing `-YYYY-MM-DD` or `-YYYYMMDD`, if it has one.
+fn without_date(name: &str) -> Option<&str> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (head, tail) = name.rsplit_once('-')?;
+    if tail.len() == 8 && digits(tail) {
+        return Some(head);
+    }
+    // -YYYY-MM-DD: three dash-separated parts of 4, 2 and 2 digits
+    let (head, month) = head.rsplit_once('-')?;
+    let (head, year) = head.rsplit_once('-')?;
+    (year.len() == 4 && month.len() == 2 && tail.len() == 2)
+        .then_some(())
+        .filter(|()| digits(year) && digits(month) && digits(tail))
+        .map(|()| head)
+}
+
+/// One entry of a LiteLLM file: `None` if it is not priced per token.
+fn parse_entry(name: &str, entry: &Value) -> Result<Option<ModelInfo>, PriceError> {
+    let err = |field: &'static str, reason: String| PriceError {
+        model: name.to_owned(),
+        field,
+        reason,
+    };
+    let Value::Object(fields) = entry else {
+        return Err(err("", "must be an object".into()));
+    };
+    let price_of = |field: &'static str| -> Result<Option<u64>, PriceError> {
+        let usd = match fields.get(field) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Number(n)) => n.as_f64(),
+            // some entries write prices as strings ("1e-06")
+            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+            Some(other) => return Err(err(field, format!("must be a number, got {other}"))),
+        };
+        usd.and_then(usd_per_token_to_pico)
+            .map(Some)
+            .ok_or_else(|| {
+                err(
+                    field,
+                    format!("must be a price >= 0, got {}", fields[field]),
+                )
+            })
+    };
+    let count_of = |field: &'static str| -> Result<Option<u64>, PriceError> {
+        match fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f <= u64::MAX as f64)
+                        .map(|f| f as u64)
+                })
+                .map(Some)
+                .ok_or_else(|| err(field, format!("must be a whole number >= 0, got {n}"))),
+            Some(other) => Err(err(field, format!("must be a number, got {other}"))),
+        }
+    };
+    let input = price_of("input_cost_per_token")?;
+    let output = price_of("output_cost_per_token")?;
+    let cached = price_of("cache_read_input_token_cost")?;
+    let write = price_of("cache_creation_input_token_cost")?;
+    let (Some(input), Some(output)) = (input, output) else {
+        return Ok(None);
+    };
+    let provider = match fields.get("litellm_provider") {
+        Some(Value::String(p)) => Some(Arc::from(p.as_str())),
+        None | Some(Value::Null) => None,
+        Some(other) => {
+            return Err(err(
+                "litellm_provider",
+                format!("must be a string, got {other}"),
+            ));
+        }
+    };
+    Ok(Some(ModelInfo {
+        price: Price {
+            input,
+            output,
+            cached_input: cached.unwrap_or(input),
+            cache_write: write.unwrap_or(input),
+        },
+        provider,
+        max_input_tokens: count_of("max_input_tokens")?,
+        max_output_tokens: count_of("max_output_tokens")?.or(count_of("max_tokens")?),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,8 +379,8 @@ mod tests {
     }
 
     proptest! {
-        /// The 64-bit fast path agrees with exact 128-bit arithmetic wherever it is taken,
-        /// and large values saturate instead of wrapping.
+        /// The cost is the exact sum rounded up, and large values saturate instead of
+        /// wrapping.
         #[test]
         fn cost_is_the_exact_rounded_up_sum(
             t in [any_u64_mostly_small(), any_u64_mostly_small(), any_u64_mostly_small(), any_u64_mostly_small()],
@@ -401,5 +402,39 @@ mod tests {
             };
             prop_assert_eq!(price.cost(tokens), expected);
         }
+    }
+
+    #[test]
+    fn negative_and_nan_prices_are_refused() {
+        assert_eq!(
+            Price::per_million_usd(-1.0, 2.0).unwrap_err().field(),
+            "input"
+        );
+        assert_eq!(
+            Price::per_million_usd(1.0, f64::NAN).unwrap_err().field(),
+            "output"
+        );
+        let p = Price::per_million_usd(1.0, 2.0).unwrap();
+        assert_eq!(
+            (p.input, p.output, p.cache_write),
+            (1_000_000, 2_000_000, 1_000_000)
+        );
+        assert_eq!(usd(-3.0), 0);
+        assert_eq!(usd(f64::NAN), 0);
+    }
+
+    #[test]
+    fn dated_snapshots_and_prefixed_names_are_found() {
+        let t = PriceTable::builtin();
+        assert!(t.len() >= 8, "the built-in file parses");
+        assert!(t.get("gpt-4o-mini-2024-07-18").is_some());
+        assert!(t.get("openai/gpt-4o-mini").is_some());
+        assert!(t.get("gpt-4o-mini-20240718").is_some());
+        assert!(t.get("gpt-4o-mini-2024-07").is_none());
+        assert!(t.get("mystery-model").is_none());
+        assert_eq!(
+            without_date("claude-3-5-sonnet-20241022"),
+            Some("claude-3-5-sonnet")
+        );
     }
 }

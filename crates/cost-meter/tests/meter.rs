@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tower::{Layer, Service, ServiceExt};
 use towerguard_cost_meter::{
-    Budget, BudgetKey, BudgetStore, CostError, CostMeterLayer, Ledger, ManualClock, MemoryStore,
-    Price, PriceTable, Tokens, UnknownModel, usd,
+    Budget, BudgetStore, CostError, CostMeterLayer, CounterRef, Hold, Ledger, ManualClock,
+    MemoryStore, Price, PriceTable, Settlement, Tokens, UnknownModel, usd,
 };
 use towerguard_llm_core::{ErrorKind, LlmError, LlmRequest, Message, Usage};
 use towerguard_testkit::{FakeProvider, Outcome};
@@ -73,9 +73,9 @@ async fn totals_per_provider_model_and_client() {
     let rows = ledger.stats();
     assert_eq!(rows.len(), 2);
 
-    ledger.reset_provider("openai");
+    ledger.reset_provider("openai").await;
     assert_eq!(ledger.snapshot().total.cost, claude_cost);
-    ledger.reset();
+    ledger.reset().await;
     assert_eq!(ledger.snapshot().total.cost, 0);
 }
 
@@ -167,27 +167,40 @@ async fn a_thousand_concurrent_requests_never_overspend() {
         100 * each,
         "every cent accounted"
     );
-    assert_eq!(ledger.budget_spent(0, None), 100 * each);
+    assert_eq!(ledger.budget_spent(0, None).await, 100 * each);
 }
 
 #[test]
 fn the_memory_store_is_exact_under_threads() {
-    let store = Arc::new(MemoryStore::new(1));
+    let mut store = MemoryStore::default();
+    store.prepare(&[Budget::global(300)]).unwrap();
+    let store = Arc::new(store);
     let won = Arc::new(AtomicU32::new(0));
+    let counter = || CounterRef {
+        budget: 0,
+        window: 7,
+        client: None,
+    };
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let (store, won) = (store.clone(), won.clone());
             std::thread::spawn(move || {
                 for _ in 0..1000 {
-                    let key = BudgetKey {
-                        budget: 0,
-                        member: None,
-                        window: 7,
+                    let hold = Hold {
+                        counter: counter(),
+                        amount: 3,
+                        limit: 300,
                     };
-                    if store.try_reserve(key, 3, 300).is_ok() {
+                    if store.reserve(&[hold]).into_inner().is_ok() {
                         won.fetch_add(1, Ordering::SeqCst);
-                        // settle to a smaller actual half the time
-                        store.settle(key, 3, 3);
+                        let spent = Settlement {
+                            counter: counter(),
+                            reserved_in: 7,
+                            reserved: 3,
+                            actual: 3,
+                            alert_at: None,
+                        };
+                        assert!(store.settle(&[spent]).into_inner().is_empty());
                     }
                 }
             })
@@ -197,12 +210,7 @@ fn the_memory_store_is_exact_under_threads() {
         t.join().unwrap();
     }
     assert_eq!(won.load(Ordering::SeqCst), 100);
-    let key = BudgetKey {
-        budget: 0,
-        member: None,
-        window: 7,
-    };
-    assert_eq!(store.spent(key), 300);
+    assert_eq!(store.spent(counter()).into_inner(), 300);
 }
 
 #[tokio::test]
@@ -222,17 +230,17 @@ async fn errors_and_cancellations_release_their_reservation() {
         svc.clone().oneshot(r.clone()).await.unwrap_err().kind(),
         ErrorKind::Server
     );
-    assert_eq!(ledger.budget_spent(0, None), 0);
+    assert_eq!(ledger.budget_spent(0, None).await, 0);
     let hung =
         tokio::time::timeout(Duration::from_millis(10), svc.clone().oneshot(r.clone())).await;
     assert!(hung.is_err());
     assert_eq!(
-        ledger.budget_spent(0, None),
+        ledger.budget_spent(0, None).await,
         0,
         "the dropped call released its reservation"
     );
     svc.oneshot(r).await.unwrap();
-    assert_eq!(ledger.budget_spent(0, None), each);
+    assert_eq!(ledger.budget_spent(0, None).await, each);
 }
 
 #[tokio::test]
@@ -272,7 +280,7 @@ async fn windows_roll_over_and_alerts_fire_once_per_window() {
         svc.clone().oneshot(r.clone()).await.unwrap();
     }
     assert_eq!(alerts.lock().unwrap().len(), 2, "again in the new window");
-    assert_eq!(ledger.budget_spent(0, Some("acme")), 4 * each);
+    assert_eq!(ledger.budget_spent(0, Some("acme")).await, 4 * each);
 }
 
 #[tokio::test]
@@ -296,7 +304,11 @@ async fn per_request_cap_and_unknown_models() {
         .oneshot(req("mystery-model", 10))
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Configuration,
+        "an operator's error, not the client's"
+    );
     assert!(e.detail().unwrap().contains("mystery-model"));
     assert_eq!(provider.calls(), 0);
 
@@ -304,7 +316,7 @@ async fn per_request_cap_and_unknown_models() {
         (UnknownModel::Free, 0),
         // $1 and $2 per million tokens: 1000 tokens each = $0.001 + $0.002
         (
-            UnknownModel::Price(Price::per_million_usd(1.0, 2.0)),
+            UnknownModel::Price(Price::per_million_usd(1.0, 2.0).unwrap()),
             3_000_000,
         ),
     ] {
@@ -391,30 +403,68 @@ fn litellm_price_files() {
 
 #[test]
 fn invalid_configuration_is_rejected_naming_the_field() {
-    let field = |b: towerguard_cost_meter::LedgerBuilder| b.build().unwrap_err().field();
-    assert_eq!(
-        field(Ledger::builder().budget(Budget::global(0))),
-        "budget.limit"
-    );
-    assert_eq!(
-        field(Ledger::builder().budget(Budget::global(5).alert_at(1.5))),
-        "budget.alert_at"
-    );
-    assert_eq!(
-        field(Ledger::builder().budget(
-            Budget::global(5).window(towerguard_cost_meter::Window::Every(Duration::ZERO))
-        )),
-        "budget.window"
-    );
-    assert_eq!(
-        field(Ledger::builder().max_request_cost(0)),
-        "max_request_cost"
+    let field = |b: towerguard_cost_meter::LedgerBuilder| b.build().unwrap_err().field().to_owned();
+    let every = |d| towerguard_cost_meter::Window::Every(d);
+    for (builder, expected) in [
+        (
+            Ledger::builder().budget(Budget::global(0)),
+            "budgets[0].limit",
+        ),
+        (
+            Ledger::builder().budget(Budget::global(usd(-1.0))),
+            "budgets[0].limit",
+        ),
+        (
+            Ledger::builder().budget(Budget::global(usd(f64::NAN))),
+            "budgets[0].limit",
+        ),
+        (
+            Ledger::builder().budget(Budget::global(5).alert_at(1.5)),
+            "budgets[0].alert_at",
+        ),
+        (
+            Ledger::builder().budget(Budget::global(5).alert_at(0.0)),
+            "budgets[0].alert_at",
+        ),
+        (
+            Ledger::builder().budget(Budget::global(5).window(every(Duration::ZERO))),
+            "budgets[0].window",
+        ),
+        (
+            Ledger::builder().budget(Budget::global(5).window(every(Duration::from_nanos(1)))),
+            "budgets[0].window",
+        ),
+        (Ledger::builder().max_request_cost(0), "max_request_cost"),
+        (Ledger::builder().max_clients(0), "max_clients"),
+        (Ledger::builder().max_clients(usize::MAX), "max_clients"),
+        (
+            Ledger::builder().default_max_output_tokens(0),
+            "default_max_output_tokens",
+        ),
+        (
+            Ledger::builder()
+                .budget(Budget::per_client(5).daily())
+                .budget(Budget::per_client(9).daily()),
+            "budgets[1]",
+        ),
+    ] {
+        assert_eq!(field(builder), expected);
+    }
+    // the same scope over another window is not a duplicate
+    assert!(
+        Ledger::builder()
+            .budget(Budget::per_client(5).daily())
+            .budget(Budget::per_client(50).monthly())
+            .budget(Budget::provider("openai", 5).daily())
+            .budget(Budget::provider("anthropic", 5).daily())
+            .build()
+            .is_ok()
     );
     let mut b = Ledger::builder();
-    for _ in 0..9 {
-        b = b.budget(Budget::global(5));
+    for i in 0..9 {
+        b = b.budget(Budget::global(5).window(every(Duration::from_secs(i + 1))));
     }
-    assert_eq!(field(b), "budget");
+    assert_eq!(field(b), "budgets");
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use towerguard_outcome::AttemptHook;
+
 use crate::prices::Tokens;
 
 /// The most a request can use, before it is sent.
@@ -26,21 +28,37 @@ pub trait CostRequest {
 
     /// The worst case this request can cost, in tokens.
     fn worst_case(&self) -> WorstCase;
+
+    /// Whether the request carries an [`AttemptHook`] to the layers below it (a fallback
+    /// that may send it to another provider and model). Default: no, and the meter keeps
+    /// the reservation in the response future without allocating.
+    fn carries_attempt_hook(&self) -> bool {
+        false
+    }
+
+    /// Gives the request the meter's hook (called only if
+    /// [`carries_attempt_hook`](Self::carries_attempt_hook)). Whoever makes an attempt
+    /// below calls [`AttemptHook::before_attempt`] first.
+    fn set_attempt_hook(&mut self, hook: AttemptHook) {
+        let _ = hook;
+    }
 }
 
 /// A response that reports what it used. Implemented for `LlmResponse` with the `llm`
 /// feature.
 pub trait CostResponse {
-    /// The tokens billed.
-    fn tokens(&self) -> Tokens;
+    /// The tokens billed, or `None` if the response reports no usage: the call is then
+    /// charged its reserved worst case and counted as unmetered, never as free.
+    fn tokens(&self) -> Option<Tokens>;
 
-    /// The provider that served it, if known.
+    /// The provider that served it, if known (else the requested model's provider in the
+    /// price table).
     fn provider(&self) -> Option<&str> {
         None
     }
 
-    /// The model that answered, if known (priced instead of the requested one when it
-    /// differs, e.g. after a fallback).
+    /// The model that answered, if known (else the requested one). It is priced, whatever
+    /// was asked for.
     fn model(&self) -> Option<&str> {
         None
     }
@@ -68,17 +86,30 @@ mod llm {
                 max_output_tokens: self.params().max_tokens.map(u64::from),
             }
         }
+
+        fn carries_attempt_hook(&self) -> bool {
+            true
+        }
+
+        fn set_attempt_hook(&mut self, hook: AttemptHook) {
+            LlmRequest::set_attempt_hook(self, Some(hook));
+        }
     }
 
     impl CostResponse for LlmResponse {
-        fn tokens(&self) -> Tokens {
+        /// `None` when both input and output tokens are 0: a provider that answered
+        /// reported no usage (a real call always has input tokens).
+        fn tokens(&self) -> Option<Tokens> {
             let u = &self.usage;
-            Tokens {
+            if u.input_tokens == 0 && u.output_tokens == 0 {
+                return None;
+            }
+            Some(Tokens {
                 input: u.input_tokens,
                 output: u.output_tokens,
                 cached_input: u.cached_input_tokens,
                 cache_write: u.cache_write_tokens,
-            }
+            })
         }
 
         fn provider(&self) -> Option<&str> {

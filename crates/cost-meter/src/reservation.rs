@@ -1,0 +1,319 @@
+//! A request's reservation: what it holds on each budget, raised before each attempt
+//! (the [`AttemptBudget`] a fallback below calls) and settled when the request ends.
+
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+
+use towerguard_outcome::{AttemptBudget, AttemptCheck, AttemptRefused};
+
+use crate::budget::MAX_BUDGETS;
+use crate::clients::ClientEntry;
+use crate::error::CostError;
+use crate::ledger::{Held, Ledger, Served};
+use crate::prices::Nanos;
+use crate::request::{CostRequest, CostResponse, WorstCase};
+use crate::store::{Alerted, BudgetStore, CounterRef, Hold, Shortfall};
+
+/// The model a request asked for.
+#[derive(Debug)]
+enum Requested {
+    /// A price-table entry.
+    Table(usize),
+    /// A name the table does not know (priced by the unknown-model policy).
+    Other(Arc<str>),
+}
+
+#[derive(Debug)]
+struct State {
+    held: Held,
+    /// Until the request settles.
+    open: bool,
+}
+
+/// One request's reservation.
+pub(crate) struct Reservation<St: BudgetStore> {
+    ledger: Ledger<St>,
+    client: Option<Arc<ClientEntry<St::Client>>>,
+    worst: WorstCase,
+    requested: Requested,
+    state: Mutex<State>,
+    /// Itself, when shared behind an attempt hook (a raise that waits on the store then
+    /// records what it was granted).
+    me: Weak<Reservation<St>>,
+}
+
+/// A raise the store has not answered yet.
+pub(crate) struct PendingRaise<St: BudgetStore> {
+    future: St::Reserve,
+    add: Held,
+    cost: Nanos,
+}
+
+/// The answer to [`Reservation::raise`].
+pub(crate) enum Raise<St: BudgetStore> {
+    Done(Result<(), CostError>),
+    Pending(PendingRaise<St>),
+}
+
+impl<St: BudgetStore> Reservation<St> {
+    /// A request's reservation, holding nothing yet; its worst case priced at the model
+    /// asked for. Refused if that model has no price (and unknown models are refused) or it
+    /// costs more than the per-request limit.
+    pub(crate) fn new<Req: CostRequest>(ledger: &Ledger<St>, req: &Req) -> Result<Self, CostError> {
+        let name = req.model();
+        let quote = ledger.quote(name);
+        let worst = req.worst_case();
+        let Some(cost) = quote.worst(worst) else {
+            return Err(CostError::Unpriced(name.to_owned()));
+        };
+        ledger.check_request_cost(cost)?;
+        let requested = match quote.index {
+            Some(i) => Requested::Table(i),
+            None => Requested::Other(Arc::from(name)),
+        };
+        Ok(Self {
+            ledger: ledger.clone(),
+            client: req.client().map(|key| ledger.client(key)),
+            worst,
+            requested,
+            state: Mutex::new(State {
+                held: Held {
+                    worst: cost,
+                    ..Held::default()
+                },
+                open: true,
+            }),
+            me: Weak::new(),
+        })
+    }
+
+    /// The same reservation, shareable with an attempt hook.
+    pub(crate) fn into_shared(self) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            ..self
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn client(&self) -> Option<&ClientEntry<St::Client>> {
+        self.client.as_deref()
+    }
+
+    /// The requested model's name and its provider in the price table.
+    fn requested(&self) -> (&str, Option<&str>) {
+        match &self.requested {
+            Requested::Table(i) => match self.ledger.inner.prices.entry(*i) {
+                Some((name, info)) => (name, info.provider.as_deref()),
+                None => ("(unknown)", None),
+            },
+            Requested::Other(name) => (name, None),
+        }
+    }
+
+    /// Reserves the request's worst case at the model asked for, on the budgets of that
+    /// model's provider in the price table.
+    pub(crate) fn reserve_requested(&self) -> Raise<St> {
+        let cost = self.state().held.worst;
+        let provider = self.requested().1;
+        self.raise(provider, cost)
+    }
+
+    /// Raises what the request holds on every budget that applies to `provider` (global,
+    /// the client's, that provider's) to at least `cost`; all or nothing.
+    pub(crate) fn raise(&self, provider: Option<&str>, cost: Nanos) -> Raise<St> {
+        let ledger = &self.ledger;
+        let mut state = self.state();
+        if !state.open {
+            return Raise::Done(Ok(()));
+        }
+        let windows_now = ledger.windows_now();
+        let mut add = Held {
+            worst: cost,
+            ..Held::default()
+        };
+        let mut holds = [Hold::EMPTY; MAX_BUDGETS];
+        let mut n = 0;
+        for (i, b) in ledger.inner.budgets.iter().enumerate() {
+            let held = state.held.amounts[i];
+            if !ledger.applies(i, provider, self.client.is_some()) || held >= cost {
+                continue;
+            }
+            add.amounts[i] = cost - held;
+            add.windows[i] = if held == 0 {
+                windows_now[i]
+            } else {
+                state.held.windows[i]
+            };
+            holds[n] = Hold {
+                counter: CounterRef {
+                    budget: i,
+                    window: add.windows[i],
+                    client: ledger.client_ref(i, self.client()),
+                },
+                amount: add.amounts[i],
+                limit: b.limit,
+            };
+            n += 1;
+        }
+        if n == 0 {
+            state.held.grant(&add);
+            return Raise::Done(Ok(()));
+        }
+        let mut future = ledger.inner.store.reserve(&holds[..n]);
+        match poll_now(&mut future) {
+            Some(Ok(())) => {
+                state.held.grant(&add);
+                Raise::Done(Ok(()))
+            }
+            Some(Err(short)) => Raise::Done(Err(self.refusal(&add, short, cost))),
+            None => Raise::Pending(PendingRaise { future, add, cost }),
+        }
+    }
+
+    /// Records the store's late answer to a raise.
+    pub(crate) fn finish_raise(
+        &self,
+        raise: &PendingRaise<St>,
+        answer: Result<(), Shortfall>,
+    ) -> Result<(), CostError> {
+        if let Err(short) = answer {
+            return Err(self.refusal(&raise.add, short, raise.cost));
+        }
+        let mut state = self.state();
+        if state.open {
+            state.held.grant(&raise.add);
+        } else {
+            // the request ended while the store answered: give it back at once
+            drop(state);
+            drop(self.ledger.release(&raise.add, self.client()));
+        }
+        Ok(())
+    }
+
+    fn refusal(&self, add: &Held, short: Shortfall, cost: Nanos) -> CostError {
+        // the hold that fell short, by its place among the budgets raised
+        let budget = (0..MAX_BUDGETS)
+            .filter(|&i| add.amounts[i] > 0)
+            .nth(short.hold)
+            .unwrap_or(0);
+        self.ledger
+            .exceeded(budget, self.client(), short.spent, cost)
+    }
+
+    /// Ends the reservation: bills the response if there is one, and releases the rest of
+    /// what is held. `None` if it had already ended. The store's work is started; the
+    /// future reports the alerts.
+    pub(crate) fn settle<R: CostResponse>(&self, response: Option<&R>) -> Option<St::Settle> {
+        let held = {
+            let mut state = self.state();
+            if !state.open {
+                return None;
+            }
+            state.open = false;
+            state.held
+        };
+        let Some(resp) = response else {
+            return Some(self.ledger.release(&held, self.client()));
+        };
+        let (requested, table_provider) = self.requested();
+        let served = Served {
+            provider: resp.provider().or(table_provider).unwrap_or("unknown"),
+            model: resp.model().unwrap_or(requested),
+            tokens: resp.tokens(),
+            worst: Some(self.worst),
+        };
+        Some(self.ledger.charge(&served, &held, self.client()).1)
+    }
+
+    /// Reports the alerts a settlement set off.
+    pub(crate) fn alert(&self, alerts: &[Alerted]) {
+        if !alerts.is_empty() {
+            self.ledger.alert(alerts, self.client());
+        }
+    }
+}
+
+/// The meter's part of an attempt below it: the attempt's worst case is the request's worst
+/// case priced at the attempt's model.
+impl<St: BudgetStore> AttemptBudget for Reservation<St> {
+    fn before_attempt(&self, provider: &str, model: &str) -> AttemptCheck {
+        let Some(cost) = self.ledger.quote(model).worst(self.worst) else {
+            return AttemptCheck::ready(Err(CostError::Unpriced(model.to_owned()).into()));
+        };
+        if let Err(e) = self.ledger.check_request_cost(cost) {
+            return AttemptCheck::ready(Err(e.into()));
+        }
+        match self.raise(Some(provider), cost) {
+            Raise::Done(result) => AttemptCheck::ready(result.map_err(AttemptRefused::from)),
+            Raise::Pending(mut raise) => {
+                let Some(me) = self.me.upgrade() else {
+                    return AttemptCheck::ready(Ok(()));
+                };
+                AttemptCheck::pending(async move {
+                    let answer = Pin::new(&mut raise.future).await;
+                    me.finish_raise(&raise, answer)
+                        .map_err(AttemptRefused::from)
+                })
+            }
+        }
+    }
+}
+
+/// How a response future holds its reservation: in place, or shared with the request's
+/// attempt hook. Dropping it (the request ended or was cancelled) releases what is still
+/// held.
+// inline on purpose: a request without an attempt hook allocates nothing
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Handle<St: BudgetStore> {
+    Inline(Reservation<St>),
+    Shared(Arc<Reservation<St>>),
+}
+
+impl<St: BudgetStore> Deref for Handle<St> {
+    type Target = Reservation<St>;
+
+    fn deref(&self) -> &Reservation<St> {
+        match self {
+            Handle::Inline(r) => r,
+            Handle::Shared(r) => r,
+        }
+    }
+}
+
+impl<St: BudgetStore> Drop for Handle<St> {
+    fn drop(&mut self) {
+        // a settlement the store does later is still applied (see `BudgetStore`)
+        drop(self.settle::<NoResponse>(None));
+    }
+}
+
+/// The response type of a request that ended without one.
+enum NoResponse {}
+
+impl CostResponse for NoResponse {
+    fn tokens(&self) -> Option<crate::Tokens> {
+        match *self {}
+    }
+}
+
+/// Polls a future once, without a task to wake: its answer if it has one now.
+pub(crate) fn poll_now<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    match Pin::new(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+impl<St: BudgetStore> PendingRaise<St> {
+    /// Polls the store's answer.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Shortfall>> {
+        Pin::new(&mut self.future).poll(cx)
+    }
+}
