@@ -104,7 +104,8 @@ impl RetryBudget {
         self
     }
 
-    /// Records a request. The retry service calls it once per request (not per retry).
+    /// Records a request made outside a retry service (a retry service records its own
+    /// requests, once per request, not per retry).
     #[inline]
     pub fn deposit(&self) {
         self.deposit_to(0);
