@@ -258,6 +258,25 @@ async fn the_inner_service_is_cloned_only_to_retry() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_delay_of_duration_max_ends_the_retries_under_max_elapsed() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let down = service_fn(move |_: ()| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), _>(std::io::Error::from(std::io::ErrorKind::TimedOut)) }
+    });
+    let svc = RetryLayer::builder()
+        .backoff(Backoff::fixed(Duration::MAX).with_jitter(Jitter::Equal))
+        .max_elapsed(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .layer(down);
+    // elapsed + delay saturates instead of overflowing: the retry is not made
+    assert!(svc.oneshot(()).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 #[test]
 fn invalid_configuration_is_rejected_naming_the_field() {
     let ms = Duration::from_millis;
