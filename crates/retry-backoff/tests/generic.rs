@@ -262,17 +262,20 @@ async fn the_inner_service_is_cloned_only_to_retry() {
 async fn a_delay_of_duration_max_ends_the_retries_under_max_elapsed() {
     let calls = Arc::new(AtomicU32::new(0));
     let c = calls.clone();
-    let down = service_fn(move |_: ()| {
+    let slow_and_down = service_fn(move |_: ()| {
         c.fetch_add(1, Ordering::SeqCst);
-        async { Err::<(), _>(std::io::Error::from(std::io::ErrorKind::TimedOut)) }
+        async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Err::<(), _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        }
     });
     let svc = RetryLayer::builder()
-        .backoff(Backoff::fixed(Duration::MAX).with_jitter(Jitter::Equal))
+        .backoff(Backoff::fixed(Duration::MAX))
         .max_elapsed(Duration::from_secs(1))
         .build()
         .unwrap()
-        .layer(down);
-    // elapsed + delay saturates instead of overflowing: the retry is not made
+        .layer(slow_and_down);
+    // 10 ms elapsed + Duration::MAX saturates instead of overflowing: the retry is not made
     assert!(svc.oneshot(()).await.is_err());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
