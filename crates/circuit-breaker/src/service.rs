@@ -122,11 +122,9 @@ where
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let lane = this_lane(&self.lanes);
-        let ticket = match self.ticket {
-            Some(t) => t,
-            None => lane.breaker.admit(lane.shard),
-        };
-        self.ticket = Some(ticket);
+        let ticket = *self
+            .ticket
+            .get_or_insert_with(|| lane.breaker.admit(lane.shard));
         if let Admission::Reject(..) = ticket {
             // `call` answers with the rejection; the inner service is not asked.
             return Poll::Ready(Ok(()));

@@ -58,8 +58,9 @@ impl Counts {
     /// Adds one to the counter `which` picks in shard `shard`.
     #[inline]
     pub(crate) fn add(&self, shard: usize, which: impl Fn(&Shard) -> &AtomicU64) {
-        let s = &self.shards[shard % self.shards.len()];
-        which(s).fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = self.shards.get(shard) {
+            which(s).fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The counter `which` picks, summed over the shards.

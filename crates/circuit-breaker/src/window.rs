@@ -138,7 +138,7 @@ impl Window {
         now: u64,
     ) -> Option<Tally> {
         let epoch = self.epoch(now);
-        if let Some(calls) = self.shards.get(shard % self.shards.len().max(1)) {
+        if let Some(calls) = self.shards.get(shard) {
             match self.spec {
                 Spec::Count(_) => {
                     calls.total.fetch_add(1, Ordering::Relaxed);
