@@ -115,16 +115,22 @@ pub(crate) struct Served<'a> {
     pub(crate) worst: Option<WorstCase>,
 }
 
-pub(crate) struct Inner<St: BudgetStore> {
+/// A ledger's settings, as the builder collects them.
+pub(crate) struct Config {
     pub(crate) prices: PriceTable,
     unknown: UnknownModel,
     default_max_output: u64,
     max_request_cost: Option<Nanos>,
     pub(crate) budgets: Vec<Budget>,
-    pub(crate) store: St,
     clock: Box<dyn Clock>,
-    needs_clock: bool,
     on_alert: Option<AlertHook>,
+    max_clients: usize,
+}
+
+pub(crate) struct Inner<St: BudgetStore> {
+    pub(crate) config: Config,
+    pub(crate) store: St,
+    needs_clock: bool,
     rows: Rows,
     clients: Clients<St::Client>,
 }
@@ -161,8 +167,8 @@ impl<St: BudgetStore> Clone for Ledger<St> {
 impl<St: BudgetStore> fmt::Debug for Ledger<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ledger")
-            .field("models", &self.inner.prices.len())
-            .field("budgets", &self.inner.budgets)
+            .field("models", &self.inner.config.prices.len())
+            .field("budgets", &self.inner.config.budgets)
             .finish_non_exhaustive()
     }
 }
@@ -172,15 +178,17 @@ impl Ledger {
     /// in-memory store and [`TokioClock`].
     pub fn builder() -> LedgerBuilder {
         LedgerBuilder {
-            prices: PriceTable::builtin(),
-            unknown: UnknownModel::Reject,
-            default_max_output: 4096,
-            max_request_cost: None,
-            budgets: Vec::new(),
+            config: Config {
+                prices: PriceTable::builtin(),
+                unknown: UnknownModel::Reject,
+                default_max_output: 4096,
+                max_request_cost: None,
+                budgets: Vec::new(),
+                clock: Box::new(TokioClock::new()),
+                on_alert: None,
+                max_clients: DEFAULT_MAX_CLIENTS,
+            },
             store: MemoryStore::default(),
-            clock: None,
-            on_alert: None,
-            max_clients: DEFAULT_MAX_CLIENTS,
         }
     }
 }
@@ -222,7 +230,7 @@ impl<St: BudgetStore> Ledger<St> {
     /// Spent and reserved in the current window of budget `index` (for `member`, a client
     /// key, with a per-client budget); 0 for no such budget.
     pub async fn budget_spent(&self, index: usize, member: Option<&str>) -> Nanos {
-        let Some(b) = self.inner.budgets.get(index) else {
+        let Some(b) = self.inner.config.budgets.get(index) else {
             return 0;
         };
         let window = b.window.id(self.now());
@@ -252,16 +260,16 @@ impl<St: BudgetStore> Ledger<St> {
         let inner = &*self.inner;
         inner.rows.clear(None);
         inner.clients.clear(inner.store.client("(other)"));
-        let all: Vec<usize> = (0..inner.budgets.len()).collect();
+        let all: Vec<usize> = (0..inner.config.budgets.len()).collect();
         inner.store.reset(&all).await;
     }
 
     /// Clears the totals of one provider, and its provider budgets.
     pub async fn reset_provider(&self, provider: &str) {
         self.inner.rows.clear(Some(provider));
-        let budgets: Vec<usize> = (0..self.inner.budgets.len())
+        let budgets: Vec<usize> = (0..self.inner.config.budgets.len())
             .filter(
-                |&i| matches!(&self.inner.budgets[i].scope, Scope::Provider(p) if **p == *provider),
+                |&i| matches!(&self.inner.config.budgets[i].scope, Scope::Provider(p) if **p == *provider),
             )
             .collect();
         self.inner.store.reset(&budgets).await;
@@ -298,7 +306,7 @@ impl<St: BudgetStore> Ledger<St> {
     /// The clock's time, or 0 when no budget has a window.
     pub(crate) fn now(&self) -> u64 {
         if self.inner.needs_clock {
-            self.inner.clock.unix_nanos()
+            self.inner.config.clock.unix_nanos()
         } else {
             0
         }
@@ -308,7 +316,7 @@ impl<St: BudgetStore> Ledger<St> {
     pub(crate) fn windows_now(&self) -> [u64; MAX_BUDGETS] {
         let now = self.now();
         let mut windows = [0; MAX_BUDGETS];
-        for (w, b) in windows.iter_mut().zip(&self.inner.budgets) {
+        for (w, b) in windows.iter_mut().zip(&self.inner.config.budgets) {
             *w = b.window.id(now);
         }
         windows
@@ -317,7 +325,7 @@ impl<St: BudgetStore> Ledger<St> {
     /// Whether budget `i` limits a call served by `provider` (if known) for a request with
     /// or without a client key.
     pub(crate) fn applies(&self, i: usize, provider: Option<&str>, client: bool) -> bool {
-        match &self.inner.budgets[i].scope {
+        match &self.inner.config.budgets[i].scope {
             Scope::Global => true,
             Scope::PerClient => client,
             Scope::Provider(p) => provider == Some(&**p),
@@ -326,12 +334,12 @@ impl<St: BudgetStore> Ledger<St> {
 
     /// Whether a request can be refused by anything an attempt changes.
     pub(crate) fn has_limits(&self) -> bool {
-        !self.inner.budgets.is_empty() || self.inner.max_request_cost.is_some()
+        !self.inner.config.budgets.is_empty() || self.inner.config.max_request_cost.is_some()
     }
 
     /// Refuses a worst case above the per-request limit.
     pub(crate) fn check_request_cost(&self, worst: Nanos) -> Result<(), CostError> {
-        match self.inner.max_request_cost {
+        match self.inner.config.max_request_cost {
             Some(max) if worst > max => Err(CostError::BudgetExceeded {
                 budget: "per-request".into(),
                 limit: max,
@@ -343,25 +351,22 @@ impl<St: BudgetStore> Ledger<St> {
     }
 
     pub(crate) fn quote(&self, model: &str) -> Quote {
-        let inner = &*self.inner;
-        match inner
-            .prices
-            .lookup(model)
-            .and_then(|i| inner.prices.entry(i).map(|e| (i, e)))
-        {
-            Some((i, (_, info))) => Quote {
-                index: Some(i),
+        let config = &self.inner.config;
+        let index = config.prices.lookup(model);
+        match index.and_then(|i| config.prices.entry(i)) {
+            Some((_, info)) => Quote {
+                index,
                 price: Some(info.price),
-                max_output: info.max_output_tokens.unwrap_or(inner.default_max_output),
+                max_output: info.max_output_tokens.unwrap_or(config.default_max_output),
             },
             None => Quote {
                 index: None,
-                price: match inner.unknown {
+                price: match config.unknown {
                     UnknownModel::Reject => None,
                     UnknownModel::Free => Some(Price::FREE),
                     UnknownModel::Price(p) => Some(p),
                 },
-                max_output: inner.default_max_output,
+                max_output: config.default_max_output,
             },
         }
     }
@@ -390,7 +395,7 @@ impl<St: BudgetStore> Ledger<St> {
         i: usize,
         client: Option<&'a ClientEntry<St::Client>>,
     ) -> Option<ClientRef<'a, St::Client>> {
-        if self.inner.budgets[i].scope != Scope::PerClient {
+        if self.inner.config.budgets[i].scope != Scope::PerClient {
             return None;
         }
         client.map(|e| ClientRef {
@@ -439,28 +444,11 @@ impl<St: BudgetStore> Ledger<St> {
                 }
             );
         }
-        let windows = self.windows_now();
-        let mut items = [Settlement::EMPTY; MAX_BUDGETS];
-        let mut n = 0;
-        for (i, b) in self.inner.budgets.iter().enumerate() {
-            let applies = self.applies(i, Some(served.provider), client.is_some());
-            if !applies && held.amounts[i] == 0 {
-                continue;
-            }
-            items[n] = Settlement {
-                counter: CounterRef {
-                    budget: i,
-                    window: windows[i],
-                    client: self.client_ref(i, client),
-                },
-                reserved_in: held.windows[i],
-                reserved: held.amounts[i],
-                actual: if applies { cost } else { 0 },
-                alert_at: b.alert_threshold(),
-            };
-            n += 1;
-        }
-        (cost, self.inner.store.settle(&items[..n]))
+        let provider = Some(served.provider);
+        let settle = self.settle(held, client, |i| {
+            self.applies(i, provider, client.is_some()).then_some(cost)
+        });
+        (cost, settle)
     }
 
     /// Gives back everything `held` reserved.
@@ -469,27 +457,34 @@ impl<St: BudgetStore> Ledger<St> {
         held: &Held,
         client: Option<&ClientEntry<St::Client>>,
     ) -> St::Settle {
+        self.settle(held, client, |_| None)
+    }
+
+    /// Settles each budget that `held` reserved on or that `charged` gives a cost for: to
+    /// that cost, or to 0.
+    fn settle(
+        &self,
+        held: &Held,
+        client: Option<&ClientEntry<St::Client>>,
+        charged: impl Fn(usize) -> Option<Nanos>,
+    ) -> St::Settle {
         let windows = self.windows_now();
-        let mut items = [Settlement::EMPTY; MAX_BUDGETS];
-        let mut n = 0;
-        for (i, &reserved) in held.amounts.iter().enumerate() {
-            if reserved == 0 {
-                continue;
-            }
-            items[n] = Settlement {
+        let budgets = &self.inner.config.budgets;
+        let items = budgets.iter().enumerate().filter_map(|(i, b)| {
+            let actual = charged(i);
+            (actual.is_some() || held.amounts[i] > 0).then(|| Settlement {
                 counter: CounterRef {
                     budget: i,
                     window: windows[i],
                     client: self.client_ref(i, client),
                 },
                 reserved_in: held.windows[i],
-                reserved,
-                actual: 0,
-                alert_at: None,
-            };
-            n += 1;
-        }
-        self.inner.store.settle(&items[..n])
+                reserved: held.amounts[i],
+                actual: actual.unwrap_or(0),
+                alert_at: b.alert_threshold(),
+            })
+        });
+        self.inner.store.settle(items)
     }
 
     /// The refusal for budget `i` when it could not hold `requested`.
@@ -500,7 +495,7 @@ impl<St: BudgetStore> Ledger<St> {
         spent: Nanos,
         requested: Nanos,
     ) -> CostError {
-        let b = &self.inner.budgets[i];
+        let b = &self.inner.config.budgets[i];
         let member = self.client_ref(i, client).map(|c| c.key);
         let budget = b.describe(member);
         tracing::warn!(budget = budget.as_str(), "request refused: budget exceeded");
@@ -515,7 +510,7 @@ impl<St: BudgetStore> Ledger<St> {
     /// Tells the alert hook and `tracing` about budgets that reached their alert share.
     pub(crate) fn alert(&self, alerts: &[Alerted], client: Option<&ClientEntry<St::Client>>) {
         for a in alerts {
-            let Some(b) = self.inner.budgets.get(a.budget) else {
+            let Some(b) = self.inner.config.budgets.get(a.budget) else {
                 continue;
             };
             let member = self.client_ref(a.budget, client).map(|c| c.key);
@@ -530,7 +525,7 @@ impl<St: BudgetStore> Ledger<St> {
                 limit_usd = b.limit as f64 / 1e9,
                 "budget alert threshold reached"
             );
-            if let Some(hook) = &self.inner.on_alert {
+            if let Some(hook) = &self.inner.config.on_alert {
                 hook(&alert);
             }
         }
@@ -546,22 +541,15 @@ fn add_to(list: &mut Vec<(Arc<str>, Spend)>, key: &Arc<str>, s: &Spend) {
 
 /// Builds a [`Ledger`]; [`build`](Self::build) refuses nonsense, naming the field.
 pub struct LedgerBuilder<St: BudgetStore = MemoryStore> {
-    prices: PriceTable,
-    unknown: UnknownModel,
-    default_max_output: u64,
-    max_request_cost: Option<Nanos>,
-    budgets: Vec<Budget>,
+    config: Config,
     store: St,
-    clock: Option<Box<dyn Clock>>,
-    on_alert: Option<AlertHook>,
-    max_clients: usize,
 }
 
 impl<St: BudgetStore> fmt::Debug for LedgerBuilder<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LedgerBuilder")
-            .field("models", &self.prices.len())
-            .field("budgets", &self.budgets)
+            .field("models", &self.config.prices.len())
+            .field("budgets", &self.config.budgets)
             .finish_non_exhaustive()
     }
 }
@@ -569,26 +557,26 @@ impl<St: BudgetStore> fmt::Debug for LedgerBuilder<St> {
 impl<St: BudgetStore> LedgerBuilder<St> {
     /// The price table (default [`PriceTable::builtin`]).
     pub fn prices(mut self, prices: PriceTable) -> Self {
-        self.prices = prices;
+        self.config.prices = prices;
         self
     }
 
     /// What to do with unknown models (default: refuse).
     pub fn unknown_model(mut self, policy: UnknownModel) -> Self {
-        self.unknown = policy;
+        self.config.unknown = policy;
         self
     }
 
     /// Output tokens reserved for a request that sets no `max_tokens`, when the price table
     /// does not know the model's maximum (default 4096).
     pub fn default_max_output_tokens(mut self, n: u64) -> Self {
-        self.default_max_output = n;
+        self.config.default_max_output = n;
         self
     }
 
     /// Refuse any single request (and any fallback attempt) whose worst case costs more.
     pub fn max_request_cost(mut self, limit: Nanos) -> Self {
-        self.max_request_cost = Some(limit);
+        self.config.max_request_cost = Some(limit);
         self
     }
 
@@ -597,55 +585,50 @@ impl<St: BudgetStore> LedgerBuilder<St> {
     /// windows and no request of it is in flight; while every tracked client still matters,
     /// new ones share one `"(other)"` entry (totals and per-client budget, limited together).
     pub fn max_clients(mut self, n: usize) -> Self {
-        self.max_clients = n;
+        self.config.max_clients = n;
         self
     }
 
     /// Adds a budget (at most [`MAX_BUDGETS`], no two alike).
     pub fn budget(mut self, budget: Budget) -> Self {
-        self.budgets.push(budget);
+        self.config.budgets.push(budget);
         self
     }
 
     /// Where budget counters live (default: [`MemoryStore`]).
     pub fn store<S2: BudgetStore>(self, store: S2) -> LedgerBuilder<S2> {
         LedgerBuilder {
-            prices: self.prices,
-            unknown: self.unknown,
-            default_max_output: self.default_max_output,
-            max_request_cost: self.max_request_cost,
-            budgets: self.budgets,
+            config: self.config,
             store,
-            clock: self.clock,
-            on_alert: self.on_alert,
-            max_clients: self.max_clients,
         }
     }
 
     /// The clock budget windows roll over by (default: [`TokioClock`], which follows
     /// tokio's paused clock in tests).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Box::new(clock));
+        self.config.clock = Box::new(clock);
         self
     }
 
     /// Called once per window when a budget reaches its alert share.
     pub fn on_budget_alert(mut self, f: impl Fn(&BudgetAlert) + Send + Sync + 'static) -> Self {
-        self.on_alert = Some(Box::new(f));
+        self.config.on_alert = Some(Box::new(f));
         self
     }
 
     /// Checks the configuration and makes the ledger.
-    pub fn build(mut self) -> Result<Ledger<St>, ConfigError> {
-        if self.budgets.len() > MAX_BUDGETS {
+    pub fn build(self) -> Result<Ledger<St>, ConfigError> {
+        let Self { config, mut store } = self;
+        let budgets = &config.budgets;
+        if budgets.len() > MAX_BUDGETS {
             return Err(ConfigError::new(
                 "budgets",
-                format!("at most {MAX_BUDGETS} budgets, got {}", self.budgets.len()),
+                format!("at most {MAX_BUDGETS} budgets, got {}", budgets.len()),
             ));
         }
-        for (i, b) in self.budgets.iter().enumerate() {
+        for (i, b) in budgets.iter().enumerate() {
             b.check(i)?;
-            if let Some(j) = self.budgets[..i]
+            if let Some(j) = budgets[..i]
                 .iter()
                 .position(|o| o.scope == b.scope && o.window == b.window)
             {
@@ -655,35 +638,25 @@ impl<St: BudgetStore> LedgerBuilder<St> {
                 ));
             }
         }
-        if self.max_request_cost == Some(0) {
+        if config.max_request_cost == Some(0) {
             return Err(ConfigError::new("max_request_cost", "must be above zero"));
         }
-        ConfigError::check_range("max_clients", self.max_clients, 1, MAX_MAX_CLIENTS)?;
-        if self.default_max_output == 0 {
+        ConfigError::check_range("max_clients", config.max_clients, 1, MAX_MAX_CLIENTS)?;
+        if config.default_max_output == 0 {
             return Err(ConfigError::new(
                 "default_max_output_tokens",
                 "must be above zero",
             ));
         }
-        self.store.prepare(&self.budgets)?;
-        let needs_clock = self
-            .budgets
-            .iter()
-            .any(|b| b.window != crate::Window::Total);
-        let other = self.store.client("(other)");
+        store.prepare(budgets)?;
+        let clients = Clients::new(config.max_clients, store.client("(other)"));
         Ok(Ledger {
             inner: Arc::new(Inner {
-                prices: self.prices,
-                unknown: self.unknown,
-                default_max_output: self.default_max_output,
-                max_request_cost: self.max_request_cost,
-                budgets: self.budgets,
-                store: self.store,
-                clock: self.clock.unwrap_or_else(|| Box::new(TokioClock::new())),
-                needs_clock,
-                on_alert: self.on_alert,
+                needs_clock: budgets.iter().any(|b| b.window != crate::Window::Total),
+                config,
+                store,
                 rows: Rows::default(),
-                clients: Clients::new(self.max_clients, other),
+                clients,
             }),
         })
     }

@@ -109,7 +109,7 @@ impl<St: BudgetStore> Reservation<St> {
     /// The requested model's name and its provider in the price table.
     fn requested(&self) -> (&str, Option<&str>) {
         match &self.requested {
-            Requested::Table(i) => match self.ledger.inner.prices.entry(*i) {
+            Requested::Table(i) => match self.ledger.inner.config.prices.entry(*i) {
                 Some((name, info)) => (name, info.provider.as_deref()),
                 None => ("(unknown)", None),
             },
@@ -138,9 +138,7 @@ impl<St: BudgetStore> Reservation<St> {
             worst: cost,
             ..Held::default()
         };
-        let mut holds = [Hold::EMPTY; MAX_BUDGETS];
-        let mut n = 0;
-        for (i, b) in ledger.inner.budgets.iter().enumerate() {
+        for i in 0..ledger.inner.config.budgets.len() {
             let held = state.held.amounts[i];
             if !ledger.applies(i, provider, self.client.is_some()) || held >= cost {
                 continue;
@@ -151,28 +149,31 @@ impl<St: BudgetStore> Reservation<St> {
             } else {
                 state.held.windows[i]
             };
-            holds[n] = Hold {
-                counter: CounterRef {
-                    budget: i,
-                    window: add.windows[i],
-                    client: ledger.client_ref(i, self.client()),
-                },
-                amount: add.amounts[i],
-                limit: b.limit,
-            };
-            n += 1;
         }
-        if n == 0 {
+        if add.amounts == [0; MAX_BUDGETS] {
             state.held.grant(&add);
             return Raise::Done(Ok(()));
         }
-        let mut future = ledger.inner.store.reserve(&holds[..n]);
+        let budgets = &ledger.inner.config.budgets;
+        let holds = budgets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| add.amounts[*i] > 0);
+        let mut future = ledger.inner.store.reserve(holds.map(|(i, b)| Hold {
+            counter: CounterRef {
+                budget: i,
+                window: add.windows[i],
+                client: ledger.client_ref(i, self.client()),
+            },
+            amount: add.amounts[i],
+            limit: b.limit,
+        }));
         match poll_now(&mut future) {
             Some(Ok(())) => {
                 state.held.grant(&add);
                 Raise::Done(Ok(()))
             }
-            Some(Err(short)) => Raise::Done(Err(self.refusal(&add, short, cost))),
+            Some(Err(short)) => Raise::Done(Err(self.refusal(short, cost))),
             None => Raise::Pending(PendingRaise { future, add, cost }),
         }
     }
@@ -184,7 +185,7 @@ impl<St: BudgetStore> Reservation<St> {
         answer: Result<(), Shortfall>,
     ) -> Result<(), CostError> {
         if let Err(short) = answer {
-            return Err(self.refusal(&raise.add, short, raise.cost));
+            return Err(self.refusal(short, raise.cost));
         }
         let mut state = self.state();
         if state.open {
@@ -197,14 +198,9 @@ impl<St: BudgetStore> Reservation<St> {
         Ok(())
     }
 
-    fn refusal(&self, add: &Held, short: Shortfall, cost: Nanos) -> CostError {
-        // the hold that fell short, by its place among the budgets raised
-        let budget = (0..MAX_BUDGETS)
-            .filter(|&i| add.amounts[i] > 0)
-            .nth(short.hold)
-            .unwrap_or(0);
+    fn refusal(&self, short: Shortfall, cost: Nanos) -> CostError {
         self.ledger
-            .exceeded(budget, self.client(), short.spent, cost)
+            .exceeded(short.budget, self.client(), short.spent, cost)
     }
 
     /// Ends the reservation: bills the response if there is one, and releases the rest of

@@ -56,12 +56,12 @@ pub struct Settlement<'a, C> {
     pub alert_at: Option<Nanos>,
 }
 
-/// A reservation refused: `hold` (its place in the slice given to
-/// [`BudgetStore::reserve`]) would pass its limit; its counter's total was `spent`.
+/// A reservation refused: the hold on budget `budget` would pass its limit; its counter's
+/// total was `spent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shortfall {
-    /// The hold that did not fit.
-    pub hold: usize,
+    /// The budget (its place in the ledger's list) whose hold did not fit.
+    pub budget: usize,
     /// That counter's total (spent and reserved).
     pub spent: Nanos,
 }
@@ -126,12 +126,17 @@ pub trait BudgetStore: Send + Sync + 'static {
     /// window of any per-client budget (`windows[n]` is budget `n`'s window now).
     fn client_is_idle(&self, client: &Self::Client, windows: &[u64]) -> bool;
 
-    /// Adds every hold to its counter if each stays within its limit, or none.
-    fn reserve(&self, holds: &[Hold<'_, Self::Client>]) -> Self::Reserve;
+    /// Adds every hold (at most [`MAX_BUDGETS`], one per budget) to its counter if each
+    /// stays within its limit, or none.
+    fn reserve<'a>(&self, holds: impl IntoIterator<Item = Hold<'a, Self::Client>>)
+    -> Self::Reserve;
 
     /// Applies every settlement; reports the budgets that reached their alert total for the
     /// first time in their window.
-    fn settle(&self, settlements: &[Settlement<'_, Self::Client>]) -> Self::Settle;
+    fn settle<'a>(
+        &self,
+        settlements: impl IntoIterator<Item = Settlement<'a, Self::Client>>,
+    ) -> Self::Settle;
 
     /// A counter's total (spent and reserved) in its window.
     fn spent(&self, counter: CounterRef<'_, Self::Client>) -> Self::Spent;
@@ -218,25 +223,35 @@ impl BudgetStore for MemoryStore {
             .all(|(counter, window)| counter.spent(window) == 0)
     }
 
-    fn reserve(&self, holds: &[Hold<'_, MemoryClient>]) -> Self::Reserve {
-        for (i, h) in holds.iter().enumerate() {
+    fn reserve<'a>(
+        &self,
+        holds: impl IntoIterator<Item = Hold<'a, MemoryClient>>,
+    ) -> Self::Reserve {
+        // what this call took, to give back if a later hold does not fit
+        let mut taken: [Option<(&Counter, u64, Nanos)>; MAX_BUDGETS] = [None; MAX_BUDGETS];
+        for (i, h) in holds.into_iter().enumerate() {
             let Some(c) = self.counter(&h.counter) else {
                 continue;
             };
-            if let Err(spent) = c.try_reserve(h.counter.window, h.amount, h.limit) {
-                // all or nothing: give back what this call took
-                for h in &holds[..i] {
-                    if let Some(c) = self.counter(&h.counter) {
-                        c.settle(h.counter.window, h.amount, 0);
-                    }
+            let window = h.counter.window;
+            if let Err(spent) = c.try_reserve(window, h.amount, h.limit) {
+                for (c, window, amount) in taken.into_iter().flatten() {
+                    c.settle(window, amount, 0);
                 }
-                return ready(Err(Shortfall { hold: i, spent }));
+                let budget = h.counter.budget;
+                return ready(Err(Shortfall { budget, spent }));
+            }
+            if let Some(slot) = taken.get_mut(i) {
+                *slot = Some((c, window, h.amount));
             }
         }
         ready(Ok(()))
     }
 
-    fn settle(&self, settlements: &[Settlement<'_, MemoryClient>]) -> Self::Settle {
+    fn settle<'a>(
+        &self,
+        settlements: impl IntoIterator<Item = Settlement<'a, MemoryClient>>,
+    ) -> Self::Settle {
         let mut alerts = Vec::new();
         for s in settlements {
             let Some(c) = self.counter(&s.counter) else {
@@ -270,43 +285,3 @@ impl BudgetStore for MemoryStore {
         ready(())
     }
 }
-
-impl<C> CounterRef<'_, C> {
-    const NONE: Self = CounterRef {
-        budget: 0,
-        window: 0,
-        client: None,
-    };
-}
-
-impl<C> Hold<'_, C> {
-    /// A placeholder for arrays of holds.
-    pub(crate) const EMPTY: Self = Hold {
-        counter: CounterRef::NONE,
-        amount: 0,
-        limit: 0,
-    };
-}
-
-impl<C> Settlement<'_, C> {
-    /// A placeholder for arrays of settlements.
-    pub(crate) const EMPTY: Self = Settlement {
-        counter: CounterRef::NONE,
-        reserved_in: 0,
-        reserved: 0,
-        actual: 0,
-        alert_at: None,
-    };
-}
-
-macro_rules! copy_with_refs {
-    ($($t:ident),*) => {$(
-        impl<C> Clone for $t<'_, C> {
-            fn clone(&self) -> Self {
-                *self
-            }
-        }
-        impl<C> Copy for $t<'_, C> {}
-    )*};
-}
-copy_with_refs!(CounterRef, ClientRef, Hold, Settlement);

@@ -23,15 +23,52 @@ pub struct Spend {
 }
 
 impl Spend {
+    /// The fields in [`Totals`]' order.
+    fn parts(&self) -> [u64; 8] {
+        let t = self.tokens;
+        let (input, output, cached, write) = (t.input, t.output, t.cached_input, t.cache_write);
+        [
+            self.requests,
+            input,
+            output,
+            cached,
+            write,
+            self.cost,
+            self.unmetered,
+            self.unpriced,
+        ]
+    }
+
+    fn from_parts(
+        [
+            requests,
+            input,
+            output,
+            cached_input,
+            cache_write,
+            cost,
+            unmetered,
+            unpriced,
+        ]: [u64; 8],
+    ) -> Self {
+        let tokens = Tokens {
+            input,
+            output,
+            cached_input,
+            cache_write,
+        };
+        Self {
+            requests,
+            tokens,
+            cost,
+            unmetered,
+            unpriced,
+        }
+    }
+
     pub(crate) fn add(&mut self, o: &Spend) {
-        self.requests += o.requests;
-        self.tokens.input += o.tokens.input;
-        self.tokens.output += o.tokens.output;
-        self.tokens.cached_input += o.tokens.cached_input;
-        self.tokens.cache_write += o.tokens.cache_write;
-        self.cost += o.cost;
-        self.unmetered += o.unmetered;
-        self.unpriced += o.unpriced;
+        let (a, b) = (self.parts(), o.parts());
+        *self = Self::from_parts(std::array::from_fn(|i| a[i].saturating_add(b[i])));
     }
 
     /// The cost in US dollars (for display only).
@@ -49,39 +86,17 @@ pub(crate) struct Charge {
     pub(crate) unpriced: bool,
 }
 
-/// One set of running totals, on its own cache line (every call to its row writes it).
+/// One set of running totals (a [`Spend`]'s fields), on its own cache line: every call to
+/// its row writes it.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-pub(crate) struct Totals {
-    requests: AtomicU64,
-    input: AtomicU64,
-    output: AtomicU64,
-    cached_input: AtomicU64,
-    cache_write: AtomicU64,
-    cost: AtomicU64,
-    unmetered: AtomicU64,
-    unpriced: AtomicU64,
-}
+pub(crate) struct Totals([AtomicU64; 8]);
 
 impl Totals {
-    fn parts(&self) -> [&AtomicU64; 8] {
-        [
-            &self.requests,
-            &self.input,
-            &self.output,
-            &self.cached_input,
-            &self.cache_write,
-            &self.cost,
-            &self.unmetered,
-            &self.unpriced,
-        ]
-    }
-
     pub(crate) fn add(&self, c: &Charge) {
-        let t = c.tokens;
         self.add_spend(&Spend {
             requests: 1,
-            tokens: t,
+            tokens: c.tokens,
             cost: c.cost,
             unmetered: u64::from(c.unmetered),
             unpriced: u64::from(c.unpriced),
@@ -89,18 +104,7 @@ impl Totals {
     }
 
     pub(crate) fn add_spend(&self, s: &Spend) {
-        let t = s.tokens;
-        let values = [
-            s.requests,
-            t.input,
-            t.output,
-            t.cached_input,
-            t.cache_write,
-            s.cost,
-            s.unmetered,
-            s.unpriced,
-        ];
-        for (a, n) in self.parts().into_iter().zip(values) {
+        for (a, n) in self.0.iter().zip(s.parts()) {
             if n != 0 {
                 a.fetch_add(n, Ordering::Relaxed);
             }
@@ -108,32 +112,11 @@ impl Totals {
     }
 
     pub(crate) fn read(&self) -> Spend {
-        let [
-            requests,
-            input,
-            output,
-            cached_input,
-            cache_write,
-            cost,
-            unmetered,
-            unpriced,
-        ] = self.parts().map(|a| a.load(Ordering::Relaxed));
-        Spend {
-            requests,
-            tokens: Tokens {
-                input,
-                output,
-                cached_input,
-                cache_write,
-            },
-            cost,
-            unmetered,
-            unpriced,
-        }
+        Spend::from_parts(self.0.each_ref().map(|a| a.load(Ordering::Relaxed)))
     }
 
     pub(crate) fn clear(&self) {
-        for a in self.parts() {
+        for a in &self.0 {
             a.store(0, Ordering::Relaxed);
         }
     }

@@ -550,10 +550,16 @@ impl BudgetStore for LateStore {
     fn client_is_idle(&self, client: &MemoryClient, windows: &[u64]) -> bool {
         self.0.client_is_idle(client, windows)
     }
-    fn reserve(&self, holds: &[Hold<'_, MemoryClient>]) -> Self::Reserve {
+    fn reserve<'a>(
+        &self,
+        holds: impl IntoIterator<Item = Hold<'a, MemoryClient>>,
+    ) -> Self::Reserve {
         Late(Some(self.0.reserve(holds).into_inner()), false)
     }
-    fn settle(&self, settlements: &[Settlement<'_, MemoryClient>]) -> Self::Settle {
+    fn settle<'a>(
+        &self,
+        settlements: impl IntoIterator<Item = Settlement<'a, MemoryClient>>,
+    ) -> Self::Settle {
         Late(Some(self.0.settle(settlements).into_inner()), false)
     }
     fn spent(&self, counter: CounterRef<'_, MemoryClient>) -> Self::Spent {

@@ -191,7 +191,7 @@ fn the_memory_store_is_exact_under_threads() {
                         amount: 3,
                         limit: 300,
                     };
-                    if store.reserve(&[hold]).into_inner().is_ok() {
+                    if store.reserve([hold]).into_inner().is_ok() {
                         won.fetch_add(1, Ordering::SeqCst);
                         let spent = Settlement {
                             counter: counter(),
@@ -200,7 +200,7 @@ fn the_memory_store_is_exact_under_threads() {
                             actual: 3,
                             alert_at: None,
                         };
-                        assert!(store.settle(&[spent]).into_inner().is_empty());
+                        assert!(store.settle([spent]).into_inner().is_empty());
                     }
                 }
             })
@@ -425,6 +425,14 @@ fn invalid_configuration_is_rejected_naming_the_field() {
         (
             Ledger::builder().budget(Budget::global(5).alert_at(0.0)),
             "budgets[0].alert_at",
+        ),
+        (
+            Ledger::builder().budget(Budget::global(5).alert_at(f64::NAN)),
+            "budgets[0].alert_at",
+        ),
+        (
+            Ledger::builder().budget(Budget::provider("", 5)),
+            "budgets[0].scope",
         ),
         (
             Ledger::builder().budget(Budget::global(5).window(every(Duration::ZERO))),
