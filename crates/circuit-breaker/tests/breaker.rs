@@ -439,3 +439,55 @@ fn never_ready() -> tower::util::BoxService<(), (), tower::BoxError> {
     }
     tower::util::BoxService::new(Never)
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_failure_from_an_earlier_period_never_moves_the_open_time() {
+    let (layer, log) = observed(
+        CircuitBreakerLayer::builder()
+            .consecutive_failures(1)
+            .open_duration(secs(10)),
+    );
+    let handle = layer.handle();
+    let provider = FakeProvider::scripted(
+        "p",
+        [
+            // A: called first, fails after 30 s asking for 200 s
+            Outcome::fail(ErrorKind::RateLimited)
+                .with_retry_after(secs(200))
+                .after(secs(30)),
+            Outcome::fail(ErrorKind::Server), // B: trips at 0, open until 10
+            Outcome::ok(),                    // C: the probe at 10 closes
+            Outcome::fail(ErrorKind::Server), // D: trips at 25, open until 35
+        ],
+    );
+    let svc = layer.layer(provider.clone());
+    let slow = tokio::spawn(svc.clone().oneshot(request("m")));
+    tokio::task::yield_now().await;
+    assert_eq!(provider.calls(), 1);
+    let mut svc = svc;
+    assert!(call(&mut svc).await.is_err());
+    tokio::time::advance(secs(10)).await;
+    assert!(call(&mut svc).await.is_ok());
+    tokio::time::advance(secs(15)).await;
+    assert!(call(&mut svc).await.is_err());
+    assert_eq!(handle.stats().open_for, Some(secs(10)));
+    tokio::time::advance(secs(5)).await;
+    let stale = slow.await.unwrap().unwrap_err();
+    assert_eq!(stale.kind(), ErrorKind::RateLimited);
+    let stats = handle.stats();
+    assert_eq!(stats.state, State::Open);
+    assert_eq!(
+        stats.open_for,
+        Some(secs(5)),
+        "still until 35 s, not 30 + 200 s"
+    );
+    assert_eq!(
+        stats.failures, 3,
+        "counted in the lifetime counts, not in the period"
+    );
+    assert_eq!(
+        log.lock().unwrap().len(),
+        4,
+        "no transition from the stale failure"
+    );
+}

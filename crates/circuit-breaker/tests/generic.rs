@@ -99,3 +99,133 @@ fn closed_success_path_allocates_nothing() {
         assert_eq!(info.count_total, 0, "{info:?}");
     }
 }
+
+fn failing_with(
+    err: fn() -> BoxError,
+) -> impl tower::Service<(), Response = (), Error = BoxError, Future: Send> + Clone {
+    service_fn(move |()| std::future::ready(Err::<(), BoxError>(err())))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_boxed_refusal_of_another_layer_is_neither_success_nor_failure() {
+    use towerguard_outcome::{AttemptRefusal, AttemptRefused};
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(failing_with(|| {
+        Box::new(AttemptRefused::new(AttemptRefusal::BudgetExceeded, "daily"))
+    }));
+    for _ in 0..5 {
+        assert!(svc.clone().oneshot(()).await.is_err());
+    }
+    let stats = handle.stats();
+    assert_eq!(
+        stats.state,
+        State::Closed,
+        "a budget refusal says nothing of the callee"
+    );
+    assert_eq!((stats.failures, stats.successes, stats.ignored), (0, 0, 5));
+    // an unknown boxed error is a transient upstream failure: it counts
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let _ = layer
+        .layer(failing_with(|| "reset".into()))
+        .oneshot(())
+        .await;
+    assert_eq!(handle.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_breakers_rejection_is_ignored_by_an_outer_one() {
+    let inner = CircuitBreakerLayer::builder()
+        .name("inner")
+        .build()
+        .unwrap();
+    inner.handle().force_open();
+    let outer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let handle = outer.handle();
+    // BoxError
+    let svc = outer.layer(inner.layer(failing_with(|| "unreached".into())));
+    for _ in 0..3 {
+        let e = svc.clone().oneshot(()).await.unwrap_err();
+        assert!(e.is::<CircuitOpenError>(), "{e}");
+    }
+    // io::Error
+    let io = service_fn(|()| async { Err::<(), _>(std::io::Error::other("unreached")) });
+    let svc = outer.layer(inner.layer(io));
+    for _ in 0..3 {
+        assert!(svc.clone().oneshot(()).await.is_err());
+    }
+    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.stats().ignored, 6);
+}
+
+#[test]
+fn an_open_breakers_error_declares_a_refusal_worth_a_fallback() {
+    use towerguard_circuit_breaker::{ClassifyError, Verdict};
+    use towerguard_testkit::call_now;
+    let layer = CircuitBreakerLayer::builder()
+        .name("db")
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let down = service_fn(|()| async { Err::<(), BoxError>("down".into()) });
+    let mut svc = layer.layer(down);
+    assert!(!call_now(&mut svc, ()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let e = rt.block_on(svc.oneshot(())).unwrap_err();
+    let open = e.downcast_ref::<CircuitOpenError>().unwrap().clone();
+    let v = open.verdict();
+    assert!(v.is_refusal() && v.should_fallback() && !v.is_retryable() && !v.counts_for_breaker());
+    let left = open.retry_after().unwrap();
+    assert!(left <= Duration::from_secs(30) && left > Duration::from_secs(29));
+    assert_eq!(v.retry_after(), Some(left));
+    // the verdict survives boxing and io wrapping, for every other layer's defaults
+    assert_eq!(e.verdict(), v);
+    assert_eq!(std::io::Error::from(open).verdict(), v);
+    assert!(matches!(v, Verdict::Refused(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_faults_count_as_successes_and_a_closure_overrides() {
+    use towerguard_circuit_breaker::{ClassifyError, Verdict};
+    let bad_input = || {
+        service_fn(|()| async {
+            Err::<(), _>(std::io::Error::from(std::io::ErrorKind::InvalidInput))
+        })
+    };
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let _ = layer.layer(bad_input()).oneshot(()).await;
+    assert_eq!(
+        (handle.state(), handle.stats().successes),
+        (State::Closed, 1)
+    );
+    // the user decides: every error is the callee's failure
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .classify_with(|r: &Result<(), std::io::Error>| match r {
+            Ok(()) => Verdict::Success,
+            Err(e) if e.verdict().is_client_fault() => Verdict::transient(),
+            Err(e) => e.verdict(),
+        })
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let _ = layer.layer(bad_input()).oneshot(()).await;
+    assert_eq!(handle.state(), State::Open);
+}
