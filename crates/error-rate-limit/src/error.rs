@@ -67,10 +67,6 @@ impl ClassifyError for ThrottledError {
     fn verdict(&self) -> Verdict {
         self.declared.0
     }
-
-    fn label(&self) -> &'static str {
-        "throttled"
-    }
 }
 
 #[cfg(feature = "llm")]

@@ -13,7 +13,7 @@ use towerguard_outcome::Classify;
 
 use crate::error::ThrottledError;
 use crate::layer::Shared;
-use crate::store::{Admit, LimiterStore, Reason};
+use crate::store::{Admit, LimiterStore};
 use crate::waiters::Place;
 
 /// A request not yet sent: waiting for the store's answer or for its turn.
@@ -28,20 +28,21 @@ pub(crate) struct Wait<S, Req, Key: Eq + std::hash::Hash> {
 
 impl<S, Req, Key: Eq + std::hash::Hash> Wait<S, Req, Key> {
     pub(crate) fn new(svc: S, req: Req, name: Box<str>, tokens: u64) -> Self {
+        let (since, place) = (Instant::now(), None);
         Self {
             svc,
             req,
             name,
             tokens,
-            since: Instant::now(),
-            place: None,
+            since,
+            place,
         }
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, Req, St>
+    pub(crate) enum State<S, Req, St>
     where
         S: Service<Req>,
         St: LimiterStore,
@@ -74,107 +75,68 @@ pin_project! {
     }
 }
 
-impl<S, Req, K, C, St> ResponseFuture<S, Req, K, C, St>
+impl<S: Service<Req>, Req, K, C, St: LimiterStore> ResponseFuture<S, Req, K, C, St> {
+    pub(crate) fn new(
+        state: State<S, Req, St>,
+        shared: Arc<Shared<K, C, St>>,
+        key: St::Key,
+    ) -> Self {
+        Self { state, shared, key }
+    }
+}
+
+impl<S, Req, St> State<S, Req, St>
 where
     S: Service<Req>,
     S::Error: From<ThrottledError>,
     St: LimiterStore,
 {
-    pub(crate) fn called(future: S::Future, shared: Arc<Shared<K, C, St>>, key: St::Key) -> Self {
-        let state = State::Called { future };
-        Self { state, shared, key }
+    pub(crate) fn rejected(refusal: ThrottledError) -> Self {
+        tracing::debug!(reason = refusal.reason().as_str(), "request throttled");
+        State::Rejected {
+            error: Some(S::Error::from(refusal)),
+        }
     }
 
-    pub(crate) fn rejected(
-        reason: Reason,
-        retry_after: Duration,
-        shared: Arc<Shared<K, C, St>>,
-        key: St::Key,
-    ) -> Self {
-        let state = rejected(reason, retry_after);
-        Self { state, shared, key }
-    }
-
-    pub(crate) fn asking(
-        admit: St::Future<Admit>,
-        wait: Wait<S, Req, St::Key>,
-        shared: Arc<Shared<K, C, St>>,
-        key: St::Key,
-    ) -> Self {
-        let state = State::Asking {
-            admit,
-            wait: Some(wait),
-        };
-        Self { state, shared, key }
-    }
-
-    pub(crate) fn answered(
+    /// What a request not yet sent does on the store's answer: a pass calls the service; a
+    /// refusal waits in delay mode (if there is room and time), else is rejected.
+    pub(crate) fn answered<K, C>(
+        shared: &Shared<K, C, St>,
+        key: &St::Key,
         answer: Admit,
-        wait: Wait<S, Req, St::Key>,
-        shared: Arc<Shared<K, C, St>>,
-        key: St::Key,
+        mut wait: Wait<S, Req, St::Key>,
     ) -> Self {
-        let state = answered(&shared, &key, answer, wait);
-        Self { state, shared, key }
+        let refusal = match answer {
+            Ok(()) => {
+                let future = wait.svc.call(wait.req);
+                // leaving the queue lets the key's next waiter go, after this one was sent
+                drop(wait.place);
+                return State::Called { future };
+            }
+            Err(refusal) => refusal,
+        };
+        if let Some(waiters) = &shared.delay {
+            let retry_after = refusal.retry_after();
+            let in_time = waiters
+                .max_delay
+                .is_none_or(|max| wait.since.elapsed() + retry_after <= max);
+            if in_time && wait.place.is_none() {
+                wait.place = waiters.join(key);
+            }
+            if in_time && wait.place.is_some() {
+                tracing::debug!(
+                    reason = refusal.reason().as_str(),
+                    wait_ms = retry_after.as_millis() as u64,
+                    "delaying a refused request"
+                );
+                return State::Waiting {
+                    sleep: tokio::time::sleep(retry_after),
+                    wait: Some(wait),
+                };
+            }
+        }
+        Self::rejected(refusal)
     }
-}
-
-fn rejected<S, Req, St>(reason: Reason, retry_after: Duration) -> State<S, Req, St>
-where
-    S: Service<Req>,
-    S::Error: From<ThrottledError>,
-    St: LimiterStore,
-{
-    tracing::debug!(reason = reason.as_str(), "request throttled");
-    let error = S::Error::from(ThrottledError::new(reason, retry_after));
-    State::Rejected { error: Some(error) }
-}
-
-/// What a request not yet sent does on the store's answer: a pass calls the service; a
-/// refusal waits in delay mode (if there is room and time), else is rejected.
-fn answered<S, Req, K, C, St>(
-    shared: &Shared<K, C, St>,
-    key: &St::Key,
-    answer: Admit,
-    mut wait: Wait<S, Req, St::Key>,
-) -> State<S, Req, St>
-where
-    S: Service<Req>,
-    S::Error: From<ThrottledError>,
-    St: LimiterStore,
-{
-    let (reason, retry_after) = match answer {
-        Admit::Pass => {
-            let future = wait.svc.call(wait.req);
-            // leaving the queue lets the key's next waiter go, after this one was sent
-            drop(wait.place);
-            return State::Called { future };
-        }
-        Admit::Deny {
-            reason,
-            retry_after,
-        } => (reason, retry_after),
-    };
-    if let Some(waiters) = &shared.delay {
-        let in_time = waiters
-            .max_delay
-            .is_none_or(|max| wait.since.elapsed() + retry_after <= max);
-        if in_time && wait.place.is_none() {
-            wait.place = waiters.join(key);
-        }
-        if in_time && wait.place.is_some() {
-            tracing::debug!(
-                reason = reason.as_str(),
-                wait_ms = retry_after.as_millis() as u64,
-                "delaying a refused request"
-            );
-            return State::Waiting {
-                sleep: tokio::time::sleep(retry_after),
-                wait: Some(wait),
-            };
-        }
-    }
-    rejected(reason, retry_after)
 }
 
 impl<S, Req, K, C, St> Future for ResponseFuture<S, Req, K, C, St>
@@ -209,7 +171,7 @@ where
                     let Some(wait) = wait.take() else {
                         return Poll::Pending;
                     };
-                    answered(this.shared, this.key, answer, wait)
+                    State::answered(this.shared, this.key, answer, wait)
                 }
                 StateProj::Waiting { sleep, wait } => {
                     let place = wait.as_ref().and_then(|w| w.place.as_ref());

@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use towerguard_outcome::{Clock, ConfigError};
+use towerguard_outcome::ConfigError;
 
+use crate::error::ThrottledError;
 use crate::penalty::{Penalty, PenaltyRules};
 use crate::rate::Rate;
 use crate::store::{Admit, Reason, Rules};
@@ -73,28 +74,10 @@ impl Limits {
             max_keys: ConfigError::check_range("max_keys", rules.max_keys, 1, MAX_KEYS)?,
         })
     }
-
-    /// Every admission reads the clock (a rate limit is set).
-    pub(crate) fn has_rates(&self) -> bool {
-        self.rpm.is_some() || self.tpm.is_some()
-    }
 }
 
-/// The time, read from the clock at most once and only if asked.
-pub(crate) struct Now<'a> {
-    clock: &'a dyn Clock,
-    at: Option<u64>,
-}
-
-impl<'a> Now<'a> {
-    pub(crate) fn new(clock: &'a dyn Clock) -> Self {
-        Self { clock, at: None }
-    }
-
-    pub(crate) fn get(&mut self) -> u64 {
-        *self.at.get_or_insert_with(|| self.clock.unix_nanos())
-    }
-}
+/// The time in nanoseconds, read from the clock only if asked (and then once).
+pub(crate) type Now<'a> = dyn FnMut() -> u64 + 'a;
 
 /// One key's state. Times are nanoseconds on the store's clock.
 #[derive(Debug, Default)]
@@ -111,36 +94,27 @@ pub(crate) struct KeyState {
 }
 
 impl KeyState {
-    pub(crate) fn named(name: Option<&str>) -> Self {
-        Self {
-            name: name.map(Box::from),
-            ..Self::default()
-        }
-    }
-
     /// May a request weighing `tokens` pass? Takes its share of the RPM and TPM allowances
     /// (both or neither) if it does.
     pub(crate) fn admit(&mut self, limits: &Limits, tokens: u64, now: &mut Now<'_>) -> Admit {
-        if self.penalty.is_set()
-            && let Some(left) = self.penalty.remaining(now.get())
-        {
+        if let Some(left) = self.penalty.remaining(now) {
             return deny(Reason::Errors, left);
         }
         let mut rpm_tat = self.rpm_tat;
         if let Some(rate) = &limits.rpm {
-            match rate.take(rpm_tat, now.get(), 1) {
+            match rate.take(rpm_tat, now(), 1) {
                 Ok(tat) => rpm_tat = tat,
                 Err(wait) => return deny(Reason::RequestRate, wait),
             }
         }
         if let Some(rate) = &limits.tpm {
-            match rate.take(self.tpm_tat, now.get(), tokens) {
+            match rate.take(self.tpm_tat, now(), tokens) {
                 Ok(tat) => self.tpm_tat = tat,
                 Err(wait) => return deny(Reason::TokenRate, wait),
             }
         }
         self.rpm_tat = rpm_tat;
-        Admit::Pass
+        Ok(())
     }
 
     /// Counts an error at `now`; returns the penalty if it throttled the key.
@@ -179,19 +153,8 @@ impl KeyState {
 }
 
 fn deny(reason: Reason, wait_nanos: u64) -> Admit {
-    Admit::Deny {
+    Err(ThrottledError::new(
         reason,
-        retry_after: Duration::from_nanos(wait_nanos),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_key_is_small_whatever_its_window() {
-        // the per-key record: no buckets, only the times of the errors in the window
-        assert!(std::mem::size_of::<KeyState>() <= 96);
-    }
+        Duration::from_nanos(wait_nanos),
+    ))
 }

@@ -2,7 +2,7 @@
 //! eviction candidates per shard, and the shared overflow entry.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::key_state::{KeyState, Limits, Now};
@@ -12,8 +12,7 @@ const SWEEP: usize = 8;
 /// Keys per shard the shard count aims at (at most 64 shards).
 const KEYS_PER_SHARD: usize = 256;
 
-/// Totals, on a cache line of their own (they are written on errors and refusals, while
-/// every call reads the table's fields).
+/// Totals, on a cache line of their own: written on errors and refusals only.
 #[derive(Debug, Default)]
 #[repr(align(64))]
 pub(crate) struct Counters {
@@ -22,6 +21,8 @@ pub(crate) struct Counters {
     pub(crate) offences: AtomicU64,
     pub(crate) evicted: AtomicU64,
     pub(crate) overflowed: AtomicU64,
+    /// Keys tracked now, in all shards.
+    tracked: AtomicUsize,
 }
 
 impl Counters {
@@ -42,18 +43,12 @@ struct Keys {
     queue: VecDeque<u64>,
 }
 
-/// Per-key state for up to `max_keys` keys, split evenly over the shards (a key's shard is
-/// chosen by its id). Memory grows with the keys seen, never more than the cap.
-///
-/// A newcomer to a full shard looks at the next [`SWEEP`] keys of the shard's queue: the first
-/// forgettable one is evicted and the newcomer takes its place; a key that still matters goes
-/// to the back of the queue. If none of them is forgettable (the shard is full of keys that
-/// still matter), the newcomer shares the overflow entry: its requests are limited and its
-/// errors counted together with every other such newcomer's.
+/// Per-key state for up to `max_keys` keys in all, in shards chosen by key id; the eviction
+/// policy is [`MemoryStore`](crate::MemoryStore)'s.
 #[derive(Debug)]
 pub(crate) struct KeyTable {
     shards: Box<[Padded<Mutex<Keys>>]>,
-    per_shard: usize,
+    max_keys: usize,
     overflow: Padded<Mutex<KeyState>>,
     pub(crate) counters: Counters,
 }
@@ -67,7 +62,7 @@ impl KeyTable {
         let shards = (max_keys / KEYS_PER_SHARD).clamp(1, 64);
         Self {
             shards: (0..shards).map(|_| Padded::default()).collect(),
-            per_shard: max_keys / shards,
+            max_keys,
             overflow: Padded::default(),
             counters: Counters::default(),
         }
@@ -77,8 +72,7 @@ impl KeyTable {
         &self.shards[(id % self.shards.len() as u64) as usize].0
     }
 
-    /// Runs `f` on the state of key `id`. A new key is given a place (named `name`), or the
-    /// overflow entry if its shard is full of keys that still matter.
+    /// Runs `f` on key `id`'s state; a new key (named `name`) gets a place or the overflow.
     pub(crate) fn with<T>(
         &self,
         id: u64,
@@ -89,18 +83,29 @@ impl KeyTable {
     ) -> T {
         let mut keys = lock(self.shard(id));
         if let Some(state) = keys.states.get_mut(&id) {
-            if state.name.is_none() && name.is_some() {
+            if state.name.is_none() {
                 state.name = name.map(Box::from);
             }
             return f(state, now);
         }
-        if keys.states.len() < self.per_shard || self.evict_one(&mut keys, limits, now.get()) {
+        if self.take_place() || self.evict_one(&mut keys, limits, now()) {
             keys.queue.push_back(id);
-            return f(keys.states.entry(id).or_insert(KeyState::named(name)), now);
+            let state = keys.states.entry(id).or_default();
+            state.name = name.map(Box::from);
+            return f(state, now);
         }
         drop(keys);
         Counters::add(&self.counters.overflowed);
         f(&mut lock(&self.overflow.0), now)
+    }
+
+    fn take_place(&self) -> bool {
+        let tracked = &self.counters.tracked;
+        if tracked.fetch_add(1, Ordering::Relaxed) < self.max_keys {
+            return true;
+        }
+        tracked.fetch_sub(1, Ordering::Relaxed);
+        false
     }
 
     fn evict_one(&self, keys: &mut Keys, limits: &Limits, now: u64) -> bool {
@@ -137,7 +142,11 @@ impl KeyTable {
     /// Forgets every key and the overflow entry.
     pub(crate) fn clear(&self) {
         for shard in self.shards.iter() {
-            *lock(&shard.0) = Keys::default();
+            let mut keys = lock(&shard.0);
+            self.counters
+                .tracked
+                .fetch_sub(keys.states.len(), Ordering::Relaxed);
+            *keys = Keys::default();
         }
         *lock(&self.overflow.0) = KeyState::default();
     }

@@ -5,15 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
-use towerguard_outcome::{
-    Classify, ClassifyFn, Clock, ConfigError, DefaultClassify, TokioClock, Verdict,
-};
+use towerguard_outcome::{Classify, ClassifyFn, ConfigError, DefaultClassify, Verdict};
 
-use crate::handle::LimiterHandle;
 use crate::key::{DefaultKey, KeyFn};
 use crate::key_state::check_duration;
 use crate::service::ErrorRateLimit;
-use crate::store::{LimiterStore, MemoryStore, Rules};
+use crate::store::{LimiterHandle, LimiterStore, MemoryStore, Rules};
 use crate::waiters::Waiters;
 
 /// What every service of one layer shares (and each call's response future holds).
@@ -39,36 +36,10 @@ impl<K, C, St: LimiterStore> Shared<K, C, St> {
 
 /// Throttles the clients (keys) that keep causing errors, and optionally limits each key's
 /// requests and tokens per minute. Rejected requests get a [`ThrottledError`] with a
-/// retry-after and a generic message, and never reach the inner service.
+/// retry-after and a generic message, and never reach the inner service. See the crate's
+/// example.
 ///
 /// [`ThrottledError`]: crate::ThrottledError
-///
-/// ```
-/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-/// use std::time::Duration;
-/// use tower::{Service, ServiceBuilder, ServiceExt};
-/// use towerguard_error_rate_limit::ErrorRateLimitLayer;
-/// use towerguard_llm_core::{ErrorKind, LlmRequest, Message};
-/// use towerguard_testkit::{FakeProvider, Outcome};
-///
-/// let limiter = ErrorRateLimitLayer::builder()
-///     .threshold(3)
-///     .window(Duration::from_secs(60))
-///     .penalty(Duration::from_secs(10), Duration::from_secs(600))
-///     .build()
-///     .unwrap();
-/// let provider = FakeProvider::always("openai", Outcome::fail(ErrorKind::InvalidRequest));
-/// let mut svc = ServiceBuilder::new().layer(limiter).service(provider.clone());
-/// let bad = || LlmRequest::new("gpt-4o", vec![Message::user("?")]).with_client_key("mallory");
-/// for _ in 0..3 {
-///     let _ = svc.ready().await.unwrap().call(bad()).await;
-/// }
-/// let err = svc.ready().await.unwrap().call(bad()).await.unwrap_err();
-/// assert_eq!(err.kind(), ErrorKind::Throttled);
-/// assert_eq!(err.retry_after(), Some(Duration::from_secs(10)));
-/// assert_eq!(provider.calls(), 3);
-/// # });
-/// ```
 pub struct ErrorRateLimitLayer<K = DefaultKey, C = DefaultClassify, St: LimiterStore = MemoryStore>
 {
     shared: Arc<Shared<K, C, St>>,
@@ -94,14 +65,15 @@ impl ErrorRateLimitLayer {
     /// and rejecting (not delaying) refused requests.
     pub fn builder() -> ErrorRateLimitLayerBuilder {
         ErrorRateLimitLayerBuilder {
-            rules: Rules::default(),
-            clock: None,
-            store: StoreSource::Memory(MemoryStore::with_clock),
+            settings: Settings {
+                rules: Rules::default(),
+                count_upstream: false,
+                delay: None,
+                max_delay: None,
+            },
+            store: StoreSource::Memory(MemoryStore::new),
             key: DefaultKey,
             classify: DefaultClassify,
-            count_upstream: false,
-            delay: None,
-            max_delay: None,
         }
     }
 
@@ -115,9 +87,9 @@ impl ErrorRateLimitLayer {
 }
 
 impl<K, C, St: LimiterStore> ErrorRateLimitLayer<K, C, St> {
-    /// A handle to read and control the limiter's state.
+    /// A handle to read and control the limiter's state: its store.
     pub fn handle(&self) -> LimiterHandle<St> {
-        LimiterHandle::new(self.shared.store.clone())
+        self.shared.store.clone()
     }
 }
 
@@ -131,91 +103,68 @@ impl<S, K, C, St: LimiterStore> Layer<S> for ErrorRateLimitLayer<K, C, St> {
 
 /// Where the layer's store comes from: made from the rules, or given.
 enum StoreSource<St> {
-    Memory(fn(Rules, Arc<dyn Clock>) -> Result<St, ConfigError>),
+    Memory(fn(Rules) -> Result<St, ConfigError>),
     Given(St),
 }
 
-/// Builds an [`ErrorRateLimitLayer`]; [`build`](Self::build) checks the configuration and
-/// refuses nonsense, naming the field.
-pub struct ErrorRateLimitLayerBuilder<K = DefaultKey, C = DefaultClassify, St = MemoryStore> {
+/// The builder's settings that do not change its type.
+struct Settings {
     rules: Rules,
-    clock: Option<Arc<dyn Clock>>,
-    store: StoreSource<St>,
-    key: K,
-    classify: C,
     count_upstream: bool,
     delay: Option<usize>,
     max_delay: Option<Duration>,
 }
 
-impl<K, C, St> fmt::Debug for ErrorRateLimitLayerBuilder<K, C, St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorRateLimitLayerBuilder")
-            .field("rules", &self.rules)
-            .field("count_upstream", &self.count_upstream)
-            .field("delay", &self.delay)
-            .field("max_delay", &self.max_delay)
-            .finish_non_exhaustive()
-    }
+/// Builds an [`ErrorRateLimitLayer`]; [`build`](Self::build) checks the configuration and
+/// refuses nonsense, naming the field.
+pub struct ErrorRateLimitLayerBuilder<K = DefaultKey, C = DefaultClassify, St = MemoryStore> {
+    settings: Settings,
+    store: StoreSource<St>,
+    key: K,
+    classify: C,
 }
 
 impl<K, C, St> ErrorRateLimitLayerBuilder<K, C, St> {
-    /// Errors within the window that throttle a key (default 5; 1..=1000).
-    pub fn threshold(mut self, errors: u32) -> Self {
-        self.rules.threshold = errors;
+    fn set(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        f(&mut self.settings);
         self
+    }
+
+    /// Errors within the window that throttle a key (default 5; 1..=1000).
+    pub fn threshold(self, errors: u32) -> Self {
+        self.set(|s| s.rules.threshold = errors)
     }
 
     /// The sliding window errors are counted over (default 60 s).
-    pub fn window(mut self, window: Duration) -> Self {
-        self.rules.window = window;
-        self
+    pub fn window(self, window: Duration) -> Self {
+        self.set(|s| s.rules.window = window)
     }
 
     /// The first penalty and the longest one; each repeated offence doubles the penalty.
-    pub fn penalty(mut self, first: Duration, max: Duration) -> Self {
-        self.rules.base_penalty = first;
-        self.rules.max_penalty = max;
-        self
+    pub fn penalty(self, first: Duration, max: Duration) -> Self {
+        self.set(|s| (s.rules.base_penalty, s.rules.max_penalty) = (first, max))
     }
 
     /// One earlier offence is forgiven per `period` without a new one (default 10 min).
-    pub fn decay(mut self, period: Duration) -> Self {
-        self.rules.decay = period;
-        self
+    pub fn decay(self, period: Duration) -> Self {
+        self.set(|s| s.rules.decay = period)
     }
 
     /// Limit each key to `rpm` requests per minute (GCRA; bursts of a tenth of it).
-    pub fn requests_per_minute(mut self, rpm: u64) -> Self {
-        self.rules.rpm = Some(rpm);
-        self
+    pub fn requests_per_minute(self, rpm: u64) -> Self {
+        self.set(|s| s.rules.rpm = Some(rpm))
     }
 
     /// Limit each key to `tpm` tokens per minute (GCRA weighted by the request's tokens;
     /// bursts of a tenth of it).
-    pub fn tokens_per_minute(mut self, tpm: u64) -> Self {
-        self.rules.tpm = Some(tpm);
-        self
+    pub fn tokens_per_minute(self, tpm: u64) -> Self {
+        self.set(|s| s.rules.tpm = Some(tpm))
     }
 
     /// Most keys tracked at once (default 100,000; at most 10,000,000). Memory is taken as
     /// keys arrive; keys with nothing left to remember make room for new ones.
-    pub fn max_keys(mut self, n: usize) -> Self {
-        self.rules.max_keys = n;
-        self
-    }
-
-    /// All the rules at once.
-    pub fn rules(mut self, rules: Rules) -> Self {
-        self.rules = rules;
-        self
-    }
-
-    /// The clock of the in-memory store (default: [`TokioClock`], which follows tokio's
-    /// paused clock in tests).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
-        self
+    pub fn max_keys(self, n: usize) -> Self {
+        self.set(|s| s.rules.max_keys = n)
     }
 
     /// Delay refused requests (throttled, or over their RPM/TPM) instead of rejecting them,
@@ -224,25 +173,22 @@ impl<K, C, St> ErrorRateLimitLayerBuilder<K, C, St> {
     /// rejected, past [`max_delay`](Self::max_delay)) if refused again. The waiters of one
     /// key are admitted in arrival order; a request that finds its key admissible passes
     /// without queueing.
-    pub fn delay_instead(mut self, max_waiting: usize) -> Self {
-        self.delay = Some(max_waiting);
-        self
+    pub fn delay_instead(self, max_waiting: usize) -> Self {
+        self.set(|s| s.delay = Some(max_waiting))
     }
 
     /// In delay mode, the longest a request may wait in all (default: as long as it takes);
     /// one that would wait longer is rejected.
-    pub fn max_delay(mut self, max: Duration) -> Self {
-        self.max_delay = Some(max);
-        self
+    pub fn max_delay(self, max: Duration) -> Self {
+        self.set(|s| s.max_delay = Some(max))
     }
 
     /// Count upstream failures that say the upstream is unhealthy (outages, its rate limits,
     /// timeouts) against the client too, not only the client's own faults. Refusals of our
     /// own layers and the operator's own failures (an unpriced model, a revoked provider key)
     /// never count.
-    pub fn count_upstream_errors(mut self, on: bool) -> Self {
-        self.count_upstream = on;
-        self
+    pub fn count_upstream_errors(self, on: bool) -> Self {
+        self.set(|s| s.count_upstream = on)
     }
 
     /// Key requests with a closure borrowing the key from the request (`None`: the one
@@ -251,15 +197,17 @@ impl<K, C, St> ErrorRateLimitLayerBuilder<K, C, St> {
     where
         F: for<'a> Fn(&'a Req) -> Option<&'a str>,
     {
+        let Self {
+            settings,
+            store,
+            classify,
+            ..
+        } = self;
         ErrorRateLimitLayerBuilder {
-            rules: self.rules,
-            clock: self.clock,
-            store: self.store,
+            settings,
+            store,
             key: KeyFn(f),
-            classify: self.classify,
-            count_upstream: self.count_upstream,
-            delay: self.delay,
-            max_delay: self.max_delay,
+            classify,
         }
     }
 
@@ -277,31 +225,36 @@ impl<K, C, St> ErrorRateLimitLayerBuilder<K, C, St> {
     /// Any [`Classify`] implementation (default: [`DefaultClassify`], which asks the error's
     /// [`ClassifyError`](towerguard_outcome::ClassifyError) verdict).
     pub fn classifier<C2>(self, classify: C2) -> ErrorRateLimitLayerBuilder<K, C2, St> {
+        let Self {
+            settings,
+            store,
+            key,
+            ..
+        } = self;
         ErrorRateLimitLayerBuilder {
-            rules: self.rules,
-            clock: self.clock,
-            store: self.store,
-            key: self.key,
+            settings,
+            store,
+            key,
             classify,
-            count_upstream: self.count_upstream,
-            delay: self.delay,
-            max_delay: self.max_delay,
         }
     }
 
     /// Keep the state in `store` (a store shared by a fleet) instead of a [`MemoryStore`].
-    /// The rules, key cap and clock set here configure only the in-memory store: give yours
-    /// its own.
+    /// The rules set here configure only the in-memory store: give yours its own (e.g.
+    /// `MemoryStore::with_clock(rules, clock)`).
     pub fn store<St2: LimiterStore>(self, store: St2) -> ErrorRateLimitLayerBuilder<K, C, St2> {
+        let Self {
+            settings,
+            key,
+            classify,
+            ..
+        } = self;
+        let store = StoreSource::Given(store);
         ErrorRateLimitLayerBuilder {
-            rules: self.rules,
-            clock: self.clock,
-            store: StoreSource::Given(store),
-            key: self.key,
-            classify: self.classify,
-            count_upstream: self.count_upstream,
-            delay: self.delay,
-            max_delay: self.max_delay,
+            settings,
+            store,
+            key,
+            classify,
         }
     }
 
@@ -310,8 +263,14 @@ impl<K, C, St> ErrorRateLimitLayerBuilder<K, C, St> {
     where
         St: LimiterStore,
     {
-        let delay = match self.delay {
-            None if self.max_delay.is_some() => {
+        let Settings {
+            rules,
+            count_upstream,
+            delay,
+            max_delay,
+        } = self.settings;
+        let delay = match delay {
+            None if max_delay.is_some() => {
                 return Err(ConfigError::new(
                     "max_delay",
                     "applies only with delay_instead",
@@ -320,28 +279,26 @@ impl<K, C, St> ErrorRateLimitLayerBuilder<K, C, St> {
             None => None,
             Some(max_waiting) => {
                 ConfigError::check_range("delay_instead", max_waiting, 1, usize::MAX)?;
-                let max_delay = self
-                    .max_delay
-                    .map(|d| check_duration("max_delay", d).map(|_| d))
-                    .transpose()?;
+                if let Some(d) = max_delay {
+                    check_duration("max_delay", d)?;
+                }
                 Some(Arc::new(Waiters::new(max_waiting, max_delay)))
             }
         };
         let store = match self.store {
             StoreSource::Given(store) => store,
-            StoreSource::Memory(make) => make(
-                self.rules,
-                self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
-            )?,
+            StoreSource::Memory(make) => make(rules)?,
+        };
+        let (key, classify, store) = (self.key, self.classify, Arc::new(store));
+        let shared = Shared {
+            store,
+            key,
+            classify,
+            count_upstream,
+            delay,
         };
         Ok(ErrorRateLimitLayer {
-            shared: Arc::new(Shared {
-                store: Arc::new(store),
-                key: self.key,
-                classify: self.classify,
-                count_upstream: self.count_upstream,
-                delay,
-            }),
+            shared: Arc::new(shared),
         })
     }
 }

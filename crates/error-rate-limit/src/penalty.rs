@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::key_state::Now;
+
 /// The penalty rules in nanoseconds (checked when the store is built).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PenaltyRules {
@@ -22,18 +24,15 @@ pub(crate) struct Penalty {
 }
 
 impl Penalty {
-    /// Is a throttle on record (it may have ended)?
-    pub(crate) fn is_set(&self) -> bool {
-        self.until != 0
-    }
-
-    /// The time left on the throttle at `now`, if any; an ended throttle is cleared.
-    pub(crate) fn remaining(&mut self, now: u64) -> Option<u64> {
-        if self.until > now {
-            return Some(self.until - now);
+    /// The time left on the throttle, if any (the clock is read only if one is on record);
+    /// an ended throttle is cleared.
+    pub(crate) fn remaining(&mut self, now: &mut Now<'_>) -> Option<u64> {
+        if self.until == 0 {
+            return None;
         }
-        self.until = 0;
-        None
+        let left = self.until.checked_sub(now()).filter(|&n| n > 0);
+        self.until = if left.is_some() { self.until } else { 0 };
+        left
     }
 
     /// The time left at `now`, without clearing.

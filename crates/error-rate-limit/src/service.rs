@@ -10,10 +10,10 @@ use tower_service::Service;
 use towerguard_outcome::{Classify, DefaultClassify};
 
 use crate::error::ThrottledError;
-use crate::future::{ResponseFuture, Wait};
+use crate::future::{ResponseFuture, State, Wait};
 use crate::key::{DefaultKey, GLOBAL_KEY, RateKey};
 use crate::layer::Shared;
-use crate::store::{Admit, LimiterStore, MemoryStore};
+use crate::store::{LimiterStore, MemoryStore};
 
 /// A service behind the limiter. Made by [`ErrorRateLimitLayer`](crate::ErrorRateLimitLayer).
 ///
@@ -76,17 +76,11 @@ where
             Poll::Ready(answer) => Some(answer),
             Poll::Pending => None,
         };
-        match answer {
-            Some(Admit::Pass) => {
-                let future = self.inner.call(req);
-                ResponseFuture::called(future, shared.clone(), key)
-            }
-            Some(Admit::Deny {
-                reason,
-                retry_after,
-            }) if shared.delay.is_none() => {
-                ResponseFuture::rejected(reason, retry_after, shared.clone(), key)
-            }
+        let state = match answer {
+            Some(Ok(())) => State::Called {
+                future: self.inner.call(req),
+            },
+            Some(Err(refusal)) if shared.delay.is_none() => State::rejected(refusal),
             answer => {
                 // the service made ready goes with the request; its clone stays
                 let name = Box::from(name);
@@ -94,10 +88,14 @@ where
                 let svc = std::mem::replace(&mut self.inner, clone);
                 let wait = Wait::new(svc, req, name, tokens);
                 match answer {
-                    Some(answer) => ResponseFuture::answered(answer, wait, shared.clone(), key),
-                    None => ResponseFuture::asking(admit, wait, shared.clone(), key),
+                    Some(answer) => State::answered(shared, &key, answer, wait),
+                    None => State::Asking {
+                        admit,
+                        wait: Some(wait),
+                    },
                 }
             }
-        }
+        };
+        ResponseFuture::new(state, shared.clone(), key)
     }
 }

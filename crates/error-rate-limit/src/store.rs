@@ -3,11 +3,13 @@
 use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::hash::Hash;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use towerguard_outcome::{Clock, ConfigError, TokioClock};
 
+use crate::error::ThrottledError;
 use crate::key_state::{Limits, Now};
 use crate::key_table::{Counters, KeyTable};
 
@@ -33,19 +35,8 @@ impl Reason {
     }
 }
 
-/// The answer on one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
-    /// Go ahead.
-    Pass,
-    /// Not now: try again after this long.
-    Deny {
-        /// Why.
-        reason: Reason,
-        /// How long until the key may pass.
-        retry_after: Duration,
-    },
-}
+/// The answer on one request: go ahead, or the refusal (why, and when to try again).
+pub type Admit = Result<(), ThrottledError>;
 
 /// A throttled key and the time it has left.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,9 +89,9 @@ pub struct Rules {
     pub max_keys: usize,
 }
 
+/// 5 errors within 60 s throttle a key for 30 s, doubling per repeated offence up to 1 hour,
+/// one offence forgiven per 10 minutes; no RPM/TPM limit; 100,000 keys.
 impl Default for Rules {
-    /// 5 errors within 60 s throttle a key for 30 s, doubling per repeated offence up to
-    /// 1 hour, one offence forgiven per 10 minutes; no RPM/TPM limit; 100,000 keys.
     fn default() -> Self {
         Self {
             threshold: 5,
@@ -115,16 +106,14 @@ impl Default for Rules {
     }
 }
 
-/// Where per-key limiter state lives. [`MemoryStore`] keeps it in this process; a store
-/// shared by a fleet of gateways (Redis) implements the same operations.
+/// Where per-key limiter state lives: [`MemoryStore`] in this process, or a store shared by
+/// a fleet of gateways (Redis).
 ///
-/// Per request the layer calls [`key`](Self::key) once, [`admit`](Self::admit) once (and
-/// again after each wait, in delay mode) and, when the outcome counts against the client,
-/// [`record_error`](Self::record_error) once. Each answer is a future that the layer polls
-/// at once: a store that answers at once ([`std::future::Ready`], as [`MemoryStore`] does)
-/// costs no allocation and no clone of the inner service. A store that must wait returns a
-/// pending future; the layer then moves the request and a clone of the inner service into
-/// its response future and awaits the answer, never blocking a thread.
+/// Per request the layer calls [`key`](Self::key), [`admit`](Self::admit) (again after each
+/// wait in delay mode) and, if the outcome counts against the client,
+/// [`record_error`](Self::record_error). It polls each answer at once: a ready answer
+/// ([`std::future::Ready`]) costs no allocation; a pending one makes the call move the
+/// request and a clone of the inner service into its future and await, never blocking.
 ///
 /// # Writing a shared store (Redis)
 ///
@@ -164,6 +153,12 @@ pub trait LimiterStore: Send + Sync + 'static {
     fn reset(&self) -> Self::Future<()>;
 }
 
+/// Reads and controls a limiter's state: its store, shared with the layer. With
+/// [`LimiterStore`] in scope: `handle.throttled().await`, `unthrottle(key)`, `stats()`,
+/// `reset()`. A [`MemoryStore`] answers at once, so outside async code
+/// `handle.stats().into_inner()` reads it without awaiting.
+pub type LimiterHandle<St = MemoryStore> = Arc<St>;
+
 /// A key's identity in a [`MemoryStore`]: a 64-bit hash of the key, keyed per store so
 /// that nobody can craft two keys that collide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,18 +166,15 @@ pub struct KeyId(pub u64);
 
 /// Limiter state in this process's memory, for up to `max_keys` keys.
 ///
-/// Keys live in shards, each a map behind its own mutex (a call holds one for a few
-/// lookups). A key is forgotten once nothing about it matters any more: no counted error in
-/// the window, no throttle, every offence forgiven, its RPM/TPM allowances refilled. A new
-/// key arriving at a full shard takes the place of a forgettable key found among the next
-/// few of the shard's eviction queue (the ones examined longest ago first; one that still
-/// matters goes to the back), so a flood of new keys costs each request a bounded amount of
-/// work. If the shard is full of keys that still matter, the newcomer shares one overflow
-/// entry with every other such newcomer: they are limited and throttled together, and
-/// [`LimiterStats::overflowed`] counts them.
-///
-/// Memory per tracked key: under 120 bytes plus the key's name and 8 bytes per counted error
-/// still in the window (at most `threshold`).
+/// Keys live in shards, each a map behind its own mutex. A key may be forgotten once
+/// nothing about it matters: no counted error in the window, no throttle, every offence
+/// forgiven, its allowances refilled. When the table is full, a new key takes the place of
+/// the first forgettable key among the next 8 of its shard's eviction queue (a key that
+/// still matters goes to the back), so each request does bounded work under a flood. If
+/// none is forgettable, the table is full of keys that matter: the newcomer shares one
+/// overflow entry with every such newcomer (limited and throttled together; counted in
+/// [`LimiterStats::overflowed`]). A tracked key costs about 100 bytes, its name, and 8 bytes
+/// per counted error in the window.
 pub struct MemoryStore {
     limits: Limits,
     clock: Box<dyn Clock>,
@@ -230,17 +222,15 @@ impl LimiterStore for MemoryStore {
     }
 
     fn admit(&self, key: &KeyId, name: &str, tokens: u64) -> Ready<Admit> {
-        let mut now = Now::new(&*self.clock);
-        if self.limits.has_rates() {
-            now.get(); // read before taking the lock
-        }
+        let mut at = None;
+        let now: &mut Now<'_> = &mut || *at.get_or_insert_with(|| self.clock.unix_nanos());
         let limits = &self.limits;
         let admit = self
             .table
-            .with(key.0, Some(name), limits, &mut now, |state, now| {
+            .with(key.0, Some(name), limits, now, |state, now| {
                 state.admit(limits, tokens, now)
             });
-        if admit != Admit::Pass {
+        if admit.is_err() {
             Counters::add(&self.table.counters.rejected);
         }
         ready(admit)
@@ -250,20 +240,21 @@ impl LimiterStore for MemoryStore {
         let counters = &self.table.counters;
         Counters::add(&counters.errors);
         let limits = &self.limits;
-        let mut now = Now::new(&*self.clock);
-        let at = now.get();
-        let penalty = self.table.with(key.0, None, limits, &mut now, |state, _| {
-            let penalty = state.record_error(limits, at);
-            if let Some(p) = penalty {
-                let key = state.name.as_deref().unwrap_or("<overflow or unnamed>");
-                tracing::warn!(
-                    key,
-                    penalty_ms = p.as_millis() as u64,
-                    "client throttled after repeated errors"
-                );
-            }
-            penalty
-        });
+        let at = self.now();
+        let penalty = self
+            .table
+            .with(key.0, None, limits, &mut || at, |state, _| {
+                let penalty = state.record_error(limits, at);
+                if let Some(p) = penalty {
+                    let key = state.name.as_deref().unwrap_or("<overflow or unnamed>");
+                    tracing::warn!(
+                        key,
+                        penalty_ms = p.as_millis() as u64,
+                        "client throttled after repeated errors"
+                    );
+                }
+                penalty
+            });
         if penalty.is_some() {
             Counters::add(&counters.offences);
         }
@@ -288,6 +279,7 @@ impl LimiterStore for MemoryStore {
 
     fn unthrottle(&self, name: &str) -> Ready<bool> {
         let done = self.table.get(self.key(name).0, |s| s.forgive()).is_some();
+        tracing::info!(key = name, done, "client unthrottled by hand");
         ready(done)
     }
 

@@ -240,7 +240,7 @@ async fn a_store_that_answers_later_is_awaited() {
         .unwrap_err();
     assert!(e.downcast_ref::<ThrottledError>().is_some(), "{e}");
     assert_eq!(called.load(Ordering::Relaxed), 2);
-    assert_eq!(handle.store().asked.load(Ordering::Relaxed), 3);
+    assert_eq!(handle.asked.load(Ordering::Relaxed), 3);
     let stats = handle.stats().await;
     assert_eq!((stats.errors, stats.offences, stats.throttled), (2, 1, 1));
 }

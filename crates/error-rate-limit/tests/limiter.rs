@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 use towerguard_error_rate_limit::{
-    ErrorRateLimitLayer, ErrorRateLimitLayerBuilder, ThrottledError,
+    ErrorRateLimitLayer, ErrorRateLimitLayerBuilder, LimiterStore, ThrottledError,
 };
 use towerguard_llm_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Message};
 use towerguard_outcome::{BoxError as OutcomeBoxError, ClassifyError};
@@ -307,10 +307,13 @@ async fn delay_instead_of_reject() {
     assert_eq!(provider.calls(), 4);
 }
 
-/// A service that records which client's request it served, and when.
+/// Which request (by its message) the service served, and when.
+type Seen = Arc<Mutex<Vec<(String, Duration)>>>;
+
+/// A service that records which request it served, and when.
 fn recorder() -> (
     impl Service<LlmRequest, Response = (), Error = LlmError, Future: Send> + Clone + Send,
-    Arc<Mutex<Vec<(String, Duration)>>>,
+    Seen,
 ) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
