@@ -609,3 +609,35 @@ async fn a_store_that_answers_later_is_awaited_before_the_call() {
         "nothing left reserved"
     );
 }
+
+/// With budgets, a request that carries an attempt hook allocates its shared reservation
+/// (one allocation a call); without anything an attempt could change, nothing.
+#[test]
+fn a_hook_costs_one_allocation_and_only_when_it_can_matter() {
+    let (model, provider): (Arc<str>, Arc<str>) = ("cheap".into(), "openai".into());
+    let api = service_fn(move |_: LlmRequest| {
+        let resp = LlmResponse::new(String::new(), model.clone(), provider.clone());
+        std::future::ready(Ok::<_, LlmError>(resp.with_usage(Usage::new(3, 1))))
+    });
+    let request = req();
+    for (ledger, per_call) in [
+        (builder().build().unwrap(), 0),
+        (
+            builder()
+                .budget(Budget::global(u64::MAX / 2))
+                .build()
+                .unwrap(),
+            1,
+        ),
+    ] {
+        let mut svc = CostMeterLayer::new(ledger.clone()).layer(api.clone());
+        assert!(towerguard_testkit::call_now(&mut svc, request.clone()));
+        let info = allocation_counter::measure(|| {
+            for _ in 0..100 {
+                assert!(towerguard_testkit::call_now(&mut svc, request.clone()));
+            }
+        });
+        assert_eq!(info.count_total, 100 * per_call, "{info:?}");
+        assert_eq!(ledger.snapshot().total.requests, 101);
+    }
+}
