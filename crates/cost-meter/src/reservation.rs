@@ -138,17 +138,19 @@ impl<St: BudgetStore> Reservation<St> {
             worst: cost,
             ..Held::default()
         };
-        for i in 0..ledger.inner.config.budgets.len() {
-            let held = state.held.amounts[i];
-            if !ledger.applies(i, provider, self.client.is_some()) || held >= cost {
-                continue;
+        let held = &state.held;
+        for (i, &window_now) in windows_now.iter().enumerate() {
+            let applies = i < ledger.inner.config.budgets.len()
+                && ledger.applies(i, provider, self.client.is_some());
+            if applies && held.amounts[i] < cost {
+                add.amounts[i] = cost - held.amounts[i];
+                // a budget already held keeps the window it was reserved in
+                add.windows[i] = if held.amounts[i] == 0 {
+                    window_now
+                } else {
+                    held.windows[i]
+                };
             }
-            add.amounts[i] = cost - held;
-            add.windows[i] = if held == 0 {
-                windows_now[i]
-            } else {
-                state.held.windows[i]
-            };
         }
         if add.amounts == [0; MAX_BUDGETS] {
             state.held.grant(&add);
