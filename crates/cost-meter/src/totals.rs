@@ -1,7 +1,7 @@
 //! Running totals: one set per (provider, model) row of the ledger and per client.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::prices::{Nanos, Tokens};
@@ -137,71 +137,87 @@ pub struct StatsRow {
 const MAX_ROWS: usize = 4096;
 
 type ByModel = HashMap<Arc<str>, Totals, ahash::RandomState>;
+type ByProvider = HashMap<Arc<str>, ByModel, ahash::RandomState>;
 
-/// Totals by provider, then model. A call takes the read lock to find its row and adds to
-/// it with atomic adds; only a pair seen for the first time takes the write lock.
+/// Shards of rows: calls for different (provider, model) pairs take different locks.
+const ROW_SHARDS: usize = 16;
+
+/// Totals by provider, then model, in shards. A call takes its shard's read lock to find
+/// its row and adds to it with atomic adds; only a pair seen for the first time takes the
+/// write lock.
 #[derive(Debug, Default)]
 pub(crate) struct Rows {
-    map: RwLock<HashMap<Arc<str>, ByModel, ahash::RandomState>>,
+    shards: [RwLock<ByProvider>; ROW_SHARDS],
+    hasher: ahash::RandomState,
+    count: AtomicUsize,
     other: Totals,
 }
 
 impl Rows {
+    fn shard(&self, provider: &str, model: &str) -> &RwLock<ByProvider> {
+        let i = self.hasher.hash_one((provider, model)) as usize % ROW_SHARDS;
+        &self.shards[i]
+    }
+
     pub(crate) fn add(&self, provider: &str, model: &str, c: &Charge) {
+        let shard = self.shard(provider, model);
         {
-            let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+            let map = shard.read().unwrap_or_else(|p| p.into_inner());
             if let Some(t) = map.get(provider).and_then(|m| m.get(model)) {
                 t.add(c);
                 return;
             }
         }
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        let rows: usize = map.values().map(HashMap::len).sum();
-        let by_model = match map.get_mut(provider) {
-            Some(m) => m,
-            None if rows < MAX_ROWS => map.entry(Arc::from(provider)).or_default(),
-            None => return self.other.add(c),
-        };
-        match by_model.get(model) {
-            Some(t) => t.add(c),
-            None if rows < MAX_ROWS => by_model.entry(Arc::from(model)).or_default().add(c),
-            None => self.other.add(c),
+        let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = map.get(provider).and_then(|m| m.get(model)) {
+            return t.add(c);
         }
+        if self.count.fetch_add(1, Ordering::Relaxed) >= MAX_ROWS {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return self.other.add(c);
+        }
+        let by_model = map.entry(Arc::from(provider)).or_default();
+        by_model.entry(Arc::from(model)).or_default().add(c);
     }
 
     pub(crate) fn rows(&self) -> Vec<StatsRow> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        let mut rows: Vec<StatsRow> = map
-            .iter()
-            .flat_map(|(p, by_model)| {
-                by_model.iter().map(|(m, t)| StatsRow {
-                    provider: p.clone(),
-                    model: m.clone(),
+        let mut rows = Vec::new();
+        for shard in &self.shards {
+            let map = shard.read().unwrap_or_else(|p| p.into_inner());
+            for (provider, by_model) in map.iter() {
+                rows.extend(by_model.iter().map(|(model, t)| StatsRow {
+                    provider: provider.clone(),
+                    model: model.clone(),
                     spend: t.read(),
-                })
-            })
-            .chain(std::iter::once(StatsRow {
-                provider: Arc::from("(other)"),
-                model: Arc::from("(other)"),
-                spend: self.other.read(),
-            }))
-            .filter(|r| r.spend.requests > 0)
-            .collect();
+                }));
+            }
+        }
+        rows.push(StatsRow {
+            provider: Arc::from("(other)"),
+            model: Arc::from("(other)"),
+            spend: self.other.read(),
+        });
+        rows.retain(|r| r.spend.requests > 0);
         rows.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
         rows
     }
 
     /// Clears the rows of `provider`, or every row.
     pub(crate) fn clear(&self, provider: Option<&str>) {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        match provider {
-            Some(p) => {
-                map.remove(p);
+        for shard in &self.shards {
+            let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
+            match provider {
+                Some(p) => {
+                    if let Some(gone) = map.remove(p) {
+                        self.count.fetch_sub(gone.len(), Ordering::Relaxed);
+                    }
+                }
+                None => map.clear(),
             }
-            None => {
-                map.clear();
-                self.other.clear();
-            }
+        }
+        if provider.is_none() {
+            self.count.store(0, Ordering::Relaxed);
+            self.other.clear();
         }
     }
 }
