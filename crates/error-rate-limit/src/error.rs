@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use towerguard_outcome::{ClassifyError, Declared, Refusal, Verdict};
+use towerguard_outcome::{ClassifyError, Declared, Verdict};
 
 use crate::store::Reason;
 
@@ -24,10 +24,7 @@ pub struct ThrottledError {
 impl ThrottledError {
     /// Refused for `reason`; the client may try again after `retry_after`.
     pub fn new(reason: Reason, retry_after: Duration) -> Self {
-        let declared = Declared(Verdict::Refused(Refusal {
-            fallback: false,
-            retry_after: Some(retry_after),
-        }));
+        let declared = Declared(Verdict::refused().with_retry_after(Some(retry_after)));
         Self {
             reason,
             retry_after,

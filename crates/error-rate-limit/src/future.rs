@@ -69,19 +69,9 @@ pin_project! {
         St: LimiterStore,
     {
         #[pin]
-        state: State<S, Req, St>,
-        shared: Arc<Shared<K, C, St>>,
-        key: St::Key,
-    }
-}
-
-impl<S: Service<Req>, Req, K, C, St: LimiterStore> ResponseFuture<S, Req, K, C, St> {
-    pub(crate) fn new(
-        state: State<S, Req, St>,
-        shared: Arc<Shared<K, C, St>>,
-        key: St::Key,
-    ) -> Self {
-        Self { state, shared, key }
+        pub(crate) state: State<S, Req, St>,
+        pub(crate) shared: Arc<Shared<K, C, St>>,
+        pub(crate) key: St::Key,
     }
 }
 

@@ -1,5 +1,4 @@
-//! One key's state: its recent errors, its penalty and its rate backlogs, and the checked
-//! rules that drive them.
+//! One key's state (recent errors, penalty, rate backlogs) and the checked rules.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -7,7 +6,7 @@ use std::time::Duration;
 use towerguard_outcome::ConfigError;
 
 use crate::error::ThrottledError;
-use crate::penalty::{Penalty, PenaltyRules};
+use crate::penalty::Penalty;
 use crate::rate::Rate;
 use crate::store::{Admit, Reason, Rules};
 
@@ -23,7 +22,10 @@ pub(crate) const MAX_KEYS: usize = 10_000_000;
 pub(crate) struct Limits {
     threshold: usize,
     window: u64,
-    pub(crate) penalty: PenaltyRules,
+    /// The first and longest penalty, and the decay period of an offence.
+    pub(crate) first: u64,
+    pub(crate) max: u64,
+    pub(crate) decay: u64,
     rpm: Option<Rate>,
     tpm: Option<Rate>,
     pub(crate) max_keys: usize,
@@ -32,10 +34,8 @@ pub(crate) struct Limits {
 /// A duration in nanoseconds, refused (naming `field`) unless within `1 ns..=MAX_DURATION`.
 pub(crate) fn check_duration(field: &'static str, d: Duration) -> Result<u64, ConfigError> {
     if d.is_zero() || d > MAX_DURATION {
-        return Err(ConfigError::new(
-            field,
-            format!("must be longer than zero and at most 365 days, got {d:?}"),
-        ));
+        let reason = format!("must be longer than zero and at most 365 days, got {d:?}");
+        return Err(ConfigError::new(field, reason));
     }
     Ok(d.as_nanos() as u64)
 }
@@ -47,22 +47,15 @@ impl Limits {
         let first = check_duration("penalty.first", rules.base_penalty)?;
         let max = check_duration("penalty.max", rules.max_penalty)?;
         if max < first {
-            return Err(ConfigError::new(
-                "penalty.max",
-                format!(
-                    "({:?}) is below penalty.first ({:?})",
-                    rules.max_penalty, rules.base_penalty
-                ),
-            ));
+            let reason = format!("({:?}) is below penalty.first", rules.max_penalty);
+            return Err(ConfigError::new("penalty.max", reason));
         }
         Ok(Self {
             threshold: threshold as usize,
             window: check_duration("window", rules.window)?,
-            penalty: PenaltyRules {
-                first,
-                max,
-                decay: check_duration("decay", rules.decay)?,
-            },
+            first,
+            max,
+            decay: check_duration("decay", rules.decay)?,
             rpm: rules
                 .rpm
                 .map(|n| Rate::per_minute("requests_per_minute", n))
@@ -131,7 +124,7 @@ impl KeyState {
             return None;
         }
         self.errors.clear();
-        Some(self.penalty.offend(now, &limits.penalty))
+        Some(self.penalty.offend(now, limits))
     }
 
     /// Nothing worth remembering at `now`: no counted error in the window, no throttle, every
@@ -140,7 +133,7 @@ impl KeyState {
         self.errors
             .back()
             .is_none_or(|&t| t.saturating_add(limits.window) <= now)
-            && self.penalty.settled(now, &limits.penalty)
+            && self.penalty.settled(now, limits)
             && self.rpm_tat <= now
             && self.tpm_tat <= now
     }

@@ -1,5 +1,4 @@
-//! The in-memory store's table: per-key state in shards behind a mutex each, a queue of
-//! eviction candidates per shard, and the shared overflow entry.
+//! The in-memory store's table: shards of per-key state, their eviction queues, the overflow.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,12 +24,6 @@ pub(crate) struct Counters {
     tracked: AtomicUsize,
 }
 
-impl Counters {
-    pub(crate) fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// A value on cache lines of its own (every call locks one shard).
 #[derive(Debug, Default)]
 #[repr(align(64))]
@@ -43,8 +36,7 @@ struct Keys {
     queue: VecDeque<u64>,
 }
 
-/// Per-key state for up to `max_keys` keys in all, in shards chosen by key id; the eviction
-/// policy is [`MemoryStore`](crate::MemoryStore)'s.
+/// Up to `max_keys` keys' state, in shards by key id; see [`MemoryStore`](crate::MemoryStore).
 #[derive(Debug)]
 pub(crate) struct KeyTable {
     shards: Box<[Padded<Mutex<Keys>>]>,
@@ -95,7 +87,7 @@ impl KeyTable {
             return f(state, now);
         }
         drop(keys);
-        Counters::add(&self.counters.overflowed);
+        self.counters.overflowed.fetch_add(1, Ordering::Relaxed);
         f(&mut lock(&self.overflow.0), now)
     }
 
@@ -119,7 +111,7 @@ impl KeyTable {
                 .is_none_or(|s| s.forgettable(limits, now))
             {
                 keys.states.remove(&id);
-                Counters::add(&self.counters.evicted);
+                self.counters.evicted.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
             keys.queue.push_back(id);

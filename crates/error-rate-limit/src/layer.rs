@@ -79,10 +79,9 @@ impl ErrorRateLimitLayer {
 
     /// Per client key (the `LlmRequest` client key by default), with every default.
     pub fn per_client() -> Self {
-        match Self::builder().build() {
-            Ok(l) => l,
-            Err(_) => unreachable!("the default limiter configuration is valid"),
-        }
+        Self::builder()
+            .build()
+            .unwrap_or_else(|_| unreachable!("the default configuration is valid"))
     }
 }
 

@@ -1,17 +1,9 @@
-//! A key's throttle and its offences: the penalty doubles with each repeated offence and one
-//! offence is forgiven per decay period without a new one.
+//! A key's throttle and offences: each repeated offence doubles the penalty; one offence
+//! is forgiven per decay period without a new one.
 
 use std::time::Duration;
 
-use crate::key_state::Now;
-
-/// The penalty rules in nanoseconds (checked when the store is built).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PenaltyRules {
-    pub(crate) first: u64,
-    pub(crate) max: u64,
-    pub(crate) decay: u64,
-}
+use crate::key_state::{Limits, Now};
 
 /// One key's throttle. Times are nanoseconds on the store's clock.
 #[derive(Debug, Clone, Default)]
@@ -41,14 +33,14 @@ impl Penalty {
     }
 
     /// Offences not yet forgiven at `now`.
-    pub(crate) fn offences(&self, now: u64, rules: &PenaltyRules) -> u32 {
+    pub(crate) fn offences(&self, now: u64, rules: &Limits) -> u32 {
         let forgiven = now.saturating_sub(self.last_offence) / rules.decay;
         self.offences
             .saturating_sub(u32::try_from(forgiven).unwrap_or(u32::MAX))
     }
 
     /// A new offence at `now`: throttles the key and returns for how long.
-    pub(crate) fn offend(&mut self, now: u64, rules: &PenaltyRules) -> Duration {
+    pub(crate) fn offend(&mut self, now: u64, rules: &Limits) -> Duration {
         self.offences = self.offences(now, rules).saturating_add(1);
         self.last_offence = now;
         let doublings = (self.offences - 1).min(63);
@@ -58,7 +50,7 @@ impl Penalty {
     }
 
     /// Not throttled and every offence forgiven at `now`: nothing left to remember.
-    pub(crate) fn settled(&self, now: u64, rules: &PenaltyRules) -> bool {
+    pub(crate) fn settled(&self, now: u64, rules: &Limits) -> bool {
         self.until <= now && self.offences(now, rules) == 0
     }
 }

@@ -96,6 +96,7 @@ where
                 }
             }
         };
-        ResponseFuture::new(state, shared.clone(), key)
+        let shared = shared.clone();
+        ResponseFuture { state, shared, key }
     }
 }

@@ -11,7 +11,7 @@ use towerguard_outcome::{Clock, ConfigError, TokioClock};
 
 use crate::error::ThrottledError;
 use crate::key_state::{Limits, Now};
-use crate::key_table::{Counters, KeyTable};
+use crate::key_table::KeyTable;
 
 /// Why a key may not pass right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,10 +125,8 @@ impl Default for Rules {
 ///   errors, drops those older than the window, and when `threshold` remain clears the list,
 ///   counts an offence (forgiving one per `decay` since the last) and sets the throttle's
 ///   end; it answers the penalty.
-/// - Give each key an expiry at the time it becomes forgettable (its last error plus the
-///   window, the throttle's end, its offences' decay, its allowances refilled), so the shared
-///   store forgets as [`MemoryStore`] does. Read the time on the server (`TIME`) so every
-///   gateway agrees on it.
+/// - Expire each key when it becomes forgettable (see [`MemoryStore`]), and read the time on
+///   the server (`TIME`) so every gateway agrees on it.
 pub trait LimiterStore: Send + Sync + 'static {
     /// A key as the store addresses it; each call's response future keeps one.
     type Key: Clone + Eq + Hash + Send + 'static;
@@ -164,17 +162,15 @@ pub type LimiterHandle<St = MemoryStore> = Arc<St>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyId(pub u64);
 
-/// Limiter state in this process's memory, for up to `max_keys` keys.
-///
-/// Keys live in shards, each a map behind its own mutex. A key may be forgotten once
-/// nothing about it matters: no counted error in the window, no throttle, every offence
-/// forgiven, its allowances refilled. When the table is full, a new key takes the place of
-/// the first forgettable key among the next 8 of its shard's eviction queue (a key that
-/// still matters goes to the back), so each request does bounded work under a flood. If
-/// none is forgettable, the table is full of keys that matter: the newcomer shares one
-/// overflow entry with every such newcomer (limited and throttled together; counted in
-/// [`LimiterStats::overflowed`]). A tracked key costs about 100 bytes, its name, and 8 bytes
-/// per counted error in the window.
+/// Limiter state in this process's memory, for up to `max_keys` keys, in shards each a map
+/// behind its own mutex. A key may be forgotten once nothing about it matters: no counted
+/// error in the window, no throttle, every offence forgiven, its allowances refilled. When
+/// the table is full, a new key takes the place of the first forgettable key among the next
+/// 8 of its shard's eviction queue (one that still matters goes to the back), so a request
+/// does bounded work under a flood. If none is forgettable, the table is full of keys that
+/// matter: the newcomer shares one overflow entry with every such newcomer (limited and
+/// throttled together; see [`LimiterStats::overflowed`]). A tracked key costs about 100
+/// bytes, its name, and 8 bytes per counted error in the window.
 pub struct MemoryStore {
     limits: Limits,
     clock: Box<dyn Clock>,
@@ -184,9 +180,7 @@ pub struct MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
     }
 }
 
@@ -206,10 +200,6 @@ impl MemoryStore {
             clock: Box::new(clock),
             hasher: ahash::RandomState::new(),
         })
-    }
-
-    fn now(&self) -> u64 {
-        self.clock.unix_nanos()
     }
 }
 
@@ -231,16 +221,16 @@ impl LimiterStore for MemoryStore {
                 state.admit(limits, tokens, now)
             });
         if admit.is_err() {
-            Counters::add(&self.table.counters.rejected);
+            self.table.counters.rejected.fetch_add(1, Ordering::Relaxed);
         }
         ready(admit)
     }
 
     fn record_error(&self, key: &KeyId) -> Ready<Option<Duration>> {
         let counters = &self.table.counters;
-        Counters::add(&counters.errors);
+        counters.errors.fetch_add(1, Ordering::Relaxed);
         let limits = &self.limits;
-        let at = self.now();
+        let at = self.clock.unix_nanos();
         let penalty = self
             .table
             .with(key.0, None, limits, &mut || at, |state, _| {
@@ -256,20 +246,20 @@ impl LimiterStore for MemoryStore {
                 penalty
             });
         if penalty.is_some() {
-            Counters::add(&counters.offences);
+            counters.offences.fetch_add(1, Ordering::Relaxed);
         }
         ready(penalty)
     }
 
     fn throttled(&self) -> Ready<Vec<ThrottledKey>> {
-        let now = self.now();
+        let now = self.clock.unix_nanos();
         let mut out = Vec::new();
         self.table.for_each(|state| {
             if let Some(remaining) = state.penalty.left(now) {
                 out.push(ThrottledKey {
                     key: state.name.as_deref().unwrap_or("<unnamed>").to_owned(),
                     remaining,
-                    offences: state.penalty.offences(now, &self.limits.penalty),
+                    offences: state.penalty.offences(now, &self.limits),
                 });
             }
         });
@@ -284,7 +274,7 @@ impl LimiterStore for MemoryStore {
     }
 
     fn stats(&self) -> Ready<LimiterStats> {
-        let now = self.now();
+        let now = self.clock.unix_nanos();
         let (mut keys, mut throttled) = (0, 0);
         self.table.for_each(|state| {
             keys += 1;

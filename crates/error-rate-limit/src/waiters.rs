@@ -1,5 +1,4 @@
-//! Delay mode's queues: the requests waiting for their key to be admitted again, in arrival
-//! order per key, at most `max_waiting` in all.
+//! Delay mode's queues: waiting requests in arrival order per key, `max_waiting` in all.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -21,6 +20,7 @@ pub(crate) struct Waiters<Key> {
 
 #[derive(Debug)]
 struct Queues<Key> {
+    /// Each key's waiters in arrival order: a ticket, and the waker of a waiter not first.
     by_key: HashMap<Key, VecDeque<(u64, Option<Waker>)>>,
     waiting: usize,
     next_ticket: u64,
@@ -73,16 +73,14 @@ impl<Key: Eq + Hash> Place<Key> {
     /// Is this the first waiter of its key? If not, it is woken when it becomes the first.
     pub(crate) fn is_first(&self, cx: &mut Context<'_>) -> bool {
         let mut q = lock(&self.waiters.queues);
-        let Some(queue) = q.by_key.get_mut(&self.key) else {
-            return true;
-        };
-        if queue.front().is_none_or(|(t, _)| *t == self.ticket) {
-            return true;
+        let queue = q.by_key.get_mut(&self.key).into_iter().flatten();
+        match queue.enumerate().find(|(_, (t, _))| *t == self.ticket) {
+            Some((0, _)) | None => true,
+            Some((_, (_, waker))) => {
+                *waker = Some(cx.waker().clone());
+                false
+            }
         }
-        if let Some((_, waker)) = queue.iter_mut().find(|(t, _)| *t == self.ticket) {
-            *waker = Some(cx.waker().clone());
-        }
-        false
     }
 }
 
@@ -94,15 +92,10 @@ impl<Key: Eq + Hash> Drop for Place<Key> {
             return;
         };
         queue.retain(|(t, _)| *t != self.ticket);
-        match queue.front_mut() {
-            Some((_, waker)) => {
-                if let Some(w) = waker.take() {
-                    w.wake();
-                }
-            }
-            None => {
-                q.by_key.remove(&self.key);
-            }
+        if let Some(next) = queue.front_mut().and_then(|(_, waker)| waker.take()) {
+            next.wake();
+        } else if queue.is_empty() {
+            q.by_key.remove(&self.key);
         }
     }
 }
