@@ -13,26 +13,6 @@ use crate::store::{BudgetStore, MemoryStore};
 /// [`CostError::BudgetExceeded`](crate::CostError::BudgetExceeded) if one cannot cover
 /// it), raises the reservation before each fallback attempt below (through the request's
 /// attempt hook), and settles it at the provider and model named on the response.
-///
-/// ```
-/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// use tower::{ServiceBuilder, ServiceExt};
-/// use towerguard_cost_meter::{usd, Budget, CostMeterLayer, Ledger};
-/// use towerguard_llm_core::{LlmRequest, Message, Usage};
-/// use towerguard_testkit::{FakeProvider, Outcome};
-///
-/// let ledger = Ledger::builder().budget(Budget::global(usd(10.0)).daily()).build().unwrap();
-/// let provider = FakeProvider::always("openai", Outcome::ok_with_usage(Usage::new(1000, 500)));
-/// let svc = ServiceBuilder::new()
-///     .layer(CostMeterLayer::new(ledger.clone()))
-///     .service(provider);
-/// let req = LlmRequest::new("gpt-4o-mini", vec![Message::user("hi")]).with_max_tokens(500);
-/// svc.oneshot(req).await.unwrap();
-/// let stats = ledger.stats();
-/// assert_eq!((&*stats[0].provider, &*stats[0].model), ("openai", "gpt-4o-mini"));
-/// assert_eq!(stats[0].spend.cost, 1000 * 150 + 500 * 600); // nano-dollars
-/// # });
-/// ```
 pub struct CostMeterLayer<St: BudgetStore = MemoryStore> {
     ledger: Ledger<St>,
 }

@@ -1,27 +1,19 @@
 //! `CostMeterLayer`: token and cost accounting, and budgets that concurrent requests cannot
 //! overspend, charged to the provider and model that actually served.
 //!
-//! - A [`PriceTable`] per model (input, output, cached-input and cache-write prices), with
-//!   built-in prices for the common models and a loader for LiteLLM's
-//!   `model_prices_and_context_window.json`. Unknown models are refused, free, or priced by
-//!   a default ([`UnknownModel`]): never a silent wrong number.
-//! - Money is integer nano-dollars ([`Nanos`]); prices are integer pico-dollars per token.
-//! - A [`Ledger`] shared by every meter: totals per provider, model and client key
-//!   ([`Ledger::stats`], [`Ledger::snapshot`]), `reset()` and `reset_provider()`.
-//! - [`Budget`]s per request, and per window (daily, monthly, any duration) globally, per
-//!   provider and per client key. Before the call the worst case is reserved (prompt
-//!   estimate + `max_tokens` at the output price); before each fallback attempt below, the
-//!   request's [`AttemptHook`](towerguard_outcome::AttemptHook) raises it to that attempt's
-//!   worst case; when the call ends, the reservation is settled at the price of the model
-//!   named on the response and the rest released (all of it on error or cancellation). A
-//!   refusal is a [`CostError::BudgetExceeded`] naming the budget, before the provider is
-//!   called.
-//! - A response without usage is charged the reserved worst case and counted as unmetered
-//!   ([`Spend::unmetered`]), never as free.
-//! - Alerts at a share of a budget, once per window, through a callback and a `tracing`
-//!   warn event; a [`BudgetStore`] trait (asynchronous, for a store shared by a fleet) with
-//!   the in-memory [`MemoryStore`] as default; budget windows by the outcome crate's
-//!   [`Clock`] (default [`TokioClock`]).
+//! - A [`PriceTable`] per model, built in or loaded from LiteLLM's price file; models it does
+//!   not know are refused, free or priced by a default ([`UnknownModel`]). Money is integer
+//!   nano-dollars ([`Nanos`]).
+//! - A [`Ledger`] shared by every meter: totals per provider, model and client key, and
+//!   [`Budget`]s (global, per provider, per client; daily, monthly or any window).
+//! - Before the call the request's worst case is reserved on every budget that applies;
+//!   before each fallback attempt below, the request's
+//!   [`AttemptHook`](towerguard_outcome::AttemptHook) raises it to that attempt's worst case
+//!   (or refuses the attempt); when the call ends, the response is priced at the provider and
+//!   model it names and the rest released. A response without usage is charged its worst
+//!   case and counted as [unmetered](Spend::unmetered).
+//! - Budget spend lives in a [`BudgetStore`] (asynchronous, so a fleet can share one; the
+//!   in-memory [`MemoryStore`] by default), windows follow a [`Clock`] ([`TokioClock`]).
 //!
 //! Works on any service whose requests implement [`CostRequest`] and responses
 //! [`CostResponse`] (with the `llm` feature, `LlmRequest` and `LlmResponse` do).

@@ -100,8 +100,8 @@ async fn the_model_that_answered_is_priced() {
 }
 
 #[tokio::test]
-async fn a_dated_variant_of_the_model_is_priced_as_the_model_asked_for() {
-    // OpenAI answers "gpt-4o-mini" with "gpt-4o-mini-2024-07-18", which the table lacks
+async fn a_dated_snapshot_is_priced_as_its_model() {
+    // OpenAI answers "gpt-4o-mini" with "gpt-4o-mini-2024-07-18": the table finds it by its model
     let ledger = Ledger::builder().build().unwrap();
     let provider = FakeProvider::new("openai");
     let svc = CostMeterLayer::new(ledger.clone()).layer(tower::service_fn(move |r: LlmRequest| {
