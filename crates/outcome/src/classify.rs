@@ -46,10 +46,9 @@ pub fn declared_verdict(error: &(dyn Error + 'static)) -> Option<Verdict> {
         if let Some(d) = e.downcast_ref::<Declared>() {
             return Some(d.0);
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_none()
-        {
-            return Some(io_verdict(io.kind()));
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            // its payload's declared verdict if it has one, else its kind's
+            return Some(io.verdict());
         }
         cur = e.source();
     }
@@ -193,6 +192,12 @@ mod tests {
         assert!(bad.verdict().is_client_fault());
         let boxed: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut));
         assert!(boxed.verdict().is_retryable());
+        // an io error with a message keeps its kind's verdict inside a BoxError
+        let boxed: BoxError = Box::new(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "bad field",
+        ));
+        assert!(boxed.verdict().is_client_fault());
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         assert!(!denied.verdict().is_retryable() && denied.verdict().counts_for_breaker());
     }
