@@ -41,6 +41,16 @@ pub(crate) struct Clients<C> {
     other: RwLock<Arc<ClientEntry<C>>>,
 }
 
+impl<C> ClientEntry<C> {
+    pub(crate) fn new(key: &str, budget: C) -> Self {
+        Self {
+            key: Arc::from(key),
+            totals: Totals::default(),
+            budget,
+        }
+    }
+}
+
 impl<C> Clients<C> {
     /// A map for at most `max` clients, with `other` as the shared entry.
     pub(crate) fn new(max: usize, other: C) -> Self {
@@ -58,7 +68,7 @@ impl<C> Clients<C> {
                 .collect(),
             per_shard: max / shards,
             hasher,
-            other: RwLock::new(Arc::new(other_entry(other))),
+            other: RwLock::new(Arc::new(ClientEntry::new("(other)", other))),
         }
     }
 
@@ -91,14 +101,9 @@ impl<C> Clients<C> {
         if shard.map.len() >= self.per_shard && !self.evict_one(&mut shard, idle) {
             return self.other();
         }
-        let key: Arc<str> = Arc::from(key);
-        let entry = Arc::new(ClientEntry {
-            key: key.clone(),
-            totals: Totals::default(),
-            budget: new(),
-        });
-        shard.map.insert(key.clone(), entry.clone());
-        shard.queue.push_back(key);
+        let entry = Arc::new(ClientEntry::new(key, new()));
+        shard.map.insert(entry.key.clone(), entry.clone());
+        shard.queue.push_back(entry.key.clone());
         entry
     }
 
@@ -157,14 +162,7 @@ impl<C> Clients<C> {
             s.map.clear();
             s.queue.clear();
         }
-        *self.other.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(other_entry(other));
-    }
-}
-
-fn other_entry<C>(budget: C) -> ClientEntry<C> {
-    ClientEntry {
-        key: Arc::from("(other)"),
-        totals: Totals::default(),
-        budget,
+        *self.other.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(ClientEntry::new("(other)", other));
     }
 }

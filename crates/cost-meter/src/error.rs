@@ -88,13 +88,6 @@ impl ClassifyError for CostError {
     fn verdict(&self) -> Verdict {
         self.declared().0
     }
-
-    fn label(&self) -> &'static str {
-        match self {
-            CostError::BudgetExceeded { .. } => "budget_exceeded",
-            CostError::Unpriced(_) => "unpriced_model",
-        }
-    }
 }
 
 impl From<CostError> for AttemptRefused {

@@ -235,12 +235,11 @@ impl<St: BudgetStore> Ledger<St> {
         };
         let window = b.window.id(self.now());
         let entry = match member {
-            Some(key) if b.scope == Scope::PerClient => Some(
-                self.inner
-                    .clients
-                    .find(key)
-                    .unwrap_or_else(|| Arc::new(self.new_client(key))),
-            ),
+            Some(key) if b.scope == Scope::PerClient => {
+                Some(self.inner.clients.find(key).unwrap_or_else(|| {
+                    Arc::new(ClientEntry::new(key, self.inner.store.client(key)))
+                }))
+            }
             _ => None,
         };
         let counter = CounterRef {
@@ -379,14 +378,6 @@ impl<St: BudgetStore> Ledger<St> {
             || inner.store.client(key),
             |c| inner.store.client_is_idle(c, &self.windows_now()),
         )
-    }
-
-    fn new_client(&self, key: &str) -> ClientEntry<St::Client> {
-        ClientEntry {
-            key: Arc::from(key),
-            totals: Default::default(),
-            budget: self.inner.store.client(key),
-        }
     }
 
     /// The client of budget `i`'s counter: `client` for a per-client budget.

@@ -1,6 +1,5 @@
 //! Where budget spend lives: the [`BudgetStore`] trait and the in-memory [`MemoryStore`].
 
-use std::fmt;
 use std::future::{Future, Ready, ready};
 
 use towerguard_outcome::ConfigError;
@@ -149,7 +148,7 @@ pub trait BudgetStore: Send + Sync + 'static {
 /// Budget counters in this process's memory: one atomic counter per global or provider
 /// budget, each on its own cache line, and one per per-client budget in each tracked
 /// client's state. A reservation is one compare-and-swap per counter.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct MemoryStore {
     shared: Box<[Padded]>,
     /// Budget number -> its counter's place in a client's counters, for per-client budgets.
@@ -165,14 +164,6 @@ struct Padded(Counter);
 /// A client's counters in a [`MemoryStore`], one per per-client budget.
 #[derive(Debug)]
 pub struct MemoryClient(Box<[Counter]>);
-
-impl fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("budgets", &self.shared.len())
-            .finish_non_exhaustive()
-    }
-}
 
 impl MemoryStore {
     fn counter<'a>(&'a self, c: &CounterRef<'a, MemoryClient>) -> Option<&'a Counter> {
