@@ -124,7 +124,7 @@ where
                             return Poll::Ready(Err(e));
                         }
                     };
-                    let Some(mut settle) = handle.settle(Some(&response)) else {
+                    let Some(mut settle) = handle.bill(&response) else {
                         return Poll::Ready(Ok(response));
                     };
                     match poll_now(&mut settle) {

@@ -205,21 +205,23 @@ impl<St: BudgetStore> Reservation<St> {
             .exceeded(short.budget, self.client(), short.spent, cost)
     }
 
-    /// Ends the reservation: bills the response if there is one, and releases the rest of
-    /// what is held. `None` if it had already ended. The store's work is started; the
-    /// future reports the alerts.
-    pub(crate) fn settle<R: CostResponse>(&self, response: Option<&R>) -> Option<St::Settle> {
-        let held = {
-            let mut state = self.state();
-            if !state.open {
-                return None;
-            }
-            state.open = false;
-            state.held
-        };
-        let Some(resp) = response else {
-            return Some(self.ledger.release(&held, self.client()));
-        };
+    /// Ends the reservation: what it held, or `None` if it had already ended.
+    fn close(&self) -> Option<Held> {
+        let mut state = self.state();
+        let open = std::mem::replace(&mut state.open, false);
+        open.then_some(state.held)
+    }
+
+    /// Ends the reservation without a response: releases everything it holds.
+    pub(crate) fn release(&self) -> Option<St::Settle> {
+        let held = self.close()?;
+        Some(self.ledger.release(&held, self.client()))
+    }
+
+    /// Ends the reservation with a response: bills it at the provider and model it names
+    /// and releases the rest. The store's work is started; the future reports the alerts.
+    pub(crate) fn bill<R: CostResponse>(&self, resp: &R) -> Option<St::Settle> {
+        let held = self.close()?;
         let (requested, table_provider) = self.requested();
         let served = Served {
             provider: resp.provider().or(table_provider).unwrap_or("unknown"),
@@ -288,16 +290,7 @@ impl<St: BudgetStore> Deref for Handle<St> {
 impl<St: BudgetStore> Drop for Handle<St> {
     fn drop(&mut self) {
         // a settlement the store does later is still applied (see `BudgetStore`)
-        drop(self.settle::<NoResponse>(None));
-    }
-}
-
-/// The response type of a request that ended without one.
-enum NoResponse {}
-
-impl CostResponse for NoResponse {
-    fn tokens(&self) -> Option<crate::Tokens> {
-        match *self {}
+        drop(self.release());
     }
 }
 
