@@ -34,7 +34,6 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, E, C> {
         Rejected { error: Option<E> },
-        Passed { #[pin] future: F },
         Admitted { #[pin] future: F, guard: Guard<C> },
     }
 }
@@ -51,12 +50,6 @@ impl<F, E, C> ResponseFuture<F, E, C> {
     pub(crate) fn rejected(error: E) -> Self {
         Self {
             kind: Kind::Rejected { error: Some(error) },
-        }
-    }
-
-    pub(crate) fn passed(future: F) -> Self {
-        Self {
-            kind: Kind::Passed { future },
         }
     }
 
@@ -92,7 +85,6 @@ where
                 Some(e) => Poll::Ready(Err(e)),
                 None => Poll::Pending,
             },
-            KindProj::Passed { future } => future.poll(cx),
             KindProj::Admitted { future, guard } => {
                 let result = ready!(future.poll(cx));
                 if !guard.done {

@@ -20,7 +20,7 @@ use crate::stats::Stats;
 /// ```
 #[derive(Clone)]
 pub struct CircuitBreakerHandle {
-    breaker: Arc<Breaker>,
+    pub(crate) breaker: Arc<Breaker>,
 }
 
 impl fmt::Debug for CircuitBreakerHandle {
@@ -33,10 +33,6 @@ impl fmt::Debug for CircuitBreakerHandle {
 }
 
 impl CircuitBreakerHandle {
-    pub(crate) fn new(breaker: Arc<Breaker>) -> Self {
-        Self { breaker }
-    }
-
     /// The current state.
     pub fn state(&self) -> State {
         self.breaker.state()

@@ -1,5 +1,6 @@
 //! [`CircuitBreakerLayer`] and its builder, which checks the configuration.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,7 +91,9 @@ impl CircuitBreakerLayer {
 impl<C> CircuitBreakerLayer<C> {
     /// A handle to read and control the shared breaker.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle::new(self.lanes[0].breaker.clone())
+        CircuitBreakerHandle {
+            breaker: self.lanes[0].breaker.clone(),
+        }
     }
 }
 
@@ -172,36 +175,18 @@ impl Config {
 
     /// Checks every field; returns the window and the effective `min_calls`.
     fn check(&mut self) -> Result<(Spec, u64), ConfigError> {
-        if self.consecutive_failures == Some(0) {
-            return Err(ConfigError::new(
-                "consecutive_failures",
-                "must be at least 1",
-            ));
-        }
+        let (open, positive) = (self.open_duration, "must be longer than zero");
+        let run = self.consecutive_failures;
+        ensure(run != Some(0), "consecutive_failures", "must be at least 1")?;
         check_rate("failure_rate", self.failure_rate)?;
         if let Some((threshold, rate)) = self.slow {
-            if threshold.is_zero() {
-                return Err(ConfigError::new(
-                    "slow_calls.threshold",
-                    "must be longer than zero",
-                ));
-            }
+            ensure(!threshold.is_zero(), "slow_calls.threshold", positive)?;
             check_rate("slow_calls.rate", Some(rate))?;
         }
-        if self.open_duration.is_zero() {
-            return Err(ConfigError::new(
-                "open_duration",
-                "must be longer than zero",
-            ));
-        }
-        if let Some(max) = self.max_open_duration
-            && max < self.open_duration
-        {
-            let reason = format!(
-                "({max:?}) is below open_duration ({:?})",
-                self.open_duration
-            );
-            return Err(ConfigError::new("max_open_duration", reason));
+        ensure(!open.is_zero(), "open_duration", positive)?;
+        if let Some(max) = self.max_open_duration {
+            let below = format!("({max:?}) is below open_duration ({open:?})");
+            ensure(max >= open, "max_open_duration", below)?;
         }
         let max = MAX_HALF_OPEN_PERMITS;
         ConfigError::check_range("half_open_permits", self.half_open_permits, 1, max)?;
@@ -214,45 +199,40 @@ impl Config {
             other => other,
         };
         let (spec, min_calls) = match window {
-            WindowSpec::None => (Spec::None, 0),
+            WindowSpec::None => {
+                let never = "is off and no failure rate or window is set: it could never trip";
+                ensure(run.is_some(), "consecutive_failures", never)?;
+                (Spec::None, 0)
+            }
             WindowSpec::Count(n) => {
                 ConfigError::check_range("count_window", n, 1, MAX_COUNT_WINDOW)?;
                 let n = u64::from(n);
-                match self.min_calls {
-                    Some(m) if m > n => {
-                        let reason =
-                            format!("({m}) is above count_window ({n}): rates could never trip");
-                        return Err(ConfigError::new("min_calls", reason));
-                    }
-                    Some(m) => (Spec::Count(n), m),
-                    None => (Spec::Count(n), n.min(10)),
-                }
+                let min_calls = self.min_calls.unwrap_or(n.min(10));
+                let never = format!("({min_calls}) is above count_window ({n}): rates never trip");
+                ensure(min_calls <= n, "min_calls", never)?;
+                (Spec::Count(n), min_calls)
             }
             WindowSpec::Time { span, buckets } => {
-                if span.is_zero() {
-                    return Err(ConfigError::new("time_window", "must be longer than zero"));
-                }
+                ensure(!span.is_zero(), "time_window", positive)?;
                 ConfigError::check_range("time_window.buckets", buckets, 1, MAX_TIME_BUCKETS)?;
                 let bucket = span / buckets;
-                if bucket < Duration::from_millis(1) {
-                    let reason = format!("make buckets of {bucket:?}: at least 1 ms each");
-                    return Err(ConfigError::new("time_window.buckets", reason));
-                }
+                let short = format!("make buckets of {bucket:?}: at least 1 ms each");
+                ensure(
+                    bucket >= Duration::from_millis(1),
+                    "time_window.buckets",
+                    short,
+                )?;
                 let bucket_nanos = u64::try_from(bucket.as_nanos()).unwrap_or(u64::MAX);
-                let spec = Spec::Time {
-                    buckets: u64::from(buckets),
+                let buckets = u64::from(buckets);
+                // the origin is set when the clock is known
+                let time = Spec::Time {
+                    buckets,
                     bucket_nanos,
-                    origin: 0, // set when the clock is known
+                    origin: 0,
                 };
-                (spec, self.min_calls.unwrap_or(10))
+                (time, self.min_calls.unwrap_or(10))
             }
         };
-        if spec == Spec::None && self.consecutive_failures.is_none() {
-            return Err(ConfigError::new(
-                "consecutive_failures",
-                "is off and no failure rate or window is set: the breaker could never trip",
-            ));
-        }
         // A window with neither rate set trips at 50 % failures, as resilience4j does.
         if spec != Spec::None && !rates {
             self.failure_rate = Some(0.5);
@@ -261,15 +241,20 @@ impl Config {
     }
 }
 
+/// `Err` naming `field`, for `reason`, unless `ok`.
+fn ensure(
+    ok: bool,
+    field: &'static str,
+    reason: impl Into<Cow<'static, str>>,
+) -> Result<(), ConfigError> {
+    ok.then_some(())
+        .ok_or_else(|| ConfigError::new(field, reason))
+}
+
 /// `Err` naming `field` unless `rate` is within (0, 1].
 fn check_rate(field: &'static str, rate: Option<f64>) -> Result<(), ConfigError> {
-    match rate {
-        Some(r) if !(r > 0.0 && r <= 1.0) => Err(ConfigError::new(
-            field,
-            format!("must be within (0, 1], got {r}"),
-        )),
-        _ => Ok(()),
-    }
+    let outside = format!("must be within (0, 1], got {}", rate.unwrap_or_default());
+    ensure(rate.is_none_or(|r| r > 0.0 && r <= 1.0), field, outside)
 }
 
 /// Builds a [`CircuitBreakerLayer`]; [`build`](Self::build) checks the configuration and

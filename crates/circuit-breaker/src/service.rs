@@ -65,13 +65,11 @@ impl<S, C> CircuitBreaker<S, C> {
         }
     }
 
-    fn breaker(&self) -> &Breaker {
-        &self.lanes[0].breaker
-    }
-
     /// A handle to read and control the shared breaker.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle::new(self.lanes[0].breaker.clone())
+        CircuitBreakerHandle {
+            breaker: self.lanes[0].breaker.clone(),
+        }
     }
 
     /// The wrapped service.
@@ -104,7 +102,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
-            .field("state", &self.breaker().state())
+            .field("state", &self.lanes[0].breaker.state())
             .finish_non_exhaustive()
     }
 }
@@ -153,7 +151,6 @@ where
                 let name = lane.breaker.name().cloned();
                 ResponseFuture::rejected(CircuitOpenError::new(name, state, retry_after).into())
             }
-            Admission::Pass => ResponseFuture::passed(self.inner.call(req)),
             admission => {
                 let lane = lane.clone();
                 let started = lane.breaker.slow_threshold().map(|_| lane.breaker.now());

@@ -36,15 +36,6 @@ pub enum State {
 }
 
 impl State {
-    const ALL: [State; 6] = [
-        State::Closed,
-        State::Open,
-        State::HalfOpen,
-        State::ForcedOpen,
-        State::Disabled,
-        State::MetricsOnly,
-    ];
-
     /// The state's name in snake case, for logs and metrics.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -74,7 +65,14 @@ impl Word {
     }
 
     fn state(self) -> State {
-        State::ALL[(self.0 & 7) as usize % State::ALL.len()]
+        match self.0 & 7 {
+            0 => State::Closed,
+            1 => State::Open,
+            2 => State::HalfOpen,
+            3 => State::ForcedOpen,
+            4 => State::Disabled,
+            _ => State::MetricsOnly,
+        }
     }
 
     fn generation(self) -> u64 {
@@ -298,54 +296,40 @@ impl Breaker {
     }
 
     fn take_permit(&self, generation: u64) -> bool {
-        let mut p = self.probes.load(Ordering::Acquire);
-        loop {
-            let probes = Probes::of(p);
-            if probes.period != generation as u32
-                || probes.in_flight >= self.rules.half_open_permits
-            {
-                return false;
-            }
-            let next = Probes {
-                in_flight: probes.in_flight + 1,
-                ..probes
-            };
-            match self.probes.compare_exchange_weak(
-                p,
-                next.word(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => p = actual,
-            }
-        }
+        let taken = self
+            .probes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                let p = Probes::of(w);
+                let free =
+                    p.period == generation as u32 && p.in_flight < self.rules.half_open_permits;
+                free.then(|| {
+                    let in_flight = p.in_flight + 1;
+                    Probes { in_flight, ..p }.word()
+                })
+            });
+        taken.is_ok()
     }
 
     /// Gives a permit of period `generation` back, counting a success if asked; returns the
     /// successes so far, or `None` if that period is over.
     fn release_permit(&self, generation: u64, success: bool) -> Option<u16> {
-        let mut p = self.probes.load(Ordering::Acquire);
-        loop {
-            let probes = Probes::of(p);
-            if probes.period != generation as u32 || probes.in_flight == 0 {
-                return None;
-            }
-            let next = Probes {
-                period: probes.period,
-                successes: probes.successes.saturating_add(u16::from(success)),
-                in_flight: probes.in_flight - 1,
-            };
-            match self.probes.compare_exchange_weak(
-                p,
-                next.word(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(next.successes),
-                Err(actual) => p = actual,
-            }
-        }
+        let success = u16::from(success);
+        let before = self
+            .probes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                let p = Probes::of(w);
+                (p.period == generation as u32 && p.in_flight > 0).then(|| {
+                    let successes = p.successes.saturating_add(success);
+                    let in_flight = p.in_flight - 1;
+                    Probes {
+                        successes,
+                        in_flight,
+                        ..p
+                    }
+                    .word()
+                })
+            });
+        Some(Probes::of(before.ok()?).successes.saturating_add(success))
     }
 
     /// Moves from exactly `from` to `to` if the state is still `from`; returns whether this
@@ -383,12 +367,8 @@ impl Breaker {
         self.state.store(next.0, Ordering::Release);
         drop(trips);
         let from = from.state();
-        match &self.name {
-            Some(name) => {
-                tracing::warn!(breaker = &**name, %from, %to, "circuit breaker state change")
-            }
-            None => tracing::warn!(%from, %to, "circuit breaker state change"),
-        }
+        let breaker = self.name.as_deref().unwrap_or("");
+        tracing::warn!(breaker, %from, %to, "circuit breaker state change");
         if let Some(observer) = &self.observer {
             observer(from, to);
         }
@@ -405,16 +385,16 @@ impl Breaker {
         elapsed: Option<Duration>,
         shard: usize,
     ) {
-        let slow = outcome != Outcome::Ignored
-            && self
-                .rules
-                .slow_threshold
-                .is_some_and(|t| elapsed.is_some_and(|e| e >= t));
-        match outcome {
-            Outcome::Success => self.counts.add(shard, |c| &c.successes),
-            Outcome::Failure(_) => self.counts.add(shard, |c| &c.failures),
-            Outcome::Ignored => self.counts.add(shard, |c| &c.ignored),
+        if let Admission::Pass | Admission::Reject(..) = admission {
+            return; // disabled: nothing is recorded
         }
+        let threshold = self.rules.slow_threshold;
+        let slow = outcome != Outcome::Ignored && threshold.is_some_and(|t| elapsed >= Some(t));
+        self.counts.add(shard, |c| match outcome {
+            Outcome::Success => &c.successes,
+            Outcome::Failure(_) => &c.failures,
+            Outcome::Ignored => &c.ignored,
+        });
         if slow {
             self.counts.add(shard, |c| &c.slow);
         }
@@ -435,11 +415,7 @@ impl Breaker {
             Outcome::Success => None,
             Outcome::Failure(hint) => Some(hint),
         };
-        let now = if self.window.reads_clock() {
-            self.now()
-        } else {
-            0
-        };
+        let now = || self.now();
         let tally = self.window.record(shard, g, hint.is_some(), slow, now);
         if let Some(tally) = tally
             && w.state() == State::Closed
@@ -450,24 +426,15 @@ impl Breaker {
     }
 
     fn record_probe(&self, g: u64, outcome: Outcome) {
+        let successes = self.release_permit(g, outcome == Outcome::Success);
         let half_open = Word::new(State::HalfOpen, g);
         match outcome {
-            Outcome::Failure(hint) => {
-                self.release_permit(g, false);
-                self.transition(half_open, State::Open, hint);
+            Outcome::Failure(hint) => self.transition(half_open, State::Open, hint),
+            Outcome::Success if successes >= Some(self.rules.half_open_successes) => {
+                self.transition(half_open, State::Closed, None)
             }
-            Outcome::Ignored => {
-                self.release_permit(g, false);
-            }
-            Outcome::Success => {
-                if self
-                    .release_permit(g, true)
-                    .is_some_and(|n| n >= self.rules.half_open_successes)
-                {
-                    self.transition(half_open, State::Closed, None);
-                }
-            }
-        }
+            _ => false,
+        };
     }
 
     /// Gives back the permit of an admission whose call never finished (cancelled).
@@ -498,7 +465,7 @@ impl Breaker {
         });
         Stats {
             state,
-            window: self.window.counts(now),
+            window: self.window.counts(|| now),
             consecutive_failures: self.window.run(),
             trips,
             successes: self.counts.sum(|c| &c.successes),

@@ -47,11 +47,13 @@ pub(crate) struct Tally {
     pub(crate) counts: WindowCounts,
 }
 
-/// Calls of one time bucket, in one shard.
+/// One time bucket of one shard.
 #[derive(Debug, Default)]
 struct Bucket {
     epoch: AtomicU64,
     calls: AtomicU64,
+    failures: AtomicU64,
+    slow: AtomicU64,
 }
 
 /// One shard's calls in the current period.
@@ -63,16 +65,8 @@ struct Calls {
     buckets: Box<[Bucket]>,
 }
 
-/// Failures and slow calls of one time bucket.
-#[derive(Debug, Clone, Copy, Default)]
-struct Marks {
-    epoch: u64,
-    failures: u64,
-    slow: u64,
-}
-
 /// What is recorded under the lock.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Failures {
     /// The period being recorded (the state generation).
     generation: u64,
@@ -80,8 +74,6 @@ struct Failures {
     failed: VecDeque<u64>,
     /// Count window: sequence numbers of the slow calls among the last `n`, oldest first.
     slow: VecDeque<u64>,
-    /// Time window: failures and slow calls per bucket.
-    buckets: Box<[Marks]>,
 }
 
 /// The closed period's record (see the module docs).
@@ -99,8 +91,7 @@ impl Window {
         let (shards, buckets) = match spec {
             Spec::None => (0, 0),
             Spec::Count(_) => (shards, 0),
-            // the builder caps the bucket count
-            Spec::Time { buckets, .. } => (shards, buckets as usize),
+            Spec::Time { buckets, .. } => (shards, buckets), // capped by the builder
         };
         let calls = |_| {
             Padded(Calls {
@@ -112,22 +103,13 @@ impl Window {
             spec,
             shards: (0..shards).map(calls).collect(),
             run: AtomicU32::new(0),
-            failures: Mutex::new(Failures {
-                generation: 0,
-                failed: VecDeque::new(),
-                slow: VecDeque::new(),
-                buckets: vec![Marks::default(); buckets].into(),
-            }),
+            failures: Mutex::new(Failures::default()),
         }
     }
 
-    /// Whether recording reads the clock.
-    pub(crate) fn reads_clock(&self) -> bool {
-        matches!(self.spec, Spec::Time { .. })
-    }
-
-    /// Records a call of period `generation` on shard `shard`. Returns the tally for a
-    /// failure or a slow call of the current period, `None` otherwise.
+    /// Records a call of period `generation` on shard `shard`; `now` is read only by a time
+    /// window. Returns the tally for a failure or a slow call of the current period, `None`
+    /// otherwise.
     #[inline]
     pub(crate) fn record(
         &self,
@@ -135,19 +117,13 @@ impl Window {
         generation: u64,
         failed: bool,
         slow: bool,
-        now: u64,
+        now: impl Fn() -> u64,
     ) -> Option<Tally> {
-        let epoch = self.epoch(now);
-        if let Some(calls) = self.shards.get(shard) {
-            match self.spec {
-                Spec::Count(_) => {
-                    calls.total.fetch_add(1, Ordering::Relaxed);
-                }
-                Spec::Time { .. } => count_in_bucket(&calls.buckets, epoch),
-                Spec::None => {}
-            }
-        }
+        let calls = self.shards.get(shard);
         if !failed && !slow {
+            if let Some(calls) = calls {
+                self.count(calls, &now, false, false);
+            }
             if self.run.load(Ordering::Relaxed) != 0 {
                 self.run.store(0, Ordering::Relaxed);
             }
@@ -157,53 +133,97 @@ impl Window {
         if f.generation != generation {
             return None;
         }
-        let run = if failed {
-            self.run.load(Ordering::Relaxed).saturating_add(1)
-        } else {
-            0
+        if let Some(calls) = calls {
+            self.count(calls, &now, failed, slow);
+        }
+        let run = match failed {
+            true => self.run.load(Ordering::Relaxed).saturating_add(1),
+            false => 0,
         };
         self.run.store(run, Ordering::Relaxed);
-        let counts = match self.spec {
-            Spec::None => WindowCounts::default(),
-            Spec::Count(n) => {
-                let seq = self.total();
-                if failed {
-                    f.failed.push_back(seq);
-                }
-                if slow {
-                    f.slow.push_back(seq);
-                }
-                f.last_calls(seq, n)
+        if let Spec::Count(_) = self.spec {
+            let seq = self.total();
+            if failed {
+                f.failed.push_back(seq);
             }
-            Spec::Time { .. } => {
-                let len = f.buckets.len() as u64;
-                let m = &mut f.buckets[(epoch % len) as usize];
-                if m.epoch < epoch {
-                    *m = Marks {
-                        epoch,
-                        ..Marks::default()
-                    };
-                }
-                if m.epoch == epoch {
-                    m.failures += u64::from(failed);
-                    m.slow += u64::from(slow);
-                }
-                self.in_time(&f, epoch)
+            if slow {
+                f.slow.push_back(seq);
             }
-        };
+        }
+        let counts = self.counts_locked(&mut f, now);
         Some(Tally { run, counts })
     }
 
-    /// What the window holds at `now`.
-    pub(crate) fn counts(&self, now: u64) -> WindowCounts {
-        let mut f = lock(&self.failures);
-        match self.spec {
+    /// Counts a call in its shard: one more call, or one more in its time bucket (moving the
+    /// bucket on to the current epoch first if it still holds an older one).
+    fn count(&self, calls: &Calls, now: &impl Fn() -> u64, failed: bool, slow: bool) {
+        if let Spec::Count(_) = self.spec {
+            calls.total.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let epoch = self.epoch(now());
+        let b = &calls.buckets[(epoch % calls.buckets.len() as u64) as usize];
+        let seen = b.epoch.load(Ordering::Relaxed);
+        if seen > epoch {
+            return; // a call that read the clock earlier, after a newer one moved the bucket on
+        }
+        if seen < epoch
+            && b.epoch
+                .compare_exchange(seen, epoch, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            for c in [&b.calls, &b.failures, &b.slow] {
+                c.store(0, Ordering::Relaxed);
+            }
+        }
+        b.calls.fetch_add(1, Ordering::Relaxed);
+        for (counter, yes) in [(&b.failures, failed), (&b.slow, slow)] {
+            if yes {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// What the window holds now.
+    pub(crate) fn counts(&self, now: impl Fn() -> u64) -> WindowCounts {
+        self.counts_locked(&mut lock(&self.failures), now)
+    }
+
+    fn counts_locked(&self, f: &mut Failures, now: impl Fn() -> u64) -> WindowCounts {
+        let c = match self.spec {
             Spec::None => WindowCounts::default(),
             Spec::Count(n) => {
+                // calls numbered up to `total - n` have left the window
                 let total = self.total();
-                f.last_calls(total, n)
+                let left = total.saturating_sub(n);
+                for q in [&mut f.failed, &mut f.slow] {
+                    while q.front().is_some_and(|&seq| seq <= left) {
+                        q.pop_front();
+                    }
+                }
+                WindowCounts {
+                    calls: total.min(n),
+                    failures: f.failed.len() as u64,
+                    slow: f.slow.len() as u64,
+                }
             }
-            Spec::Time { .. } => self.in_time(&f, self.epoch(now)),
+            Spec::Time { buckets, .. } => {
+                let epoch = self.epoch(now());
+                let inside = epoch.saturating_sub(buckets - 1)..=epoch;
+                let mut c = WindowCounts::default();
+                let all = self.shards.iter().flat_map(|s| s.buckets.iter());
+                for b in all.filter(|b| inside.contains(&b.epoch.load(Ordering::Relaxed))) {
+                    c.calls += b.calls.load(Ordering::Relaxed);
+                    c.failures += b.failures.load(Ordering::Relaxed);
+                    c.slow += b.slow.load(Ordering::Relaxed);
+                }
+                c
+            }
+        };
+        WindowCounts {
+            failures: c.failures.min(c.calls),
+            slow: c.slow.min(c.calls),
+            ..c
         }
     }
 
@@ -215,16 +235,17 @@ impl Window {
     /// Starts recording period `generation` with an empty window.
     pub(crate) fn reset(&self, generation: u64) {
         let mut f = lock(&self.failures);
-        f.generation = generation;
-        f.failed.clear();
-        f.slow.clear();
-        f.buckets.fill(Marks::default());
+        *f = Failures {
+            generation,
+            ..Failures::default()
+        };
         self.run.store(0, Ordering::Relaxed);
         for calls in self.shards.iter() {
             calls.total.store(0, Ordering::Relaxed);
             for b in calls.buckets.iter() {
-                b.epoch.store(0, Ordering::Relaxed);
-                b.calls.store(0, Ordering::Relaxed);
+                for c in [&b.epoch, &b.calls, &b.failures, &b.slow] {
+                    c.store(0, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -243,69 +264,9 @@ impl Window {
     }
 
     fn total(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|c| c.total.load(Ordering::Relaxed))
-            .sum()
+        let totals = self.shards.iter().map(|c| c.total.load(Ordering::Relaxed));
+        totals.sum()
     }
-
-    /// The time window's counts at `epoch`: the buckets of the last `buckets` epochs.
-    fn in_time(&self, f: &Failures, epoch: u64) -> WindowCounts {
-        let oldest = epoch.saturating_sub(f.buckets.len() as u64 - 1);
-        let inside = |e: u64| (oldest..=epoch).contains(&e);
-        let calls = self
-            .shards
-            .iter()
-            .flat_map(|c| c.buckets.iter())
-            .filter(|b| inside(b.epoch.load(Ordering::Relaxed)))
-            .map(|b| b.calls.load(Ordering::Relaxed))
-            .sum();
-        let marks = f.buckets.iter().filter(|m| inside(m.epoch));
-        let (failures, slow) = marks.fold((0, 0), |(f, s), m| (f + m.failures, s + m.slow));
-        WindowCounts {
-            calls,
-            failures: failures.min(calls),
-            slow: slow.min(calls),
-        }
-    }
-}
-
-impl Failures {
-    /// The count window's counts when `total` calls have been made: calls numbered up to
-    /// `total - n` have left it.
-    fn last_calls(&mut self, total: u64, n: u64) -> WindowCounts {
-        let left = total.saturating_sub(n);
-        for q in [&mut self.failed, &mut self.slow] {
-            while q.front().is_some_and(|&seq| seq <= left) {
-                q.pop_front();
-            }
-        }
-        let calls = total.min(n);
-        WindowCounts {
-            calls,
-            failures: (self.failed.len() as u64).min(calls),
-            slow: (self.slow.len() as u64).min(calls),
-        }
-    }
-}
-
-/// Counts a call in its bucket of a shard's ring, moving the bucket on to `epoch` first if it
-/// still holds an older one.
-fn count_in_bucket(buckets: &[Bucket], epoch: u64) {
-    let b = &buckets[(epoch % buckets.len() as u64) as usize];
-    let seen = b.epoch.load(Ordering::Relaxed);
-    if seen != epoch {
-        if seen > epoch {
-            return; // a call that read the clock earlier, after a newer one moved the bucket on
-        }
-        if b.epoch
-            .compare_exchange(seen, epoch, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            b.calls.store(0, Ordering::Relaxed);
-        }
-    }
-    b.calls.fetch_add(1, Ordering::Relaxed);
 }
 
 #[cfg(all(test, not(towerguard_loom)))]
@@ -321,49 +282,23 @@ mod tests {
     }
 
     #[test]
-    fn count_window_forgets_calls_older_than_its_size() {
+    fn calls_on_every_shard_add_up_and_an_earlier_period_is_dropped() {
         let w = Window::new(Spec::Count(3), 4);
-        let t = w.record(0, 0, true, false, 0).map(|t| t.counts);
-        assert_eq!(t, Some(counts(1, 1, 0)));
-        let t = w.record(1, 0, true, true, 0).map(|t| (t.run, t.counts));
-        assert_eq!(t, Some((2, counts(2, 2, 1))), "calls on two shards add up");
+        let t = w.record(1, 0, true, true, || 0).map(|t| (t.run, t.counts));
+        assert_eq!(t, Some((1, counts(1, 1, 1))));
         assert!(
-            w.record(2, 0, false, false, 0).is_none(),
+            w.record(2, 0, false, false, || 0).is_none(),
             "a success decides nothing"
         );
-        assert_eq!(w.run(), 0, "a success ends the run");
-        w.record(0, 0, false, false, 0);
-        assert_eq!(w.counts(0), counts(3, 1, 1));
-        w.record(3, 0, false, false, 0);
-        assert_eq!(w.counts(0), counts(3, 0, 0));
-    }
-
-    #[test]
-    fn outcomes_of_an_earlier_period_are_dropped() {
-        let w = Window::new(Spec::Count(10), 2);
-        w.record(0, 0, true, false, 0);
+        let t = w.record(3, 0, true, false, || 0).map(|t| (t.run, t.counts));
+        assert_eq!(t, Some((1, counts(3, 2, 1))), "a success ended the run");
+        w.record(0, 0, false, false, || 0);
+        assert_eq!(w.counts(|| 0), counts(3, 1, 0), "the first call left");
         w.reset(4);
-        assert!(w.record(0, 0, true, false, 0).is_none(), "period 0 is over");
-        assert_eq!((w.run(), w.counts(0).failures), (0, 0));
-        assert_eq!(w.record(0, 4, true, false, 0).map(|t| t.run), Some(1));
-    }
-
-    #[test]
-    fn time_window_drops_old_buckets() {
-        let w = Window::new(
-            Spec::Time {
-                buckets: 4,
-                bucket_nanos: 1_000,
-                origin: 0,
-            },
-            2,
+        assert!(
+            w.record(0, 0, true, false, || 0).is_none(),
+            "period 0 is over"
         );
-        w.record(0, 0, true, false, 0);
-        w.record(1, 0, false, false, 1_500);
-        assert_eq!(w.counts(1_500).calls, 2);
-        assert_eq!(w.counts(3_999), counts(2, 1, 0));
-        assert_eq!(w.counts(4_000), counts(1, 0, 0), "bucket [0, 1000) left");
-        let t = w.record(0, 0, true, false, 4_100).map(|t| t.counts); // reuses bucket 0's slot
-        assert_eq!(t, Some(counts(2, 1, 0)));
+        assert_eq!((w.run(), w.counts(|| 0)), (0, counts(0, 0, 0)));
     }
 }
