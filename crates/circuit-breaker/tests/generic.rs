@@ -229,3 +229,18 @@ async fn client_faults_count_as_successes_and_a_closure_overrides() {
     let _ = layer.layer(bad_input()).oneshot(()).await;
     assert_eq!(handle.state(), State::Open);
 }
+
+#[test]
+fn the_service_is_send_and_sync_and_so_is_its_future() {
+    fn send_sync<T: Send + Sync + 'static>(_: &T) {}
+    let noop = service_fn(|_: u32| std::future::ready(Ok::<_, BoxError>(())));
+    let layer = CircuitBreakerLayer::builder()
+        .count_window(10)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(noop);
+    send_sync(&layer);
+    send_sync(&svc);
+    let future = tower::Service::call(&mut svc, 1);
+    send_sync(&future);
+}
