@@ -10,7 +10,7 @@ use towerguard_circuit_breaker::{CircuitBreakerLayer, State};
 use towerguard_cost_meter::{CostMeterLayer, Ledger};
 use towerguard_llm_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Message, Usage};
 use towerguard_provider_fallback::FallbackLayer;
-use towerguard_retry_backoff::{Backoff, RetryLayer, attempts};
+use towerguard_retry_backoff::{Backoff, LlmAttempts, RetryLayer, attempts};
 use towerguard_testkit::{FakeProvider, Outcome};
 
 type Provider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
@@ -19,6 +19,7 @@ fn stack(p: FakeProvider, breaker: &CircuitBreakerLayer) -> Provider {
     let retry = RetryLayer::builder()
         .max_retries(2)
         .backoff(Backoff::fixed(Duration::from_millis(100)))
+        .record_attempts(LlmAttempts)
         .build()
         .unwrap();
     BoxCloneSyncService::new(

@@ -39,8 +39,8 @@ impl CostRequest for Req {
 struct Billed;
 
 impl CostResponse for Billed {
-    fn tokens(&self) -> Tokens {
-        Tokens::new(150, 80)
+    fn tokens(&self) -> Option<Tokens> {
+        Some(Tokens::new(150, 80))
     }
     fn provider(&self) -> Option<&str> {
         Some("openai")

@@ -13,12 +13,12 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use towerguard_circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use towerguard_cost_meter::{Budget, CostMeterLayer, Ledger, usd};
-use towerguard_error_rate_limit::ErrorRateLimitLayer;
+use towerguard_error_rate_limit::{ErrorRateLimitLayer, LimiterStore};
 use towerguard_llm_core::{
     ErrorKind, LlmError, LlmRequest, LlmResponse, Message, Usage, classify_http_error,
 };
 use towerguard_provider_fallback::FallbackLayer;
-use towerguard_retry_backoff::{Backoff, Jitter, RetryLayer, attempts};
+use towerguard_retry_backoff::{Backoff, Jitter, LlmAttempts, RetryLayer, attempts};
 use towerguard_testkit::{FakeProvider, FaultPlan, Latency, Outcome};
 
 type Provider = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
@@ -73,6 +73,7 @@ fn provider_stack(
             Backoff::exponential(Duration::from_millis(250), 2.0, Duration::from_secs(4))
                 .with_jitter(Jitter::Full),
         )
+        .record_attempts(LlmAttempts)
         .build()?;
     Ok(BoxCloneSyncService::new(
         ServiceBuilder::new()
@@ -235,7 +236,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for t in limiter_handle.throttled() {
+    for t in limiter_handle.throttled().await {
         println!(
             "throttled:  {} for {:.0?} more (offence {})",
             t.key, t.remaining, t.offences
