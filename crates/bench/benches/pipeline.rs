@@ -1,0 +1,225 @@
+//! The README's pipeline over a ready no-op client, beside tower-resilience's four-layer stack
+//! on the same client, in one run: time per call, heap allocations per call, and one vs two
+//! threads sharing one pipeline.
+//!
+//! Ours: ErrorRateLimit (per client key, RPM checked) -> CostMeter (global daily budget and a
+//! per-client daily budget, a client key on every request) -> Fallback over three providers,
+//! each Retry -> CircuitBreaker -> the client. Theirs: retry -> circuit breaker -> rate limiter
+//! -> time limiter -> the client.
+//!
+//! `cargo bench -p towerguard-bench --bench pipeline`
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tower::{BoxError, Service, ServiceBuilder};
+use towerguard_bench::{call_now, hammer};
+use towerguard_circuit_breaker::CircuitBreakerLayer;
+use towerguard_cost_meter::{Budget, CostMeterLayer, Ledger, usd};
+use towerguard_error_rate_limit::ErrorRateLimitLayer;
+use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse, Message, Usage};
+use towerguard_provider_fallback::FallbackLayer;
+use towerguard_retry_backoff::RetryLayer;
+
+/// Answers every request at once with a billed response. The response names the request's
+/// own model as its provider too, so the client itself writes no shared reference count.
+#[derive(Clone, Copy, Default)]
+struct ReadyClient;
+
+impl Service<LlmRequest> for ReadyClient {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = Ready<Result<LlmResponse, LlmError>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let model = req.model_arc().clone();
+        ready(Ok(
+            LlmResponse::new(String::new(), model.clone(), model).with_usage(Usage::new(20, 10))
+        ))
+    }
+}
+
+/// A client key per thread, so per-client state is not shared between threads.
+fn request(thread: usize) -> LlmRequest {
+    LlmRequest::new("gpt-4o-mini", vec![Message::user("Say hello in one word.")])
+        .with_max_tokens(64)
+        .with_client_key(format!("tenant-{thread}"))
+}
+
+fn provider(
+    name: &'static str,
+) -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    ServiceBuilder::new()
+        .layer(RetryLayer::builder().max_retries(2).build().unwrap())
+        .layer(CircuitBreakerLayer::named(name))
+        .service(ReadyClient)
+}
+
+/// The README's pipeline; `global` adds the one exact global budget every call must touch.
+fn ours(
+    global: bool,
+) -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone + Send {
+    let mut ledger = Ledger::builder().budget(Budget::per_client(usd(1e6)).daily());
+    if global {
+        ledger = ledger.budget(Budget::global(usd(1e9)).daily());
+    }
+    let ledger = ledger.build().unwrap();
+    ServiceBuilder::new()
+        .layer(
+            ErrorRateLimitLayer::builder()
+                .requests_per_minute(60_000_000_000)
+                .build()
+                .unwrap(),
+        )
+        .layer(CostMeterLayer::new(ledger))
+        .layer(
+            FallbackLayer::builder()
+                .primary("deepseek")
+                .provider("openai", provider("openai"))
+                .provider("anthropic", provider("anthropic"))
+                .build()
+                .unwrap(),
+        )
+        .service(provider("deepseek"))
+}
+
+fn to_box<E: Into<BoxError>>(e: E) -> BoxError {
+    e.into()
+}
+
+/// tower-resilience's retry -> circuit breaker -> rate limiter -> time limiter on the client.
+fn theirs() -> impl Service<LlmRequest, Response = LlmResponse, Error = BoxError> + Clone + Send {
+    let retry = tower_resilience_retry::RetryLayer::<LlmRequest, LlmResponse, BoxError>::builder()
+        .max_attempts(3)
+        .exponential_backoff(Duration::from_millis(500))
+        .build();
+    let breaker = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
+        .sliding_window_size(100)
+        .build()
+        .unwrap();
+    let limiter = tower_resilience_ratelimiter::RateLimiterLayer::builder()
+        .limit_for_period(usize::MAX / 2)
+        .refresh_period(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let timeout = tower_resilience_timelimiter::TimeLimiterLayer::builder()
+        .timeout_duration(Duration::from_secs(30))
+        .build();
+    ServiceBuilder::new()
+        .layer(retry)
+        .map_err(to_box)
+        .layer(breaker)
+        .map_err(to_box)
+        .layer(limiter)
+        .map_err(to_box)
+        .layer(timeout)
+        .service(ReadyClient)
+}
+
+/// Heap allocations per call, averaged over many calls after a warm-up.
+fn allocations_per_call<S: Service<LlmRequest>>(svc: &mut S, req: &LlmRequest) -> f64 {
+    for _ in 0..100 {
+        call_now(svc, req.clone());
+    }
+    const N: u64 = 10_000;
+    let info = allocation_counter::measure(|| {
+        for _ in 0..N {
+            assert!(call_now(svc, req.clone()));
+        }
+    });
+    info.count_total as f64 / N as f64
+}
+
+fn single(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let req = request(0);
+    let mut bare = ReadyClient;
+    let mut pipeline = ours(true);
+    let mut per_client = ours(false);
+    let mut peers = theirs();
+    for (name, allocs) in [
+        ("bare client", allocations_per_call(&mut bare, &req)),
+        (
+            "towerguard pipeline",
+            allocations_per_call(&mut pipeline, &req),
+        ),
+        (
+            "towerguard pipeline, per-client budget only",
+            allocations_per_call(&mut per_client, &req),
+        ),
+        (
+            "tower-resilience stack",
+            allocations_per_call(&mut peers, &req),
+        ),
+    ] {
+        println!("allocations per call: {name}: {allocs:.2}");
+    }
+
+    let mut g = c.benchmark_group("pipeline");
+    g.bench_function("bare_client", |b| {
+        b.iter(|| assert!(call_now(&mut bare, black_box(req.clone()))))
+    });
+    g.bench_function("towerguard_readme_pipeline", |b| {
+        b.iter(|| assert!(call_now(&mut pipeline, black_box(req.clone()))))
+    });
+    g.bench_function("towerguard_readme_pipeline_per_client_budget", |b| {
+        b.iter(|| assert!(call_now(&mut per_client, black_box(req.clone()))))
+    });
+    g.bench_function("tower_resilience_four_layer_stack", |b| {
+        b.iter(|| assert!(call_now(&mut peers, black_box(req.clone()))))
+    });
+    g.finish();
+}
+
+fn threads(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("pipeline_threads");
+    let per_client = ours(false);
+    let global = ours(true);
+    let peers = theirs();
+    for threads in [1usize, 2] {
+        g.throughput(Throughput::Elements(threads as u64));
+        g.bench_function(
+            format!("towerguard_per_client_budget/{threads}_threads"),
+            |b| b.iter_custom(|iters| hammer(&per_client, threads, iters, request)),
+        );
+        g.bench_function(format!("towerguard_global_budget/{threads}_threads"), |b| {
+            b.iter_custom(|iters| hammer(&global, threads, iters, request))
+        });
+        g.bench_function(format!("tower_resilience_stack/{threads}_threads"), |b| {
+            b.iter_custom(|iters| hammer(&peers, threads, iters, request))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = single, threads
+}
+criterion_main!(benches);
