@@ -114,10 +114,19 @@ fn single(c: &mut Criterion) {
 fn threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("cost_meter_threads");
     let s = CostMeterLayer::new(ledger(&[Budget::global(PLENTY)])).layer(Api);
+    let per_client =
+        CostMeterLayer::new(ledger(&[Budget::per_client(usd(1e6)).daily()])).layer(Api);
     for threads in [1usize, 2] {
         g.throughput(Throughput::Elements(threads as u64));
         g.bench_function(format!("global_budget/{threads}_threads"), |b| {
             b.iter_custom(|iters| hammer(&s, threads, iters, |_| Req { client: None }))
+        });
+        g.bench_function(format!("per_client_budget/{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                hammer(&per_client, threads, iters, |t| Req {
+                    client: Some(Arc::from(format!("tenant-{t}"))),
+                })
+            })
         });
     }
     g.finish();

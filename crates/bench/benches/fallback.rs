@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{BoxError, Layer, Service};
-use towerguard_bench::call_now;
+use towerguard_bench::{call_now, hammer};
 use towerguard_provider_fallback::FallbackLayerBuilder;
 
 /// Answers at once: `Ok(n)`, or an error when built failing.
@@ -43,7 +43,7 @@ impl Service<u64> for Answer {
 const UP: Answer = Answer { fail: false };
 const DOWN: Answer = Answer { fail: true };
 
-fn ours(primary: Answer) -> impl Service<u64, Response = u64, Error = BoxError> {
+fn ours(primary: Answer) -> impl Service<u64, Response = u64, Error = BoxError> + Clone + Send {
     FallbackLayerBuilder::<Answer, u64, BoxError>::generic()
         .primary("primary")
         .provider("backup", UP)
@@ -81,11 +81,25 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// One vs two threads sharing one fallback service whose primary answers.
+fn threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fallback_threads");
+    let s = ours(UP);
+    for threads in [1usize, 2] {
+        g.throughput(criterion::Throughput::Elements(threads as u64));
+        g.bench_function(
+            format!("towerguard_primary_succeeds/{threads}_threads"),
+            |b| b.iter_custom(|iters| hammer(&s, threads, iters, |_| 1u64)),
+        );
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = bench, threads
 }
 criterion_main!(benches);

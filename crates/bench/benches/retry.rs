@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::Layer;
 use tower::retry::budget::{Budget, TpsBudget};
-use towerguard_bench::{Noop, call_now};
+use towerguard_bench::{Noop, call_now, hammer};
 use towerguard_llm_core::{LlmRequest, Message};
 use towerguard_retry_backoff::RetryLayer;
 
@@ -96,11 +96,28 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// One vs two threads sharing one retry service (budget on), each thread with its own clone.
+fn threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("retry_threads");
+    let s = RetryLayer::builder()
+        .max_retries(2)
+        .build()
+        .unwrap()
+        .layer(Noop);
+    for threads in [1usize, 2] {
+        g.throughput(criterion::Throughput::Elements(threads as u64));
+        g.bench_function(format!("towerguard_budget_on/{threads}_threads"), |b| {
+            b.iter_custom(|iters| hammer(&s, threads, iters, |_| 1u64))
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = bench, threads
 }
 criterion_main!(benches);
