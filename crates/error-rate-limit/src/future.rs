@@ -143,10 +143,11 @@ where
         loop {
             let next = match this.state.as_mut().project() {
                 StateProj::Called { future } => {
-                    let result = ready!(future.poll(cx));
-                    if !this.shared.counts(&result) {
-                        return Poll::Ready(result);
-                    }
+                    let output = future.poll(cx);
+                    let result = match output {
+                        Poll::Ready(result) if this.shared.counts(&result) => result,
+                        output => return output,
+                    };
                     State::Recording {
                         record: this.shared.store.record_error(this.key),
                         result: Some(result),

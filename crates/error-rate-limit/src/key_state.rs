@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use towerguard_outcome::ConfigError;
+use towerguard_outcome::{Clock, ConfigError};
 
 use crate::error::ThrottledError;
 use crate::penalty::Penalty;
@@ -67,10 +67,38 @@ impl Limits {
             max_keys: ConfigError::check_range("max_keys", rules.max_keys, 1, MAX_KEYS)?,
         })
     }
+
+    /// Is there a tokens-per-minute limit (so requests must be weighed)?
+    pub(crate) fn weighs_tokens(&self) -> bool {
+        self.tpm.is_some()
+    }
 }
 
-/// The time in nanoseconds, read from the clock only if asked (and then once).
-pub(crate) type Now<'a> = dyn FnMut() -> u64 + 'a;
+/// The time in nanoseconds on a clock, read only if asked (and then once).
+pub(crate) struct Now<'a> {
+    clock: &'a dyn Clock,
+    read: Option<u64>,
+}
+
+impl<'a> Now<'a> {
+    /// The time on `clock`, not read yet.
+    pub(crate) fn on(clock: &'a dyn Clock) -> Self {
+        Self { clock, read: None }
+    }
+
+    /// The time on `clock`, read already: `at`.
+    pub(crate) fn read(clock: &'a dyn Clock, at: u64) -> Self {
+        Self {
+            clock,
+            read: Some(at),
+        }
+    }
+
+    /// The time, read from the clock on the first ask.
+    pub(crate) fn get(&mut self) -> u64 {
+        *self.read.get_or_insert_with(|| self.clock.unix_nanos())
+    }
+}
 
 /// One key's state. Times are nanoseconds on the store's clock.
 #[derive(Debug, Default)]
@@ -95,13 +123,13 @@ impl KeyState {
         }
         let mut rpm_tat = self.rpm_tat;
         if let Some(rate) = &limits.rpm {
-            match rate.take(rpm_tat, now(), 1) {
+            match rate.take(rpm_tat, now.get(), 1) {
                 Ok(tat) => rpm_tat = tat,
                 Err(wait) => return deny(Reason::RequestRate, wait),
             }
         }
         if let Some(rate) = &limits.tpm {
-            match rate.take(self.tpm_tat, now(), tokens) {
+            match rate.take(self.tpm_tat, now.get(), tokens) {
                 Ok(tat) => self.tpm_tat = tat,
                 Err(wait) => return deny(Reason::TokenRate, wait),
             }

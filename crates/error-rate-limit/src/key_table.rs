@@ -1,6 +1,7 @@
 //! The in-memory store's table: shards of per-key state, their eviction queues, the overflow.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -8,7 +9,7 @@ use crate::key_state::{KeyState, Limits, Now};
 
 /// How many eviction candidates a newcomer to a full shard looks at, at most.
 const SWEEP: usize = 8;
-/// Keys per shard the shard count aims at (at most 64 shards).
+/// Keys per shard the shard count aims at (a power of two, at most 64 shards).
 const KEYS_PER_SHARD: usize = 256;
 
 /// Totals, on a cache line of their own: written on errors and refusals only.
@@ -29,9 +30,30 @@ pub(crate) struct Counters {
 #[repr(align(64))]
 struct Padded<T>(T);
 
+/// Hashes a key id to itself: an id is already a keyed hash of the key.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // only `u64` ids are hashed; this fold is for completeness
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
+}
+
 #[derive(Debug, Default)]
 struct Keys {
-    states: HashMap<u64, KeyState, ahash::RandomState>,
+    states: HashMap<u64, KeyState, BuildHasherDefault<IdHasher>>,
     /// Every key of `states` once, the longest unexamined first: the eviction candidates.
     queue: VecDeque<u64>,
 }
@@ -51,7 +73,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl KeyTable {
     pub(crate) fn new(max_keys: usize) -> Self {
-        let shards = (max_keys / KEYS_PER_SHARD).clamp(1, 64);
+        let shards = (max_keys / KEYS_PER_SHARD).clamp(1, 64).next_power_of_two();
         Self {
             shards: (0..shards).map(|_| Padded::default()).collect(),
             max_keys,
@@ -61,7 +83,9 @@ impl KeyTable {
     }
 
     fn shard(&self, id: u64) -> &Mutex<Keys> {
-        &self.shards[(id % self.shards.len() as u64) as usize].0
+        // the count is a power of two: bits 32.. of the id pick the shard (a shard's map
+        // places its keys by the low bits, and tells them apart by the top ones)
+        &self.shards[(id >> 32) as usize & (self.shards.len() - 1)].0
     }
 
     /// Runs `f` on key `id`'s state; a new key (named `name`) gets a place or the overflow.
@@ -74,13 +98,28 @@ impl KeyTable {
         f: impl FnOnce(&mut KeyState, &mut Now<'_>) -> T,
     ) -> T {
         let mut keys = lock(self.shard(id));
-        if let Some(state) = keys.states.get_mut(&id) {
-            if state.name.is_none() {
-                state.name = name.map(Box::from);
+        match keys.states.get_mut(&id) {
+            Some(state) => {
+                if state.name.is_none() {
+                    state.name = name.map(Box::from);
+                }
+                f(state, now)
             }
-            return f(state, now);
+            None => self.with_new(keys, id, name, limits, now, f),
         }
-        if self.take_place() || self.evict_one(&mut keys, limits, now()) {
+    }
+
+    /// [`with`](Self::with) for a key not tracked in its shard (locked as `keys`).
+    fn with_new<T>(
+        &self,
+        mut keys: MutexGuard<'_, Keys>,
+        id: u64,
+        name: Option<&str>,
+        limits: &Limits,
+        now: &mut Now<'_>,
+        f: impl FnOnce(&mut KeyState, &mut Now<'_>) -> T,
+    ) -> T {
+        if self.take_place() || self.evict_one(&mut keys, limits, now.get()) {
             keys.queue.push_back(id);
             let state = keys.states.entry(id).or_default();
             state.name = name.map(Box::from);

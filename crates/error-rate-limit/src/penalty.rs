@@ -22,7 +22,7 @@ impl Penalty {
         if self.until == 0 {
             return None;
         }
-        let left = self.until.checked_sub(now()).filter(|&n| n > 0);
+        let left = self.until.checked_sub(now.get()).filter(|&n| n > 0);
         self.until = if left.is_some() { self.until } else { 0 };
         left
     }

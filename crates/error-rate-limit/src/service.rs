@@ -69,7 +69,10 @@ where
         let shared = &self.shared;
         let name = shared.key.key(&req).unwrap_or(GLOBAL_KEY);
         let key = shared.store.key(name);
-        let tokens = shared.key.tokens(&req);
+        let tokens = match shared.store.weighs_tokens() {
+            true => shared.key.tokens(&req),
+            false => 0,
+        };
         let mut admit = shared.store.admit(&key, name, tokens);
         // a store that answers at once has answered by now; the waker is never used then
         let answer = match Pin::new(&mut admit).poll(&mut Context::from_waker(Waker::noop())) {
@@ -77,9 +80,11 @@ where
             Poll::Pending => None,
         };
         let state = match answer {
-            Some(Ok(())) => State::Called {
-                future: self.inner.call(req),
-            },
+            Some(Ok(())) => {
+                let future = self.inner.call(req);
+                let (state, shared) = (State::Called { future }, shared.clone());
+                return ResponseFuture { state, shared, key };
+            }
             Some(Err(refusal)) if shared.delay.is_none() => State::rejected(refusal),
             answer => {
                 // the service made ready goes with the request; its clone stays

@@ -135,6 +135,11 @@ pub trait LimiterStore: Send + Sync + 'static {
 
     /// The store's key for the key named `name`.
     fn key(&self, name: &str) -> Self::Key;
+    /// Does [`admit`](Self::admit) use the request's weight in tokens? If not, the layer
+    /// does not weigh requests and passes 0. Default: true.
+    fn weighs_tokens(&self) -> bool {
+        true
+    }
     /// May `key` (named `name`) send a request weighing `tokens` now? A pass takes the
     /// request's share of the RPM/TPM allowances.
     fn admit(&self, key: &Self::Key, name: &str, tokens: u64) -> Self::Future<Admit>;
@@ -211,10 +216,14 @@ impl LimiterStore for MemoryStore {
         KeyId(self.hasher.hash_one(name))
     }
 
+    /// Only with a tokens-per-minute limit.
+    fn weighs_tokens(&self) -> bool {
+        self.limits.weighs_tokens()
+    }
+
     fn admit(&self, key: &KeyId, name: &str, tokens: u64) -> Ready<Admit> {
-        let mut at = None;
-        let now: &mut Now<'_> = &mut || *at.get_or_insert_with(|| self.clock.unix_nanos());
         let limits = &self.limits;
+        let now = &mut Now::on(&*self.clock);
         let admit = self
             .table
             .with(key.0, Some(name), limits, now, |state, now| {
@@ -231,9 +240,12 @@ impl LimiterStore for MemoryStore {
         counters.errors.fetch_add(1, Ordering::Relaxed);
         let limits = &self.limits;
         let at = self.clock.unix_nanos();
-        let penalty = self
-            .table
-            .with(key.0, None, limits, &mut || at, |state, _| {
+        let penalty = self.table.with(
+            key.0,
+            None,
+            limits,
+            &mut Now::read(&*self.clock, at),
+            |state, _| {
                 let penalty = state.record_error(limits, at);
                 if let Some(p) = penalty {
                     let key = state.name.as_deref().unwrap_or("<overflow or unnamed>");
@@ -244,7 +256,8 @@ impl LimiterStore for MemoryStore {
                     );
                 }
                 penalty
-            });
+            },
+        );
         if penalty.is_some() {
             counters.offences.fetch_add(1, Ordering::Relaxed);
         }

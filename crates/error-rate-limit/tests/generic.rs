@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 use towerguard_error_rate_limit::{
-    Admit, ErrorRateLimitLayer, KeyId, LimiterStats, LimiterStore, MemoryStore, Rules,
+    Admit, ErrorRateLimitLayer, KeyId, Keyed, LimiterStats, LimiterStore, MemoryStore, Rules,
     ThrottledError, ThrottledKey,
 };
 use towerguard_outcome::Verdict;
@@ -276,5 +276,51 @@ fn known_key_success_path_allocates_nothing() {
             }
         });
         assert_eq!(info.count_total, 0, "{info:?}");
+    }
+}
+
+/// A request that counts how often it is weighed.
+struct Weighed<'a> {
+    tenant: &'static str,
+    weighed: &'a AtomicUsize,
+}
+
+impl Keyed for Weighed<'_> {
+    fn rate_key(&self) -> Option<&str> {
+        Some(self.tenant)
+    }
+
+    fn token_weight(&self) -> u64 {
+        self.weighed.fetch_add(1, Ordering::Relaxed);
+        10
+    }
+}
+
+#[test]
+fn requests_are_weighed_only_under_a_token_limit() {
+    let ok = service_fn(|_: Weighed<'_>| std::future::ready(Ok::<_, BoxError>(())));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    for (tpm, weighings) in [(None, 0), (Some(1_000_000), 3)] {
+        let mut b = ErrorRateLimitLayer::builder().requests_per_minute(1_000);
+        if let Some(tpm) = tpm {
+            b = b.tokens_per_minute(tpm);
+        }
+        let mut svc = b.build().unwrap().layer(ok);
+        let weighed = AtomicUsize::new(0);
+        for _ in 0..3 {
+            let tenant = "acme";
+            assert!(call_now(
+                &mut svc,
+                Weighed {
+                    tenant,
+                    weighed: &weighed
+                }
+            ));
+        }
+        assert_eq!(weighed.load(Ordering::Relaxed), weighings, "tpm {tpm:?}");
     }
 }
