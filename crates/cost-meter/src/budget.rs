@@ -221,7 +221,7 @@ impl Budget {
 /// `used` holds the open reservations plus the spend settled in `window`. Moving to a new
 /// window subtracts the settled spend and keeps the open reservations, so a reservation made
 /// before a window ends is still released exactly when it settles (its actual cost then
-/// counts in the window it settles in).
+/// counts in the counter's current window).
 #[derive(Debug, Default)]
 pub(crate) struct Counter {
     window: AtomicU64,

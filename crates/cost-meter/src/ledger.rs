@@ -64,7 +64,7 @@ type AlertHook = Box<dyn Fn(&BudgetAlert) + Send + Sync>;
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Held {
     pub(crate) amounts: [Nanos; MAX_BUDGETS],
-    /// The window each reservation was made in.
+    /// Each budget's window when the request arrived: every hold of the request counts there.
     pub(crate) windows: [u64; MAX_BUDGETS],
     /// The largest worst case quoted for the request (what an unmetered or unpriced answer
     /// is charged).
@@ -74,13 +74,8 @@ pub(crate) struct Held {
 impl Held {
     /// Adds a granted raise.
     pub(crate) fn grant(&mut self, add: &Held) {
-        for i in 0..MAX_BUDGETS {
-            if add.amounts[i] > 0 {
-                if self.amounts[i] == 0 {
-                    self.windows[i] = add.windows[i];
-                }
-                self.amounts[i] = self.amounts[i].saturating_add(add.amounts[i]);
-            }
+        for (held, add) in self.amounts.iter_mut().zip(add.amounts) {
+            *held = held.saturating_add(add);
         }
         self.worst = self.worst.max(add.worst);
     }
@@ -110,6 +105,8 @@ impl Quote {
 pub(crate) struct Served<'a> {
     pub(crate) provider: &'a str,
     pub(crate) model: &'a str,
+    /// How `model` is priced.
+    pub(crate) quote: Quote,
     pub(crate) tokens: Option<Tokens>,
     /// The request's worst case, priced at the serving model if the usage is missing.
     pub(crate) worst: Option<WorstCase>,
@@ -286,17 +283,23 @@ impl<St: BudgetStore> Ledger<St> {
         client: Option<&str>,
         tokens: Tokens,
     ) -> Result<Nanos, CostError> {
-        if self.quote(model).price.is_none() {
+        let quote = self.quote(model);
+        if quote.price.is_none() {
             return Err(CostError::Unpriced(model.to_owned()));
         }
         let client = client.map(|key| self.client(key));
         let served = Served {
             provider,
             model,
+            quote,
             tokens: Some(tokens),
             worst: None,
         };
-        let (cost, settle) = self.charge(&served, &Held::default(), client.as_deref());
+        let held = Held {
+            windows: self.windows_now(),
+            ..Held::default()
+        };
+        let (cost, settle) = self.charge(&served, &held, client.as_deref());
         let alerts = settle.await;
         self.alert(&alerts, client.as_deref());
         Ok(cost)
@@ -349,9 +352,14 @@ impl<St: BudgetStore> Ledger<St> {
         }
     }
 
+    /// How `model` is priced.
     pub(crate) fn quote(&self, model: &str) -> Quote {
+        self.quote_entry(self.inner.config.prices.lookup(model))
+    }
+
+    /// How the price-table entry `index` (or a model the table does not know) is priced.
+    pub(crate) fn quote_entry(&self, index: Option<usize>) -> Quote {
         let config = &self.inner.config;
-        let index = config.prices.lookup(model);
         match index.and_then(|i| config.prices.entry(i)) {
             Some((_, info)) => Quote {
                 index,
@@ -386,7 +394,7 @@ impl<St: BudgetStore> Ledger<St> {
         i: usize,
         client: Option<&'a ClientEntry<St::Client>>,
     ) -> Option<ClientRef<'a, St::Client>> {
-        if self.inner.config.budgets[i].scope != Scope::PerClient {
+        if !matches!(self.inner.config.budgets[i].scope, Scope::PerClient) {
             return None;
         }
         client.map(|e| ClientRef {
@@ -404,11 +412,13 @@ impl<St: BudgetStore> Ledger<St> {
         held: &Held,
         client: Option<&ClientEntry<St::Client>>,
     ) -> (Nanos, St::Settle) {
-        let quote = self.quote(served.model);
-        let worst_here = served.worst.and_then(|w| quote.worst(w)).unwrap_or(0);
+        let quote = served.quote;
         let (cost, unmetered, unpriced) = match (served.tokens, quote.price) {
             (Some(t), Some(p)) => (p.cost(t), false, false),
-            (None, Some(_)) => (held.worst.max(worst_here), true, false),
+            (None, Some(_)) => {
+                let worst_here = served.worst.and_then(|w| quote.worst(w)).unwrap_or(0);
+                (held.worst.max(worst_here), true, false)
+            }
             (Some(_), None) => (held.worst, false, true),
             (None, None) => (held.worst, true, true),
         };
@@ -452,14 +462,14 @@ impl<St: BudgetStore> Ledger<St> {
     }
 
     /// Settles each budget that `held` reserved on or that `charged` gives a cost for: to
-    /// that cost, or to 0.
+    /// that cost, or to 0, in the windows the request was admitted in.
     fn settle(
         &self,
         held: &Held,
         client: Option<&ClientEntry<St::Client>>,
         charged: impl Fn(usize) -> Option<Nanos>,
     ) -> St::Settle {
-        let windows = self.windows_now();
+        let windows = &held.windows;
         let budgets = &self.inner.config.budgets;
         let items = budgets.iter().enumerate().filter_map(|(i, b)| {
             let actual = charged(i);
@@ -469,7 +479,6 @@ impl<St: BudgetStore> Ledger<St> {
                     window: windows[i],
                     client: self.client_ref(i, client),
                 },
-                reserved_in: held.windows[i],
                 reserved: held.amounts[i],
                 actual: actual.unwrap_or(0),
                 alert_at: b.alert_threshold(),

@@ -12,7 +12,7 @@ use towerguard_outcome::{AttemptBudget, AttemptCheck, AttemptRefused};
 use crate::budget::MAX_BUDGETS;
 use crate::clients::ClientEntry;
 use crate::error::CostError;
-use crate::ledger::{Held, Ledger, Served};
+use crate::ledger::{Held, Ledger, Quote, Served};
 use crate::prices::Nanos;
 use crate::request::{CostRequest, CostResponse, WorstCase};
 use crate::store::{Alerted, BudgetStore, CounterRef, Hold, Shortfall};
@@ -39,6 +39,8 @@ pub(crate) struct Reservation<St: BudgetStore> {
     client: Option<Arc<ClientEntry<St::Client>>>,
     worst: WorstCase,
     requested: Requested,
+    /// The worst case at the requested model.
+    cost: Nanos,
     state: Mutex<State>,
     /// Itself, when shared behind an attempt hook (a raise that waits on the store then
     /// records what it was granted).
@@ -60,8 +62,8 @@ pub(crate) enum Raise<St: BudgetStore> {
 
 impl<St: BudgetStore> Reservation<St> {
     /// A request's reservation, holding nothing yet; its worst case priced at the model
-    /// asked for. Refused if that model has no price (and unknown models are refused) or it
-    /// costs more than the per-request limit.
+    /// asked for, its holds counted in each budget's window now. Refused if that model has
+    /// no price (and unknown models are refused) or it costs more than the per-request limit.
     pub(crate) fn new<Req: CostRequest>(ledger: &Ledger<St>, req: &Req) -> Result<Self, CostError> {
         let name = req.model();
         let quote = ledger.quote(name);
@@ -79,8 +81,10 @@ impl<St: BudgetStore> Reservation<St> {
             client: req.client().map(|key| ledger.client(key)),
             worst,
             requested,
+            cost,
             state: Mutex::new(State {
                 held: Held {
+                    windows: ledger.windows_now(),
                     worst: cost,
                     ..Held::default()
                 },
@@ -117,39 +121,38 @@ impl<St: BudgetStore> Reservation<St> {
         }
     }
 
+    /// How `model` is priced: the request's own quote if it is the model asked for.
+    fn quote(&self, model: &str) -> Quote {
+        match &self.requested {
+            Requested::Table(i) if self.requested().0 == model => self.ledger.quote_entry(Some(*i)),
+            _ => self.ledger.quote(model),
+        }
+    }
+
     /// Reserves the request's worst case at the model asked for, on the budgets of that
     /// model's provider in the price table.
     pub(crate) fn reserve_requested(&self) -> Raise<St> {
-        let cost = self.state().held.worst;
-        let provider = self.requested().1;
-        self.raise(provider, cost)
+        self.raise(self.requested().1, self.cost)
     }
 
     /// Raises what the request holds on every budget that applies to `provider` (global,
-    /// the client's, that provider's) to at least `cost`; all or nothing.
+    /// the client's, that provider's) to at least `cost`; all or nothing. A raise that adds
+    /// nothing asks no store.
     pub(crate) fn raise(&self, provider: Option<&str>, cost: Nanos) -> Raise<St> {
         let ledger = &self.ledger;
         let mut state = self.state();
         if !state.open {
             return Raise::Done(Ok(()));
         }
-        let windows_now = ledger.windows_now();
+        let held = &state.held;
         let mut add = Held {
+            windows: held.windows,
             worst: cost,
             ..Held::default()
         };
-        let held = &state.held;
-        for (i, &window_now) in windows_now.iter().enumerate() {
-            let applies = i < ledger.inner.config.budgets.len()
-                && ledger.applies(i, provider, self.client.is_some());
-            if applies && held.amounts[i] < cost {
+        for i in 0..ledger.inner.config.budgets.len() {
+            if held.amounts[i] < cost && ledger.applies(i, provider, self.client.is_some()) {
                 add.amounts[i] = cost - held.amounts[i];
-                // a budget already held keeps the window it was reserved in
-                add.windows[i] = if held.amounts[i] == 0 {
-                    window_now
-                } else {
-                    held.windows[i]
-                };
             }
         }
         if add.amounts == [0; MAX_BUDGETS] {
@@ -223,9 +226,11 @@ impl<St: BudgetStore> Reservation<St> {
     pub(crate) fn bill<R: CostResponse>(&self, resp: &R) -> Option<St::Settle> {
         let held = self.close()?;
         let (requested, table_provider) = self.requested();
+        let model = resp.model().unwrap_or(requested);
         let served = Served {
             provider: resp.provider().or(table_provider).unwrap_or("unknown"),
-            model: resp.model().unwrap_or(requested),
+            model,
+            quote: self.quote(model),
             tokens: resp.tokens(),
             worst: Some(self.worst),
         };
@@ -244,7 +249,7 @@ impl<St: BudgetStore> Reservation<St> {
 /// case priced at the attempt's model.
 impl<St: BudgetStore> AttemptBudget for Reservation<St> {
     fn before_attempt(&self, provider: &str, model: &str) -> AttemptCheck {
-        let Some(cost) = self.ledger.quote(model).worst(self.worst) else {
+        let Some(cost) = self.quote(model).worst(self.worst) else {
             return AttemptCheck::ready(Err(CostError::Unpriced(model.to_owned()).into()));
         };
         if let Err(e) = self.ledger.check_request_cost(cost) {

@@ -43,10 +43,10 @@ pub struct Hold<'a, C> {
 /// Replace a reservation by the actual spend.
 #[derive(Debug)]
 pub struct Settlement<'a, C> {
-    /// Which counter; its window is the window now, where the actual spend counts.
+    /// Which counter; its window is the one the request was admitted (and reserved) in.
+    /// The actual spend counts there, or in the counter's current window if it has moved on
+    /// since.
     pub counter: CounterRef<'a, C>,
-    /// The window the reservation was made in (its counter, for a store keyed by window).
-    pub reserved_in: u64,
     /// What was reserved (0 for usage recorded without a reservation).
     pub reserved: Nanos,
     /// What was spent (0 releases the reservation).
@@ -82,9 +82,8 @@ pub struct Alerted {
 /// costs more than what it holds, and one [`settle`](Self::settle) call when it ends. A
 /// networked store answers each with one round trip: e.g. one Lua script that checks and
 /// adds every hold or none (`INCRBY` per key `budget:{n}:{client}:{window}`, with an expiry
-/// past the window's end), and one that applies every settlement (`DECRBY reserved` on the
-/// key of `reserved_in`, `INCRBY actual` on the key of the current window) and reports the
-/// alerts whose threshold the new total reached first (`SET NX` on an alert key per window).
+/// past the window's end), and one that applies every settlement (`INCRBY actual-reserved`
+/// on the same key) and reports the alerts whose threshold the new total reached first (`SET NX` on an alert key per window).
 ///
 /// Rules every store follows:
 /// - [`reserve`](Self::reserve) is all or nothing: if one hold does not fit, none is kept.

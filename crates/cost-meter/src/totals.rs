@@ -1,6 +1,7 @@
 //! Running totals: one set per (provider, model) row of the ledger and per client.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -136,61 +137,73 @@ pub struct StatsRow {
 /// Rows the ledger keeps before it adds new (provider, model) pairs to one `"(other)"` row.
 const MAX_ROWS: usize = 4096;
 
-type ByModel = HashMap<Arc<str>, Totals, ahash::RandomState>;
-type ByProvider = HashMap<Arc<str>, ByModel, ahash::RandomState>;
-
 /// Shards of rows: calls for different (provider, model) pairs take different locks.
 const ROW_SHARDS: usize = 16;
 
-/// Totals by provider, then model, in shards. A call takes its shard's read lock to find
-/// its row and adds to it with atomic adds; only a pair seen for the first time takes the
-/// write lock.
+/// One row: a (provider, model) pair and its totals.
+#[derive(Debug)]
+struct Row {
+    provider: Arc<str>,
+    model: Arc<str>,
+    totals: Totals,
+}
+
+/// The rows of one shard, by the hash of their (provider, model) pair (a hash is computed
+/// once per call and picks both the shard and the entry; pairs whose hashes collide share
+/// an entry).
+type Shard = HashMap<u64, Vec<Row>, BuildHasherDefault<Prehashed>>;
+
+/// Totals by (provider, model), in shards. A call takes its shard's read lock to find its
+/// row and adds to it with atomic adds; only a pair seen for the first time takes the write
+/// lock.
 #[derive(Debug, Default)]
 pub(crate) struct Rows {
-    shards: [RwLock<ByProvider>; ROW_SHARDS],
+    shards: [RwLock<Shard>; ROW_SHARDS],
     hasher: ahash::RandomState,
     count: AtomicUsize,
     other: Totals,
 }
 
 impl Rows {
-    fn shard(&self, provider: &str, model: &str) -> &RwLock<ByProvider> {
-        let i = self.hasher.hash_one((provider, model)) as usize % ROW_SHARDS;
-        &self.shards[i]
-    }
-
     pub(crate) fn add(&self, provider: &str, model: &str, c: &Charge) {
-        let shard = self.shard(provider, model);
-        {
-            let map = shard.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(t) = map.get(provider).and_then(|m| m.get(model)) {
-                t.add(c);
-                return;
-            }
+        let hash = self.hasher.hash_one((provider, model));
+        let shard = &self.shards[hash as usize % ROW_SHARDS];
+        let find = |map: &Shard| {
+            let rows = map.get(&hash)?;
+            let row = rows
+                .iter()
+                .find(|r| *r.provider == *provider && *r.model == *model);
+            row.map(|r| r.totals.add(c))
+        };
+        if find(&shard.read().unwrap_or_else(|p| p.into_inner())).is_some() {
+            return;
         }
         let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = map.get(provider).and_then(|m| m.get(model)) {
-            return t.add(c);
+        if find(&map).is_some() {
+            return;
         }
         if self.count.fetch_add(1, Ordering::Relaxed) >= MAX_ROWS {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return self.other.add(c);
         }
-        let by_model = map.entry(Arc::from(provider)).or_default();
-        by_model.entry(Arc::from(model)).or_default().add(c);
+        let row = Row {
+            provider: Arc::from(provider),
+            model: Arc::from(model),
+            totals: Totals::default(),
+        };
+        row.totals.add(c);
+        map.entry(hash).or_default().push(row);
     }
 
     pub(crate) fn rows(&self) -> Vec<StatsRow> {
         let mut rows = Vec::new();
         for shard in &self.shards {
             let map = shard.read().unwrap_or_else(|p| p.into_inner());
-            for (provider, by_model) in map.iter() {
-                rows.extend(by_model.iter().map(|(model, t)| StatsRow {
-                    provider: provider.clone(),
-                    model: model.clone(),
-                    spend: t.read(),
-                }));
-            }
+            rows.extend(map.values().flatten().map(|r| StatsRow {
+                provider: r.provider.clone(),
+                model: r.model.clone(),
+                spend: r.totals.read(),
+            }));
         }
         rows.push(StatsRow {
             provider: Arc::from("(other)"),
@@ -207,11 +220,12 @@ impl Rows {
         for shard in &self.shards {
             let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
             match provider {
-                Some(p) => {
-                    if let Some(gone) = map.remove(p) {
-                        self.count.fetch_sub(gone.len(), Ordering::Relaxed);
-                    }
-                }
+                Some(p) => map.retain(|_, rows| {
+                    let before = rows.len();
+                    rows.retain(|r| *r.provider != *p);
+                    self.count.fetch_sub(before - rows.len(), Ordering::Relaxed);
+                    !rows.is_empty()
+                }),
                 None => map.clear(),
             }
         }
@@ -219,5 +233,25 @@ impl Rows {
             self.count.store(0, Ordering::Relaxed);
             self.other.clear();
         }
+    }
+}
+
+/// The hasher of a key that is already a hash.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }

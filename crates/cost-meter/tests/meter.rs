@@ -195,7 +195,6 @@ fn the_memory_store_is_exact_under_threads() {
                         won.fetch_add(1, Ordering::SeqCst);
                         let spent = Settlement {
                             counter: counter(),
-                            reserved_in: 7,
                             reserved: 3,
                             actual: 3,
                             alert_at: None,
