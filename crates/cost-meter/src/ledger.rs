@@ -64,8 +64,9 @@ type AlertHook = Box<dyn Fn(&BudgetAlert) + Send + Sync>;
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Held {
     pub(crate) amounts: [Nanos; MAX_BUDGETS],
-    /// Each budget's window when the request arrived: every hold of the request counts there.
-    pub(crate) windows: [u64; MAX_BUDGETS],
+    /// The clock's time when the request was admitted: each budget's window then is where
+    /// the request's holds and cost count.
+    pub(crate) at: u64,
     /// The largest worst case quoted for the request (what an unmetered or unpriced answer
     /// is charged).
     pub(crate) worst: Nanos,
@@ -296,7 +297,7 @@ impl<St: BudgetStore> Ledger<St> {
             worst: None,
         };
         let held = Held {
-            windows: self.windows_now(),
+            at: self.now(),
             ..Held::default()
         };
         let (cost, settle) = self.charge(&served, &held, client.as_deref());
@@ -469,14 +470,13 @@ impl<St: BudgetStore> Ledger<St> {
         client: Option<&ClientEntry<St::Client>>,
         charged: impl Fn(usize) -> Option<Nanos>,
     ) -> St::Settle {
-        let windows = &held.windows;
         let budgets = &self.inner.config.budgets;
         let items = budgets.iter().enumerate().filter_map(|(i, b)| {
             let actual = charged(i);
             (actual.is_some() || held.amounts[i] > 0).then(|| Settlement {
                 counter: CounterRef {
                     budget: i,
-                    window: windows[i],
+                    window: b.window.id(held.at),
                     client: self.client_ref(i, client),
                 },
                 reserved: held.amounts[i],

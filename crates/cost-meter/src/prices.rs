@@ -101,7 +101,10 @@ impl Price {
         .fold(0u128, |sum, (n, p)| {
             sum.saturating_add(u128::from(n) * u128::from(p))
         });
-        u64::try_from(pico.div_ceil(1000)).unwrap_or(u64::MAX)
+        match u64::try_from(pico) {
+            Ok(pico) => pico.div_ceil(1000),
+            Err(_) => u64::try_from(pico.div_ceil(1000)).unwrap_or(u64::MAX),
+        }
     }
 }
 

@@ -61,10 +61,15 @@ pub(crate) enum Raise<St: BudgetStore> {
 }
 
 impl<St: BudgetStore> Reservation<St> {
-    /// A request's reservation, holding nothing yet; its worst case priced at the model
-    /// asked for, its holds counted in each budget's window now. Refused if that model has
-    /// no price (and unknown models are refused) or it costs more than the per-request limit.
-    pub(crate) fn new<Req: CostRequest>(ledger: &Ledger<St>, req: &Req) -> Result<Self, CostError> {
+    /// A request's reservation, holding nothing yet, in place or `shared` (behind an `Arc`
+    /// an attempt hook can hold); its worst case priced at the model asked for. Refused if
+    /// that model has no price (and unknown models are refused) or it costs more than the
+    /// per-request limit.
+    pub(crate) fn new<Req: CostRequest>(
+        ledger: &Ledger<St>,
+        req: &Req,
+        shared: bool,
+    ) -> Result<Handle<St>, CostError> {
         let name = req.model();
         let quote = ledger.quote(name);
         let worst = req.worst_case();
@@ -76,29 +81,27 @@ impl<St: BudgetStore> Reservation<St> {
             Some(i) => Requested::Table(i),
             None => Requested::Other(Arc::from(name)),
         };
-        Ok(Self {
+        let client = req.client().map(|key| ledger.client(key));
+        let make = |me| Self {
             ledger: ledger.clone(),
-            client: req.client().map(|key| ledger.client(key)),
+            client,
             worst,
             requested,
             cost,
             state: Mutex::new(State {
                 held: Held {
-                    windows: ledger.windows_now(),
+                    at: ledger.now(),
                     worst: cost,
                     ..Held::default()
                 },
                 open: true,
             }),
-            me: Weak::new(),
-        })
-    }
-
-    /// The same reservation, shareable with an attempt hook.
-    pub(crate) fn into_shared(self) -> Arc<Self> {
-        Arc::new_cyclic(|me| Self {
-            me: me.clone(),
-            ..self
+            me,
+        };
+        Ok(if shared {
+            Handle::Shared(Arc::new_cyclic(|me| make(me.clone())))
+        } else {
+            Handle::Inline(make(Weak::new()))
         })
     }
 
@@ -146,7 +149,7 @@ impl<St: BudgetStore> Reservation<St> {
         }
         let held = &state.held;
         let mut add = Held {
-            windows: held.windows,
+            at: held.at,
             worst: cost,
             ..Held::default()
         };
@@ -167,7 +170,7 @@ impl<St: BudgetStore> Reservation<St> {
         let mut future = ledger.inner.store.reserve(holds.map(|(i, b)| Hold {
             counter: CounterRef {
                 budget: i,
-                window: add.windows[i],
+                window: b.window.id(add.at),
                 client: ledger.client_ref(i, self.client()),
             },
             amount: add.amounts[i],

@@ -64,18 +64,15 @@ where
     }
 
     fn call(&mut self, mut req: Req) -> Self::Future {
-        let reservation = match Reservation::new(&self.ledger, &req) {
-            Ok(r) => r,
+        // only a ledger that can refuse needs to hear about attempts below
+        let shared = self.ledger.has_limits() && req.carries_attempt_hook();
+        let handle = match Reservation::new(&self.ledger, &req, shared) {
+            Ok(handle) => handle,
             Err(e) => return ResponseFuture::refused(e),
         };
-        // only a ledger that can refuse needs to hear about attempts below
-        let handle = if self.ledger.has_limits() && req.carries_attempt_hook() {
-            let shared = reservation.into_shared();
-            req.set_attempt_hook(AttemptHook::new(shared.clone()));
-            Handle::Shared(shared)
-        } else {
-            Handle::Inline(reservation)
-        };
+        if let Handle::Shared(reservation) = &handle {
+            req.set_attempt_hook(AttemptHook::new(reservation.clone()));
+        }
         match handle.reserve_requested() {
             Raise::Done(Ok(())) => ResponseFuture::calling(self.inner.call(req), handle),
             Raise::Done(Err(e)) => ResponseFuture::refused(e),
