@@ -429,7 +429,9 @@ impl<St: BudgetStore> Ledger<St> {
             unmetered,
             unpriced,
         };
-        self.inner.rows.add(served.provider, served.model, &charge);
+        self.inner
+            .rows
+            .add(quote.index, served.provider, served.model, &charge);
         if let Some(c) = client {
             c.totals.add(&charge);
         }
@@ -650,12 +652,13 @@ impl<St: BudgetStore> LedgerBuilder<St> {
         }
         store.prepare(budgets)?;
         let clients = Clients::new(config.max_clients, store.client("(other)"));
+        let rows = Rows::new(config.prices.len());
         Ok(Ledger {
             inner: Arc::new(Inner {
                 needs_clock: budgets.iter().any(|b| b.window != crate::Window::Total),
                 config,
                 store,
-                rows: Rows::default(),
+                rows,
                 clients,
             }),
         })

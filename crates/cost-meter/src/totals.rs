@@ -137,7 +137,7 @@ pub struct StatsRow {
 /// Rows the ledger keeps before it adds new (provider, model) pairs to one `"(other)"` row.
 const MAX_ROWS: usize = 4096;
 
-/// Shards of rows: calls for different (provider, model) pairs take different locks.
+/// Shards of the rows of models the price table does not know.
 const ROW_SHARDS: usize = 16;
 
 /// One row: a (provider, model) pair and its totals.
@@ -153,35 +153,64 @@ struct Row {
 /// an entry).
 type Shard = HashMap<u64, Vec<Row>, BuildHasherDefault<Prehashed>>;
 
-/// Totals by (provider, model), in shards. A call takes its shard's read lock to find its
-/// row and adds to it with atomic adds; only a pair seen for the first time takes the write
-/// lock.
+/// Totals by (provider, model). Rows of a model in the price table sit with its entry, found
+/// without hashing; rows of other models in shards of a map. A call takes a read lock to
+/// find its row and adds to it with atomic adds; only a pair seen for the first time takes
+/// the write lock.
 #[derive(Debug, Default)]
 pub(crate) struct Rows {
+    /// By price-table entry.
+    priced: Box<[RwLock<Vec<Row>>]>,
+    /// Models the table does not know.
     shards: [RwLock<Shard>; ROW_SHARDS],
     hasher: ahash::RandomState,
     count: AtomicUsize,
     other: Totals,
 }
 
+fn find<'r>(rows: &'r [Row], provider: &str, model: &str) -> Option<&'r Row> {
+    rows.iter()
+        .find(|r| *r.model == *model && *r.provider == *provider)
+}
+
 impl Rows {
-    pub(crate) fn add(&self, provider: &str, model: &str, c: &Charge) {
+    /// Rows for a price table of `models` entries.
+    pub(crate) fn new(models: usize) -> Self {
+        Self {
+            priced: (0..models).map(|_| RwLock::default()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a call to the row of `provider` and `model` (price-table entry `entry`).
+    pub(crate) fn add(&self, entry: Option<usize>, provider: &str, model: &str, c: &Charge) {
+        if let Some(list) = entry.and_then(|i| self.priced.get(i)) {
+            if let Some(row) = find(&read(list), provider, model) {
+                return row.totals.add(c);
+            }
+            let mut rows = list.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(row) = find(&rows, provider, model) {
+                return row.totals.add(c);
+            }
+            return self.push(&mut rows, provider, model, c);
+        }
         let hash = self.hasher.hash_one((provider, model));
         let shard = &self.shards[hash as usize % ROW_SHARDS];
-        let find = |map: &Shard| {
-            let rows = map.get(&hash)?;
-            let row = rows
-                .iter()
-                .find(|r| *r.provider == *provider && *r.model == *model);
-            row.map(|r| r.totals.add(c))
-        };
-        if find(&shard.read().unwrap_or_else(|p| p.into_inner())).is_some() {
-            return;
+        let rows = read(shard);
+        if let Some(row) = rows.get(&hash).and_then(|r| find(r, provider, model)) {
+            return row.totals.add(c);
         }
+        drop(rows);
         let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
-        if find(&map).is_some() {
-            return;
+        let rows = map.entry(hash).or_default();
+        if let Some(row) = find(rows, provider, model) {
+            return row.totals.add(c);
         }
+        self.push(rows, provider, model, c);
+    }
+
+    /// A new row, unless the ledger has all it keeps: then the call counts in `"(other)"`.
+    fn push(&self, rows: &mut Vec<Row>, provider: &str, model: &str, c: &Charge) {
         if self.count.fetch_add(1, Ordering::Relaxed) >= MAX_ROWS {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return self.other.add(c);
@@ -192,18 +221,22 @@ impl Rows {
             totals: Totals::default(),
         };
         row.totals.add(c);
-        map.entry(hash).or_default().push(row);
+        rows.push(row);
     }
 
+    /// Every row with calls, sorted by provider and model.
     pub(crate) fn rows(&self) -> Vec<StatsRow> {
         let mut rows = Vec::new();
+        let stats = |r: &Row| StatsRow {
+            provider: r.provider.clone(),
+            model: r.model.clone(),
+            spend: r.totals.read(),
+        };
+        for list in &self.priced {
+            rows.extend(read(list).iter().map(stats));
+        }
         for shard in &self.shards {
-            let map = shard.read().unwrap_or_else(|p| p.into_inner());
-            rows.extend(map.values().flatten().map(|r| StatsRow {
-                provider: r.provider.clone(),
-                model: r.model.clone(),
-                spend: r.totals.read(),
-            }));
+            rows.extend(read(shard).values().flatten().map(stats));
         }
         rows.push(StatsRow {
             provider: Arc::from("(other)"),
@@ -217,23 +250,30 @@ impl Rows {
 
     /// Clears the rows of `provider`, or every row.
     pub(crate) fn clear(&self, provider: Option<&str>) {
+        let keep = |rows: &mut Vec<Row>| {
+            let before = rows.len();
+            match provider {
+                Some(p) => rows.retain(|r| *r.provider != *p),
+                None => rows.clear(),
+            }
+            self.count.fetch_sub(before - rows.len(), Ordering::Relaxed);
+            !rows.is_empty()
+        };
+        for list in &self.priced {
+            keep(&mut list.write().unwrap_or_else(|p| p.into_inner()));
+        }
         for shard in &self.shards {
             let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
-            match provider {
-                Some(p) => map.retain(|_, rows| {
-                    let before = rows.len();
-                    rows.retain(|r| *r.provider != *p);
-                    self.count.fetch_sub(before - rows.len(), Ordering::Relaxed);
-                    !rows.is_empty()
-                }),
-                None => map.clear(),
-            }
+            map.retain(|_, rows| keep(rows));
         }
         if provider.is_none() {
-            self.count.store(0, Ordering::Relaxed);
             self.other.clear();
         }
     }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The hasher of a key that is already a hash.
