@@ -161,6 +161,23 @@ where
     }
 }
 
+/// The attempts after the primary failed with `error` on the fast path.
+pub(crate) fn after_primary<Res, F, Req, E>(
+    shared: Arc<Shared<F, Req, E>>,
+    req: Req,
+    error: E,
+) -> BoxFuture<Result<Res, E>>
+where
+    Res: Send + 'static,
+    F: Service<Req, Response = Res, Error = E> + Clone + Send + Sync + 'static,
+    F::Future: Send + 'static,
+    Req: Clone + Send + Sync + 'static,
+    E: From<AllProvidersFailed<E>> + From<AttemptRefused> + Send + Sync + 'static,
+{
+    let start = Start::Failed(error);
+    Box::pin(run::<Tried<Res, E>, _, _, _>(shared, None, req, start))
+}
+
 /// The plan for a new request: strategy order, providers known to be down last, the primary
 /// last if it was not ready; when every provider is down, waits for the first to recover if
 /// configured.

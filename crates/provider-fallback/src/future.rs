@@ -3,13 +3,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use tower_service::Service;
 use towerguard_outcome::AttemptRefused;
 
-use crate::attempts::{self, BoxFuture, Start, Tried};
+use crate::attempts::{self, BoxFuture};
 use crate::error::AllProvidersFailed;
 use crate::shared::Shared;
 use crate::stats::Ended;
@@ -73,37 +73,29 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Primary { future, fallback } => {
-                    let result = ready!(future.poll(cx));
-                    let Some((shared, req)) = fallback.take() else {
-                        return Poll::Ready(result); // polled again after the end
-                    };
-                    match result {
-                        Ok(res) => {
-                            shared.providers[0].health.answered();
-                            shared.counters.served(0, Ended::First);
-                            return Poll::Ready(Ok(res));
-                        }
-                        Err(error) => {
-                            let start = Start::Failed(error);
-                            let rest =
-                                attempts::run::<Tried<Res, E>, _, _, _>(shared, None, req, start);
-                            this.state.set(State::Boxed {
-                                future: Box::pin(rest),
-                            });
-                        }
-                    }
+        if let StateProj::Primary { future, fallback } = this.state.as_mut().project() {
+            let output = future.poll(cx);
+            let Some((shared, req)) = fallback.take_if(|_| output.is_ready()) else {
+                return output; // pending, or polled again after the end
+            };
+            let error = match output {
+                Poll::Ready(Err(error)) => error,
+                output => {
+                    shared.providers[0].health.answered();
+                    shared.counters.served(0, Ended::First);
+                    return output;
                 }
-                StateProj::Boxed { future } => return future.as_mut().poll(cx),
-                StateProj::Failed { error } => {
-                    return Poll::Ready(match error.take() {
-                        Some(error) => Err(error),
-                        None => panic!("`ResponseFuture` polled after completion"),
-                    });
-                }
-            }
+            };
+            let rest = attempts::after_primary::<Res, F, Req, E>(shared, req, error);
+            this.state.set(State::Boxed { future: rest });
+        }
+        match this.state.project() {
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
+            StateProj::Failed { error } => Poll::Ready(match error.take() {
+                Some(error) => Err(error),
+                None => panic!("`ResponseFuture` polled after completion"),
+            }),
+            StateProj::Primary { .. } => Poll::Pending, // left above
         }
     }
 }

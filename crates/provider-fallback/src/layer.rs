@@ -318,7 +318,10 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
                 Strategy::CheapestFirst => cheapest.first() == Some(0),
                 Strategy::RoundRobin => false,
             };
+        let primary_as_is = config.mapper.is_none()
+            && (config.remodel.is_none() || self.providers[0].model.is_none());
         let shared = Shared {
+            primary_as_is,
             providers: self.providers,
             backups: self.backups,
             counters: Counters::new(n),

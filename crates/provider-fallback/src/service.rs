@@ -90,7 +90,10 @@ where
                 req,
             );
         }
-        let attempt = shared.request_for(0, &req);
+        let attempt = match shared.primary_as_is {
+            true => req.clone(),
+            false => shared.request_for(0, &req),
+        };
         if let Some((hook, model)) = shared.hook(0, &attempt) {
             let mut check = hook.before_attempt(shared.name(0), model);
             // an in-memory meter answers at once: no need to leave the fast path

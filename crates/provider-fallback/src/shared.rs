@@ -53,6 +53,8 @@ pub(crate) struct Shared<F, Req, E> {
     /// Requests start on the primary when it is ready and up (no hedging, and the strategy
     /// puts it first): they start in `call`, without boxing.
     pub(crate) starts_on_primary: bool,
+    /// The primary gets the request as it is (no model of its own, no mapper).
+    pub(crate) primary_as_is: bool,
     pub(crate) chains: Vec<(Predicate<E>, Plan)>,
     pub(crate) config: Config<Req, E>,
 }

@@ -279,6 +279,32 @@ async fn each_provider_gets_its_own_model() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_primary_that_answers_gets_its_own_model_and_the_original_stays_whole() {
+    let primary = recording("openai", Outcome::ok());
+    let layer = FallbackLayer::builder()
+        .primary("openai")
+        .provider("ollama", recording("ollama", Outcome::ok()))
+        .model_for("openai", "gpt-4o-2024-08-06")
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(primary.clone());
+    let resp = send(&mut svc).await.unwrap();
+    assert_eq!(resp.provider(), "openai");
+    assert_eq!(primary.recorded()[0].model(), "gpt-4o-2024-08-06");
+    // without a model of its own the primary gets the request as it came
+    let primary = recording("openai", Outcome::ok());
+    let layer = FallbackLayer::builder()
+        .primary("openai")
+        .provider("ollama", recording("ollama", Outcome::ok()))
+        .model_for("ollama", "llama3")
+        .build()
+        .unwrap();
+    send(&mut layer.layer(primary.clone())).await.unwrap();
+    assert_eq!(primary.recorded()[0].model(), "gpt-4o");
+    assert_eq!(layer.handle().stats().served_by_first, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn per_condition_chains() {
     let big = FakeProvider::new("gpt-4-turbo-128k");
     let backup = FakeProvider::new("openai");
