@@ -129,6 +129,8 @@ pub(crate) struct Inner<St: BudgetStore> {
     pub(crate) config: Config,
     pub(crate) store: St,
     needs_clock: bool,
+    /// Whether a budget limits one provider (an attempt elsewhere may then need more held).
+    pub(crate) provider_budgets: bool,
     rows: Rows,
     clients: Clients<St::Client>,
 }
@@ -656,6 +658,9 @@ impl<St: BudgetStore> LedgerBuilder<St> {
         Ok(Ledger {
             inner: Arc::new(Inner {
                 needs_clock: budgets.iter().any(|b| b.window != crate::Window::Total),
+                provider_budgets: budgets
+                    .iter()
+                    .any(|b| matches!(b.scope, Scope::Provider(_))),
                 config,
                 store,
                 rows,

@@ -61,50 +61,6 @@ pub(crate) enum Raise<St: BudgetStore> {
 }
 
 impl<St: BudgetStore> Reservation<St> {
-    /// A request's reservation, holding nothing yet, in place or `shared` (behind an `Arc`
-    /// an attempt hook can hold); its worst case priced at the model asked for. Refused if
-    /// that model has no price (and unknown models are refused) or it costs more than the
-    /// per-request limit.
-    pub(crate) fn new<Req: CostRequest>(
-        ledger: &Ledger<St>,
-        req: &Req,
-        shared: bool,
-    ) -> Result<Handle<St>, CostError> {
-        let name = req.model();
-        let quote = ledger.quote(name);
-        let worst = req.worst_case();
-        let Some(cost) = quote.worst(worst) else {
-            return Err(CostError::Unpriced(name.to_owned()));
-        };
-        ledger.check_request_cost(cost)?;
-        let requested = match quote.index {
-            Some(i) => Requested::Table(i),
-            None => Requested::Other(Arc::from(name)),
-        };
-        let client = req.client().map(|key| ledger.client(key));
-        let make = |me| Self {
-            ledger: ledger.clone(),
-            client,
-            worst,
-            requested,
-            cost,
-            state: Mutex::new(State {
-                held: Held {
-                    at: ledger.now(),
-                    worst: cost,
-                    ..Held::default()
-                },
-                open: true,
-            }),
-            me,
-        };
-        Ok(if shared {
-            Handle::Shared(Arc::new_cyclic(|me| make(me.clone())))
-        } else {
-            Handle::Inline(make(Weak::new()))
-        })
-    }
-
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -252,6 +208,10 @@ impl<St: BudgetStore> Reservation<St> {
 /// case priced at the attempt's model.
 impl<St: BudgetStore> AttemptBudget for Reservation<St> {
     fn before_attempt(&self, provider: &str, model: &str) -> AttemptCheck {
+        // the model asked for and no provider budget: what is held already covers it
+        if self.requested().0 == model && !self.ledger.inner.provider_budgets {
+            return AttemptCheck::ready(Ok(()));
+        }
         let Some(cost) = self.quote(model).worst(self.worst) else {
             return AttemptCheck::ready(Err(CostError::Unpriced(model.to_owned()).into()));
         };
@@ -282,6 +242,52 @@ impl<St: BudgetStore> AttemptBudget for Reservation<St> {
 pub(crate) enum Handle<St: BudgetStore> {
     Inline(Reservation<St>),
     Shared(Arc<Reservation<St>>),
+}
+
+impl<St: BudgetStore> Handle<St> {
+    /// A request's reservation, holding nothing yet, in place or `shared` (behind an `Arc`
+    /// an attempt hook can hold); its worst case priced at the model asked for. Refused if
+    /// that model has no price (and unknown models are refused) or it costs more than the
+    /// per-request limit.
+    pub(crate) fn new<Req: CostRequest>(
+        ledger: &Ledger<St>,
+        req: &Req,
+        shared: bool,
+    ) -> Result<Handle<St>, CostError> {
+        let name = req.model();
+        let quote = ledger.quote(name);
+        let worst = req.worst_case();
+        let Some(cost) = quote.worst(worst) else {
+            return Err(CostError::Unpriced(name.to_owned()));
+        };
+        ledger.check_request_cost(cost)?;
+        let requested = match quote.index {
+            Some(i) => Requested::Table(i),
+            None => Requested::Other(Arc::from(name)),
+        };
+        let client = req.client().map(|key| ledger.client(key));
+        let make = |me| Reservation {
+            ledger: ledger.clone(),
+            client,
+            worst,
+            requested,
+            cost,
+            state: Mutex::new(State {
+                held: Held {
+                    at: ledger.now(),
+                    worst: cost,
+                    ..Held::default()
+                },
+                open: true,
+            }),
+            me,
+        };
+        Ok(if shared {
+            Handle::Shared(Arc::new_cyclic(|me| make(me.clone())))
+        } else {
+            Handle::Inline(make(Weak::new()))
+        })
+    }
 }
 
 impl<St: BudgetStore> Deref for Handle<St> {

@@ -10,7 +10,7 @@ use crate::error::CostError;
 use crate::future::ResponseFuture;
 use crate::ledger::Ledger;
 use crate::request::{CostRequest, CostResponse};
-use crate::reservation::{Handle, Raise, Reservation};
+use crate::reservation::{Handle, Raise};
 use crate::store::{BudgetStore, MemoryStore};
 
 /// A service whose calls are metered. Made by [`CostMeterLayer`](crate::CostMeterLayer);
@@ -66,7 +66,7 @@ where
     fn call(&mut self, mut req: Req) -> Self::Future {
         // only a ledger that can refuse needs to hear about attempts below
         let shared = self.ledger.has_limits() && req.carries_attempt_hook();
-        let handle = match Reservation::new(&self.ledger, &req, shared) {
+        let handle = match Handle::new(&self.ledger, &req, shared) {
             Ok(handle) => handle,
             Err(e) => return ResponseFuture::refused(e),
         };
