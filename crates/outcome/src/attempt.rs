@@ -151,8 +151,9 @@ pub trait AttemptBudget: Send + Sync + 'static {
     fn before_attempt(&self, provider: &str, model: &str) -> AttemptCheck;
 }
 
-/// A request's handle on the meter above it (see the [module](self) docs). Cheap to clone:
-/// clones share the one reservation.
+/// A request's handle on the cost meter above it, asked before each attempt below it with
+/// the provider and model about to be used: the meter raises its reservation or refuses.
+/// Cheap to clone: clones share the one reservation.
 #[derive(Clone)]
 pub struct AttemptHook(Arc<dyn AttemptBudget>);
 
