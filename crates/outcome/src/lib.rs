@@ -13,6 +13,9 @@
 //! - [`Clock`]: one clock abstraction; [`TokioClock`] follows tokio's paused clock in tests.
 //! - [`AttemptHook`]: how a cost meter above a fallback raises a request's reservation before
 //!   each attempt.
+//! - [`ShardedCounter`] and [`Lanes`]: what every call writes (a count, the reference count
+//!   of the state its future holds) kept once per group of threads, so layers shared by many
+//!   threads do not fight over one cache line.
 //!
 //! ```
 //! use towerguard_outcome::{BoxError, ClassifyError, Classify, DefaultClassify, Verdict};
@@ -31,6 +34,7 @@ mod attempt;
 mod classify;
 mod clock;
 mod config;
+mod shard;
 mod verdict;
 
 pub use attempt::{AttemptBudget, AttemptCheck, AttemptHook, AttemptRefusal, AttemptRefused};
@@ -39,4 +43,5 @@ pub use classify::{
 };
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use config::ConfigError;
+pub use shard::{Lane, Lanes, Padded, ShardedCounter, shard_count, this_thread_shard};
 pub use verdict::{Failure, Refusal, Verdict};
