@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use towerguard_outcome::{Clock, ConfigError, TokioClock};
+use towerguard_outcome::{Clock, ConfigError, Lane, Lanes, TokioClock};
 
 use crate::budget::{Budget, MAX_BUDGETS, Scope};
 use crate::clients::{ClientEntry, Clients};
@@ -153,13 +153,15 @@ pub(crate) struct Inner<St: BudgetStore> {
 /// assert_eq!(cost, usd(0.15));
 /// ```
 pub struct Ledger<St: BudgetStore = MemoryStore> {
-    pub(crate) inner: Arc<Inner<St>>,
+    /// Each metered call holds its thread's lane for as long as it runs, so calls on
+    /// different threads never write one reference count.
+    lanes: Arc<Lanes<Inner<St>>>,
 }
 
 impl<St: BudgetStore> Clone for Ledger<St> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
+            lanes: self.lanes.clone(),
         }
     }
 }
@@ -167,8 +169,8 @@ impl<St: BudgetStore> Clone for Ledger<St> {
 impl<St: BudgetStore> fmt::Debug for Ledger<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ledger")
-            .field("models", &self.inner.config.prices.len())
-            .field("budgets", &self.inner.config.budgets)
+            .field("models", &self.inner().config.prices.len())
+            .field("budgets", &self.inner().config.budgets)
             .finish_non_exhaustive()
     }
 }
@@ -194,14 +196,24 @@ impl Ledger {
 }
 
 impl<St: BudgetStore> Ledger<St> {
+    /// The shared state.
+    pub(crate) fn inner(&self) -> &Inner<St> {
+        self.lanes.shared()
+    }
+
+    /// The current thread's handle on the shared state, for a call to hold.
+    pub(crate) fn lane(&self) -> Arc<Lane<Inner<St>>> {
+        self.lanes.this_thread()
+    }
+
     /// The price of `model`, or the unknown-model price; `None` if it would be refused.
     pub fn price_of(&self, model: &str) -> Option<Price> {
-        self.quote(model).price
+        self.inner().quote(model).price
     }
 
     /// Rows of (provider, model, totals), sorted by provider and model.
     pub fn stats(&self) -> Vec<StatsRow> {
-        self.inner.rows.rows()
+        self.inner().rows.rows()
     }
 
     /// Totals: overall, per provider, per model and per client key.
@@ -212,7 +224,7 @@ impl<St: BudgetStore> Ledger<St> {
             add_to(&mut snap.providers, &r.provider, &r.spend);
             add_to(&mut snap.models, &r.model, &r.spend);
         }
-        for c in self.inner.clients.all() {
+        for c in self.inner().clients.all() {
             let spend = c.totals.read();
             if spend.requests > 0 {
                 add_to(&mut snap.clients, &c.key, &spend);
@@ -224,20 +236,20 @@ impl<St: BudgetStore> Ledger<St> {
 
     /// Client keys tracked now (at most `max_clients`; those past it share `"(other)"`).
     pub fn tracked_clients(&self) -> usize {
-        self.inner.clients.len()
+        self.inner().clients.len()
     }
 
     /// Spent and reserved in the current window of budget `index` (for `member`, a client
     /// key, with a per-client budget); 0 for no such budget.
     pub async fn budget_spent(&self, index: usize, member: Option<&str>) -> Nanos {
-        let Some(b) = self.inner.config.budgets.get(index) else {
+        let Some(b) = self.inner().config.budgets.get(index) else {
             return 0;
         };
-        let window = b.window.id(self.now());
+        let window = b.window.id(self.inner().now());
         let entry = match member {
             Some(key) if b.scope == Scope::PerClient => {
-                Some(self.inner.clients.find(key).unwrap_or_else(|| {
-                    Arc::new(ClientEntry::new(key, self.inner.store.client(key)))
+                Some(self.inner().clients.find(key).unwrap_or_else(|| {
+                    Arc::new(ClientEntry::new(key, self.inner().store.client(key)))
                 }))
             }
             _ => None,
@@ -250,13 +262,13 @@ impl<St: BudgetStore> Ledger<St> {
                 state: &e.budget,
             }),
         };
-        self.inner.store.spent(counter).await
+        self.inner().store.spent(counter).await
     }
 
     /// Clears every total, budget counter and tracked client (open reservations are still
     /// released when their requests end).
     pub async fn reset(&self) {
-        let inner = &*self.inner;
+        let inner = self.inner();
         inner.rows.clear(None);
         inner.clients.clear(inner.store.client("(other)"));
         let all: Vec<usize> = (0..inner.config.budgets.len()).collect();
@@ -265,13 +277,13 @@ impl<St: BudgetStore> Ledger<St> {
 
     /// Clears the totals of one provider, and its provider budgets.
     pub async fn reset_provider(&self, provider: &str) {
-        self.inner.rows.clear(Some(provider));
-        let budgets: Vec<usize> = (0..self.inner.config.budgets.len())
+        self.inner().rows.clear(Some(provider));
+        let budgets: Vec<usize> = (0..self.inner().config.budgets.len())
             .filter(
-                |&i| matches!(&self.inner.config.budgets[i].scope, Scope::Provider(p) if **p == *provider),
+                |&i| matches!(&self.inner().config.budgets[i].scope, Scope::Provider(p) if **p == *provider),
             )
             .collect();
-        self.inner.store.reset(&budgets).await;
+        self.inner().store.reset(&budgets).await;
     }
 
     /// Records a call billed outside a meter (e.g. a stream the caller metered itself): its
@@ -286,11 +298,11 @@ impl<St: BudgetStore> Ledger<St> {
         client: Option<&str>,
         tokens: Tokens,
     ) -> Result<Nanos, CostError> {
-        let quote = self.quote(model);
+        let quote = self.inner().quote(model);
         if quote.price.is_none() {
             return Err(CostError::Unpriced(model.to_owned()));
         }
-        let client = client.map(|key| self.client(key));
+        let client = client.map(|key| self.inner().client(key));
         let served = Served {
             provider,
             model,
@@ -299,19 +311,21 @@ impl<St: BudgetStore> Ledger<St> {
             worst: None,
         };
         let held = Held {
-            at: self.now(),
+            at: self.inner().now(),
             ..Held::default()
         };
-        let (cost, settle) = self.charge(&served, &held, client.as_deref());
+        let (cost, settle) = self.inner().charge(&served, &held, client.as_deref());
         let alerts = settle.await;
-        self.alert(&alerts, client.as_deref());
+        self.inner().alert(&alerts, client.as_deref());
         Ok(cost)
     }
+}
 
+impl<St: BudgetStore> Inner<St> {
     /// The clock's time, or 0 when no budget has a window.
     pub(crate) fn now(&self) -> u64 {
-        if self.inner.needs_clock {
-            self.inner.config.clock.unix_nanos()
+        if self.needs_clock {
+            self.config.clock.unix_nanos()
         } else {
             0
         }
@@ -321,7 +335,7 @@ impl<St: BudgetStore> Ledger<St> {
     pub(crate) fn windows_now(&self) -> [u64; MAX_BUDGETS] {
         let now = self.now();
         let mut windows = [0; MAX_BUDGETS];
-        for (w, b) in windows.iter_mut().zip(&self.inner.config.budgets) {
+        for (w, b) in windows.iter_mut().zip(&self.config.budgets) {
             *w = b.window.id(now);
         }
         windows
@@ -330,7 +344,7 @@ impl<St: BudgetStore> Ledger<St> {
     /// Whether budget `i` limits a call served by `provider` (if known) for a request with
     /// or without a client key.
     pub(crate) fn applies(&self, i: usize, provider: Option<&str>, client: bool) -> bool {
-        match &self.inner.config.budgets[i].scope {
+        match &self.config.budgets[i].scope {
             Scope::Global => true,
             Scope::PerClient => client,
             Scope::Provider(p) => provider == Some(&**p),
@@ -339,12 +353,12 @@ impl<St: BudgetStore> Ledger<St> {
 
     /// Whether a request can be refused by anything an attempt changes.
     pub(crate) fn has_limits(&self) -> bool {
-        !self.inner.config.budgets.is_empty() || self.inner.config.max_request_cost.is_some()
+        !self.config.budgets.is_empty() || self.config.max_request_cost.is_some()
     }
 
     /// Refuses a worst case above the per-request limit.
     pub(crate) fn check_request_cost(&self, worst: Nanos) -> Result<(), CostError> {
-        match self.inner.config.max_request_cost {
+        match self.config.max_request_cost {
             Some(max) if worst > max => Err(CostError::BudgetExceeded {
                 budget: "per-request".into(),
                 limit: max,
@@ -357,12 +371,12 @@ impl<St: BudgetStore> Ledger<St> {
 
     /// How `model` is priced.
     pub(crate) fn quote(&self, model: &str) -> Quote {
-        self.quote_entry(self.inner.config.prices.lookup(model))
+        self.quote_entry(self.config.prices.lookup(model))
     }
 
     /// How the price-table entry `index` (or a model the table does not know) is priced.
     pub(crate) fn quote_entry(&self, index: Option<usize>) -> Quote {
-        let config = &self.inner.config;
+        let config = &self.config;
         match index.and_then(|i| config.prices.entry(i)) {
             Some((_, info)) => Quote {
                 index,
@@ -383,7 +397,7 @@ impl<St: BudgetStore> Ledger<St> {
 
     /// The tracked entry of a client key (made if new; `"(other)"` past the cap).
     pub(crate) fn client(&self, key: &str) -> Arc<ClientEntry<St::Client>> {
-        let inner = &*self.inner;
+        let inner = self;
         inner.clients.get(
             key,
             || inner.store.client(key),
@@ -397,7 +411,7 @@ impl<St: BudgetStore> Ledger<St> {
         i: usize,
         client: Option<&'a ClientEntry<St::Client>>,
     ) -> Option<ClientRef<'a, St::Client>> {
-        if !matches!(self.inner.config.budgets[i].scope, Scope::PerClient) {
+        if !matches!(self.config.budgets[i].scope, Scope::PerClient) {
             return None;
         }
         client.map(|e| ClientRef {
@@ -431,8 +445,7 @@ impl<St: BudgetStore> Ledger<St> {
             unmetered,
             unpriced,
         };
-        self.inner
-            .rows
+        self.rows
             .add(quote.index, served.provider, served.model, &charge);
         if let Some(c) = client {
             c.totals.add(&charge);
@@ -474,7 +487,7 @@ impl<St: BudgetStore> Ledger<St> {
         client: Option<&ClientEntry<St::Client>>,
         charged: impl Fn(usize) -> Option<Nanos>,
     ) -> St::Settle {
-        let budgets = &self.inner.config.budgets;
+        let budgets = &self.config.budgets;
         let items = budgets.iter().enumerate().filter_map(|(i, b)| {
             let actual = charged(i);
             (actual.is_some() || held.amounts[i] > 0).then(|| Settlement {
@@ -488,7 +501,7 @@ impl<St: BudgetStore> Ledger<St> {
                 alert_at: b.alert_threshold(),
             })
         });
-        self.inner.store.settle(items)
+        self.store.settle(items)
     }
 
     /// The refusal for budget `i` when it could not hold `requested`.
@@ -499,7 +512,7 @@ impl<St: BudgetStore> Ledger<St> {
         spent: Nanos,
         requested: Nanos,
     ) -> CostError {
-        let b = &self.inner.config.budgets[i];
+        let b = &self.config.budgets[i];
         let member = self.client_ref(i, client).map(|c| c.key);
         let budget = b.describe(member);
         tracing::warn!(budget = budget.as_str(), "request refused: budget exceeded");
@@ -514,7 +527,7 @@ impl<St: BudgetStore> Ledger<St> {
     /// Tells the alert hook and `tracing` about budgets that reached their alert share.
     pub(crate) fn alert(&self, alerts: &[Alerted], client: Option<&ClientEntry<St::Client>>) {
         for a in alerts {
-            let Some(b) = self.inner.config.budgets.get(a.budget) else {
+            let Some(b) = self.config.budgets.get(a.budget) else {
                 continue;
             };
             let member = self.client_ref(a.budget, client).map(|c| c.key);
@@ -529,7 +542,7 @@ impl<St: BudgetStore> Ledger<St> {
                 limit_usd = b.limit as f64 / 1e9,
                 "budget alert threshold reached"
             );
-            if let Some(hook) = &self.inner.config.on_alert {
+            if let Some(hook) = &self.config.on_alert {
                 hook(&alert);
             }
         }
@@ -656,7 +669,7 @@ impl<St: BudgetStore> LedgerBuilder<St> {
         let clients = Clients::new(config.max_clients, store.client("(other)"));
         let rows = Rows::new(config.prices.len());
         Ok(Ledger {
-            inner: Arc::new(Inner {
+            lanes: Arc::new(Lanes::new(Arc::new(Inner {
                 needs_clock: budgets.iter().any(|b| b.window != crate::Window::Total),
                 provider_budgets: budgets
                     .iter()
@@ -665,7 +678,7 @@ impl<St: BudgetStore> LedgerBuilder<St> {
                 store,
                 rows,
                 clients,
-            }),
+            }))),
         })
     }
 }

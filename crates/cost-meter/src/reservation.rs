@@ -7,12 +7,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
-use towerguard_outcome::{AttemptBudget, AttemptCheck, AttemptRefused};
+use towerguard_outcome::{AttemptBudget, AttemptCheck, AttemptRefused, Lane};
 
 use crate::budget::MAX_BUDGETS;
 use crate::clients::ClientEntry;
 use crate::error::CostError;
-use crate::ledger::{Held, Ledger, Quote, Served};
+use crate::ledger::{Held, Inner, Ledger, Quote, Served};
 use crate::prices::Nanos;
 use crate::request::{CostRequest, CostResponse, WorstCase};
 use crate::store::{Alerted, BudgetStore, CounterRef, Hold, Shortfall};
@@ -35,7 +35,8 @@ struct State {
 
 /// One request's reservation.
 pub(crate) struct Reservation<St: BudgetStore> {
-    ledger: Ledger<St>,
+    /// The ledger's shared state, through this thread's lane.
+    ledger: Arc<Lane<Inner<St>>>,
     client: Option<Arc<ClientEntry<St::Client>>>,
     worst: WorstCase,
     requested: Requested,
@@ -72,7 +73,7 @@ impl<St: BudgetStore> Reservation<St> {
     /// The requested model's name and its provider in the price table.
     fn requested(&self) -> (&str, Option<&str>) {
         match &self.requested {
-            Requested::Table(i) => match self.ledger.inner.config.prices.entry(*i) {
+            Requested::Table(i) => match self.ledger.config.prices.entry(*i) {
                 Some((name, info)) => (name, info.provider.as_deref()),
                 None => ("(unknown)", None),
             },
@@ -109,7 +110,7 @@ impl<St: BudgetStore> Reservation<St> {
             worst: cost,
             ..Held::default()
         };
-        for i in 0..ledger.inner.config.budgets.len() {
+        for i in 0..ledger.config.budgets.len() {
             if held.amounts[i] < cost && ledger.applies(i, provider, self.client.is_some()) {
                 add.amounts[i] = cost - held.amounts[i];
             }
@@ -118,12 +119,12 @@ impl<St: BudgetStore> Reservation<St> {
             state.held.grant(&add);
             return Raise::Done(Ok(()));
         }
-        let budgets = &ledger.inner.config.budgets;
+        let budgets = &ledger.config.budgets;
         let holds = budgets
             .iter()
             .enumerate()
             .filter(|(i, _)| add.amounts[*i] > 0);
-        let mut future = ledger.inner.store.reserve(holds.map(|(i, b)| Hold {
+        let mut future = ledger.store.reserve(holds.map(|(i, b)| Hold {
             counter: CounterRef {
                 budget: i,
                 window: b.window.id(add.at),
@@ -209,7 +210,7 @@ impl<St: BudgetStore> Reservation<St> {
 impl<St: BudgetStore> AttemptBudget for Reservation<St> {
     fn before_attempt(&self, provider: &str, model: &str) -> AttemptCheck {
         // the model asked for and no provider budget: what is held already covers it
-        if self.requested().0 == model && !self.ledger.inner.provider_budgets {
+        if self.requested().0 == model && !self.ledger.provider_budgets {
             return AttemptCheck::ready(Ok(()));
         }
         let Some(cost) = self.quote(model).worst(self.worst) else {
@@ -254,6 +255,8 @@ impl<St: BudgetStore> Handle<St> {
         req: &Req,
         shared: bool,
     ) -> Result<Handle<St>, CostError> {
+        let lane = ledger.lane();
+        let ledger = &**lane;
         let name = req.model();
         let quote = ledger.quote(name);
         let worst = req.worst_case();
@@ -266,15 +269,16 @@ impl<St: BudgetStore> Handle<St> {
             None => Requested::Other(Arc::from(name)),
         };
         let client = req.client().map(|key| ledger.client(key));
+        let at = ledger.now();
         let make = |me| Reservation {
-            ledger: ledger.clone(),
+            ledger: lane,
             client,
             worst,
             requested,
             cost,
             state: Mutex::new(State {
                 held: Held {
-                    at: ledger.now(),
+                    at,
                     worst: cost,
                     ..Held::default()
                 },

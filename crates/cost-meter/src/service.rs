@@ -65,7 +65,7 @@ where
 
     fn call(&mut self, mut req: Req) -> Self::Future {
         // only a ledger that can refuse needs to hear about attempts below
-        let shared = self.ledger.has_limits() && req.carries_attempt_hook();
+        let shared = self.ledger.inner().has_limits() && req.carries_attempt_hook();
         let handle = match Handle::new(&self.ledger, &req, shared) {
             Ok(handle) => handle,
             Err(e) => return ResponseFuture::refused(e),
