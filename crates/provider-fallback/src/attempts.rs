@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::StreamExt;
@@ -17,7 +16,7 @@ use towerguard_outcome::{AttemptCheck, AttemptRefusal, AttemptRefused};
 use crate::error::AllProvidersFailed;
 use crate::health::AllDown;
 use crate::plan::Plan;
-use crate::shared::Shared;
+use crate::shared::{Shared, SharedLane};
 use crate::stats::Ended;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -80,7 +79,7 @@ struct Attempts<'a, S, F, Req, E, Res> {
 /// Tries the providers for one request, one after the other (or, hedging, the next one too
 /// once the hedge delay passes), until one serves or none is left.
 pub(crate) async fn run<S, F, Req, E>(
-    shared: Arc<Shared<F, Req, E>>,
+    shared: SharedLane<F, Req, E>,
     primary: Option<S>,
     req: Req,
     start: Start<Req, E>,
@@ -163,7 +162,7 @@ where
 
 /// The attempts after the primary failed with `error` on the fast path.
 pub(crate) fn after_primary<Res, F, Req, E>(
-    shared: Arc<Shared<F, Req, E>>,
+    shared: SharedLane<F, Req, E>,
     req: Req,
     error: E,
 ) -> BoxFuture<Result<Res, E>>

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -11,7 +10,7 @@ use towerguard_outcome::AttemptRefused;
 
 use crate::attempts::{self, BoxFuture};
 use crate::error::AllProvidersFailed;
-use crate::shared::Shared;
+use crate::shared::SharedLane;
 use crate::stats::Ended;
 
 pin_project! {
@@ -21,7 +20,7 @@ pin_project! {
         Primary {
             #[pin]
             future: Fut,
-            fallback: Option<(Arc<Shared<F, Req, E>>, Req)>,
+            fallback: Option<(SharedLane<F, Req, E>, Req)>,
         },
         // Every other attempt.
         Boxed { future: BoxFuture<Result<Res, E>> },
@@ -40,7 +39,7 @@ pin_project! {
 }
 
 impl<Fut, Res, F, Req, E> ResponseFuture<Fut, Res, F, Req, E> {
-    pub(crate) fn primary(future: Fut, shared: Arc<Shared<F, Req, E>>, req: Req) -> Self {
+    pub(crate) fn primary(future: Fut, shared: SharedLane<F, Req, E>, req: Req) -> Self {
         let fallback = Some((shared, req));
         Self {
             state: State::Primary { future, fallback },

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+
 use std::time::Duration;
+use towerguard_outcome::{Lanes, Padded};
 
 use tower_layer::Layer;
 use towerguard_outcome::{AttemptHook, ClassifyError, Clock, ConfigError, TokioClock, Verdict};
@@ -13,7 +15,7 @@ use crate::health::{AllDown, Health};
 use crate::plan::{Plan, Strategy};
 use crate::service::Fallback;
 use crate::shared::{Config, Predicate, Provider, Shared};
-use crate::stats::{Counters, FallbackHandle, Padded};
+use crate::stats::{Counters, FallbackHandle};
 
 /// The longest hedge delay or wait for recovery that makes sense for one request.
 const LONGEST_WAIT: Duration = Duration::from_secs(3600);
@@ -27,7 +29,7 @@ const SHORTEST_WAIT: Duration = Duration::from_millis(1);
 /// service shares the configuration and statistics. `Req` and `E` are the request and error
 /// types every provider speaks. See the [crate] docs for an example.
 pub struct FallbackLayer<F, Req, E> {
-    shared: Arc<Shared<F, Req, E>>,
+    shared: Lanes<Shared<F, Req, E>>,
 }
 
 impl<F, Req, E> Clone for FallbackLayer<F, Req, E> {
@@ -40,10 +42,11 @@ impl<F, Req, E> Clone for FallbackLayer<F, Req, E> {
 
 impl<F, Req, E> fmt::Debug for FallbackLayer<F, Req, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.shared.providers.iter().map(|p| &*p.name).collect();
+        let shared = self.shared.shared();
+        let names: Vec<&str> = shared.providers.iter().map(|p| &*p.name).collect();
         f.debug_struct("FallbackLayer")
             .field("providers", &names)
-            .field("strategy", &self.shared.config.strategy)
+            .field("strategy", &shared.config.strategy)
             .finish_non_exhaustive()
     }
 }
@@ -51,7 +54,7 @@ impl<F, Req, E> fmt::Debug for FallbackLayer<F, Req, E> {
 impl<F: Send + Sync + 'static, Req: 'static, E: 'static> FallbackLayer<F, Req, E> {
     /// A handle to the statistics.
     pub fn handle(&self) -> FallbackHandle {
-        FallbackHandle::new(self.shared.clone())
+        FallbackHandle::new(self.shared.this_thread())
     }
 }
 
@@ -332,7 +335,7 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
             config,
         };
         Ok(FallbackLayer {
-            shared: Arc::new(shared),
+            shared: Lanes::new(Arc::new(shared)),
         })
     }
 

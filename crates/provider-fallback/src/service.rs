@@ -3,11 +3,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use tower_service::Service;
-use towerguard_outcome::{AttemptRefusal, AttemptRefused};
+use towerguard_outcome::{AttemptRefusal, AttemptRefused, Lanes};
 
 use crate::attempts::{self, Start, Tried};
 use crate::error::AllProvidersFailed;
@@ -29,11 +28,11 @@ use crate::stats::Ended;
 pub struct Fallback<S, F, Req, E> {
     primary: S,
     primary_ready: bool,
-    shared: Arc<Shared<F, Req, E>>,
+    shared: Lanes<Shared<F, Req, E>>,
 }
 
 impl<S, F, Req, E> Fallback<S, F, Req, E> {
-    pub(crate) fn new(primary: S, shared: Arc<Shared<F, Req, E>>) -> Self {
+    pub(crate) fn new(primary: S, shared: Lanes<Shared<F, Req, E>>) -> Self {
         Self {
             primary,
             primary_ready: false,
@@ -52,7 +51,7 @@ impl<S: fmt::Debug, F, Req, E> fmt::Debug for Fallback<S, F, Req, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fallback")
             .field("primary", &self.primary)
-            .field("providers", &self.shared.providers.len())
+            .field("providers", &self.shared.shared().providers.len())
             .finish_non_exhaustive()
     }
 }
@@ -80,7 +79,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let shared = &self.shared;
+        let shared = self.shared.shared();
         let ready = std::mem::take(&mut self.primary_ready);
         if !(ready && shared.starts_on_primary && !shared.is_down(0)) {
             return self.run(
@@ -103,7 +102,8 @@ where
                 Poll::Pending => return self.run(Start::Checking { check, attempt }, req),
             }
         }
-        ResponseFuture::primary(self.primary.call(attempt), shared.clone(), req)
+        // the future holds this thread's lane: threads do not write one reference count
+        ResponseFuture::primary(self.primary.call(attempt), self.shared.this_thread(), req)
     }
 }
 
@@ -122,7 +122,7 @@ where
     fn run(&mut self, start: Start<Req, E>, req: Req) -> <Self as Service<Req>>::Future {
         let clone = self.primary.clone();
         let primary = std::mem::replace(&mut self.primary, clone);
-        let future = attempts::run(self.shared.clone(), Some(primary), req, start);
+        let future = attempts::run(self.shared.this_thread(), Some(primary), req, start);
         ResponseFuture::boxed(Box::pin(future))
     }
 
@@ -131,14 +131,14 @@ where
     fn refused(&mut self, refused: AttemptRefused, req: Req) -> <Self as Service<Req>>::Future {
         if refused.reason() == AttemptRefusal::Unpriced {
             let future = attempts::run::<Tried<S::Response, E>, _, _, _>(
-                self.shared.clone(),
+                self.shared.this_thread(),
                 None,
                 req,
                 Start::Unpriced(refused),
             );
             return ResponseFuture::boxed(Box::pin(future));
         }
-        self.shared.counters.ended(Ended::Refused);
+        self.shared.shared().counters.ended(Ended::Refused);
         ResponseFuture::failed(E::from(refused))
     }
 }

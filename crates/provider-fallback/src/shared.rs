@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use towerguard_outcome::{AttemptHook, Clock, Verdict};
+use towerguard_outcome::{AttemptHook, Clock, Lane, Padded, Verdict};
 
 use crate::health::{AllDown, Health};
 use crate::plan::{Plan, Strategy};
-use crate::stats::{Counters, FallbackStats, Padded, Report};
+use crate::stats::{Counters, FallbackStats, Report};
 
 pub(crate) type Predicate<E> = Box<dyn Fn(&E) -> bool + Send + Sync>;
 pub(crate) type VerdictFn<E> = Box<dyn Fn(&E) -> Verdict + Send + Sync>;
@@ -42,6 +42,10 @@ pub(crate) struct Config<Req, E> {
     pub(crate) model_of: fn(&Req) -> Option<&str>,
     pub(crate) clock: Box<dyn Clock>,
 }
+
+/// A call's hold on the shared state: its thread group's lane, so that threads calling one
+/// service do not write one reference count.
+pub(crate) type SharedLane<F, Req, E> = Arc<Lane<Shared<F, Req, E>>>;
 
 pub(crate) struct Shared<F, Req, E> {
     pub(crate) providers: Vec<Provider>,
@@ -153,7 +157,7 @@ impl<F, Req, E> Shared<F, Req, E> {
     }
 }
 
-impl<F: Send + Sync, Req, E> Report for Shared<F, Req, E> {
+impl<F: Send + Sync, Req, E> Report for Lane<Shared<F, Req, E>> {
     fn report(&self) -> FallbackStats {
         let clock = &*self.config.clock;
         let providers = self.providers.iter();

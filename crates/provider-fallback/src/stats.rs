@@ -4,11 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Keeps a counter that many threads write on every call on a cache line of its own, so
-/// threads writing one counter do not slow down threads reading the state next to it.
-#[repr(align(64))]
-#[derive(Debug, Default)]
-pub(crate) struct Padded<T>(pub(crate) T);
+use towerguard_outcome::ShardedCounter;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +25,8 @@ pub(crate) enum Ended {
 
 #[derive(Default)]
 struct ProviderCounters {
-    /// Written on every call this provider serves.
-    served: Padded<AtomicU64>,
+    /// Written on every call this provider serves: kept per group of threads.
+    served: ShardedCounter,
     failed: AtomicU64,
     last_error: Mutex<Option<&'static str>>,
 }
@@ -61,7 +57,7 @@ impl Counters {
     /// Provider `i` served a request, which got there as `how` says.
     pub(crate) fn served(&self, i: usize, how: Ended) {
         if let Some(p) = self.providers.get(i) {
-            add(&p.served.0);
+            p.served.add(1);
         }
         self.ended(how);
     }
@@ -95,7 +91,7 @@ impl Counters {
             .zip(&self.providers)
             .map(|((name, down), c)| ProviderStats {
                 name,
-                served: load(&c.served.0),
+                served: c.served.sum(),
                 failed: load(&c.failed),
                 last_error: *c.last_error.lock().unwrap_or_else(|p| p.into_inner()),
                 down,

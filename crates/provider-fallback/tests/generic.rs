@@ -89,6 +89,24 @@ fn primary_success_path_allocates_nothing() {
     assert_eq!(info.count_total, 0, "{info:?}");
 }
 
+#[test]
+fn requests_served_on_many_threads_are_all_counted() {
+    let layer = FallbackLayerBuilder::<Ok1, u64, BoxError>::generic()
+        .provider("backup", Ok1)
+        .build()
+        .unwrap();
+    let svc = layer.layer(Ok1);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let mut svc = svc.clone();
+            s.spawn(move || (0..250).for_each(|_| assert!(call_now(&mut svc, 1))));
+        }
+    });
+    let stats = layer.handle().stats();
+    assert_eq!(stats.providers[0].served, 1000);
+    assert_eq!((stats.requests, stats.served_by_first), (1000, 1000));
+}
+
 /// A request of our own that carries a meter's hook.
 #[derive(Clone)]
 struct Job {
