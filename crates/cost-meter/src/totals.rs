@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use towerguard_outcome::{Padded, shard_count, this_thread_shard};
 
 use crate::prices::{Nanos, Tokens};
 
@@ -123,6 +125,33 @@ impl Totals {
     }
 }
 
+/// The totals of a row that calls on any thread write: one copy per group of threads, each
+/// on cache lines of its own (see [`towerguard_outcome::ShardedCounter`]); a read adds the
+/// copies up.
+#[derive(Debug)]
+pub(crate) struct SharedTotals(Box<[Padded<Totals>]>);
+
+impl SharedTotals {
+    fn new() -> Self {
+        Self((0..shard_count()).map(|_| Padded::default()).collect())
+    }
+
+    fn add(&self, c: &Charge) {
+        self.0[this_thread_shard(self.0.len())].add(c);
+    }
+
+    fn read(&self) -> Spend {
+        self.0.iter().fold(Spend::default(), |mut total, copy| {
+            total.add(&copy.read());
+            total
+        })
+    }
+
+    fn clear(&self) {
+        self.0.iter().for_each(|copy| copy.clear());
+    }
+}
+
 /// One line of [`Ledger::stats`](crate::Ledger::stats): (provider, model, totals).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsRow {
@@ -134,7 +163,8 @@ pub struct StatsRow {
     pub spend: Spend,
 }
 
-/// Rows the ledger keeps before it adds new (provider, model) pairs to one `"(other)"` row.
+/// Rows the ledger keeps, besides the first row of each price-table entry, before it adds
+/// new (provider, model) pairs to one `"(other)"` row.
 const MAX_ROWS: usize = 4096;
 
 /// Shards of the rows of models the price table does not know.
@@ -145,7 +175,29 @@ const ROW_SHARDS: usize = 16;
 struct Row {
     provider: Arc<str>,
     model: Arc<str>,
-    totals: Totals,
+    totals: SharedTotals,
+}
+
+impl Row {
+    fn new(provider: &str, model: &str) -> Self {
+        Self {
+            provider: Arc::from(provider),
+            model: Arc::from(model),
+            totals: SharedTotals::new(),
+        }
+    }
+
+    fn is(&self, provider: &str, model: &str) -> bool {
+        *self.model == *model && *self.provider == *provider
+    }
+}
+
+/// The rows of one price-table entry. The first (provider, model) pair seen for it (most
+/// models have one provider) is found without a lock; others sit in a list.
+#[derive(Debug, Default)]
+struct Entry {
+    first: OnceLock<Row>,
+    more: RwLock<Vec<Row>>,
 }
 
 /// The rows of one shard, by the hash of their (provider, model) pair (a hash is computed
@@ -154,13 +206,14 @@ struct Row {
 type Shard = HashMap<u64, Vec<Row>, BuildHasherDefault<Prehashed>>;
 
 /// Totals by (provider, model). Rows of a model in the price table sit with its entry, found
-/// without hashing; rows of other models in shards of a map. A call takes a read lock to
-/// find its row and adds to it with atomic adds; only a pair seen for the first time takes
-/// the write lock.
+/// without hashing (the entry's first row without a lock either); rows of other models in
+/// shards of a map. A call takes a read lock to find any other row, and adds to its row's
+/// copy for its thread with atomic adds; only a pair seen for the first time takes the
+/// write lock.
 #[derive(Debug, Default)]
 pub(crate) struct Rows {
     /// By price-table entry.
-    priced: Box<[RwLock<Vec<Row>>]>,
+    priced: Box<[Entry]>,
     /// Models the table does not know.
     shards: [RwLock<Shard>; ROW_SHARDS],
     hasher: ahash::RandomState,
@@ -169,22 +222,26 @@ pub(crate) struct Rows {
 }
 
 fn find<'r>(rows: &'r [Row], provider: &str, model: &str) -> Option<&'r Row> {
-    rows.iter()
-        .find(|r| *r.model == *model && *r.provider == *provider)
+    rows.iter().find(|r| r.is(provider, model))
 }
 
 impl Rows {
     /// Rows for a price table of `models` entries.
     pub(crate) fn new(models: usize) -> Self {
         Self {
-            priced: (0..models).map(|_| RwLock::default()).collect(),
+            priced: (0..models).map(|_| Entry::default()).collect(),
             ..Self::default()
         }
     }
 
     /// Adds a call to the row of `provider` and `model` (price-table entry `entry`).
     pub(crate) fn add(&self, entry: Option<usize>, provider: &str, model: &str, c: &Charge) {
-        if let Some(list) = entry.and_then(|i| self.priced.get(i)) {
+        if let Some(entry) = entry.and_then(|i| self.priced.get(i)) {
+            let first = entry.first.get_or_init(|| Row::new(provider, model));
+            if first.is(provider, model) {
+                return first.totals.add(c);
+            }
+            let list = &entry.more;
             if let Some(row) = find(&read(list), provider, model) {
                 return row.totals.add(c);
             }
@@ -215,11 +272,7 @@ impl Rows {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return self.other.add(c);
         }
-        let row = Row {
-            provider: Arc::from(provider),
-            model: Arc::from(model),
-            totals: Totals::default(),
-        };
+        let row = Row::new(provider, model);
         row.totals.add(c);
         rows.push(row);
     }
@@ -232,8 +285,9 @@ impl Rows {
             model: r.model.clone(),
             spend: r.totals.read(),
         };
-        for list in &self.priced {
-            rows.extend(read(list).iter().map(stats));
+        for entry in &self.priced {
+            rows.extend(entry.first.get().map(stats));
+            rows.extend(read(&entry.more).iter().map(stats));
         }
         for shard in &self.shards {
             rows.extend(read(shard).values().flatten().map(stats));
@@ -259,8 +313,14 @@ impl Rows {
             self.count.fetch_sub(before - rows.len(), Ordering::Relaxed);
             !rows.is_empty()
         };
-        for list in &self.priced {
-            keep(&mut list.write().unwrap_or_else(|p| p.into_inner()));
+        for entry in &self.priced {
+            // the first row stays, with nothing counted (rows without calls are not listed)
+            if let Some(first) = entry.first.get()
+                && provider.is_none_or(|p| *first.provider == *p)
+            {
+                first.totals.clear();
+            }
+            keep(&mut entry.more.write().unwrap_or_else(|p| p.into_inner()));
         }
         for shard in &self.shards {
             let mut map = shard.write().unwrap_or_else(|p| p.into_inner());

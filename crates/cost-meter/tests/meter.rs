@@ -212,6 +212,59 @@ fn the_memory_store_is_exact_under_threads() {
     assert_eq!(store.spent(counter()).into_inner(), 300);
 }
 
+/// Every thread adds to its own copy of a row's totals; the stats add the copies up exactly,
+/// and a reset clears every copy of the rows of the provider reset, and only those.
+#[test]
+fn row_totals_from_many_threads_add_up_exactly() {
+    let ledger = Ledger::builder().build().unwrap();
+    let call = |ledger: &Ledger, provider: &'static str| {
+        let meter = CostMeterLayer::new(ledger.clone()).layer(FakeProvider::always(
+            provider,
+            Outcome::ok_with_usage(Usage::new(10, 2)),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(meter.oneshot(req("gpt-4o-mini", 16))).unwrap();
+    };
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| (0..250).for_each(|_| call(&ledger, "openai")));
+        }
+    });
+    call(&ledger, "azure");
+    let rows = ledger.stats();
+    let spend = |provider: &str| {
+        rows.iter()
+            .find(|r| &*r.provider == provider && &*r.model == "gpt-4o-mini")
+            .map(|r| r.spend)
+    };
+    let openai = spend("openai").unwrap();
+    assert_eq!(openai.requests, 1000);
+    assert_eq!((openai.tokens.input, openai.tokens.output), (10_000, 2000));
+    assert_eq!(openai.cost, 1000 * (10 * MINI_IN + 2 * MINI_OUT));
+    assert_eq!(spend("azure").unwrap().requests, 1);
+
+    block_on(ledger.reset_provider("openai"));
+    let rows = ledger.stats();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(&*rows[0].provider, "azure");
+    call(&ledger, "openai");
+    let openai = ledger
+        .stats()
+        .into_iter()
+        .find(|r| &*r.provider == "openai");
+    assert_eq!(openai.unwrap().spend.requests, 1, "counted again from zero");
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 #[tokio::test]
 async fn errors_and_cancellations_release_their_reservation() {
     let (r, usage) = exact("gpt-4o-mini");
