@@ -29,7 +29,7 @@ const SHORTEST_WAIT: Duration = Duration::from_millis(1);
 /// service shares the configuration and statistics. `Req` and `E` are the request and error
 /// types every provider speaks. See the [crate] docs for an example.
 pub struct FallbackLayer<F, Req, E> {
-    shared: Lanes<Shared<F, Req, E>>,
+    shared: Arc<Lanes<Shared<F, Req, E>>>,
 }
 
 impl<F, Req, E> Clone for FallbackLayer<F, Req, E> {
@@ -335,7 +335,7 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
             config,
         };
         Ok(FallbackLayer {
-            shared: Lanes::new(Arc::new(shared)),
+            shared: Arc::new(Lanes::new(Arc::new(shared))),
         })
     }
 

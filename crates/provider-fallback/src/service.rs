@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use tower_service::Service;
@@ -28,11 +29,12 @@ use crate::stats::Ended;
 pub struct Fallback<S, F, Req, E> {
     primary: S,
     primary_ready: bool,
-    shared: Lanes<Shared<F, Req, E>>,
+    /// One `Arc`, so a clone allocates nothing; each call's future holds this thread's lane.
+    shared: Arc<Lanes<Shared<F, Req, E>>>,
 }
 
 impl<S, F, Req, E> Fallback<S, F, Req, E> {
-    pub(crate) fn new(primary: S, shared: Lanes<Shared<F, Req, E>>) -> Self {
+    pub(crate) fn new(primary: S, shared: Arc<Lanes<Shared<F, Req, E>>>) -> Self {
         Self {
             primary,
             primary_ready: false,

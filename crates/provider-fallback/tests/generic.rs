@@ -87,6 +87,13 @@ fn primary_success_path_allocates_nothing() {
         }
     });
     assert_eq!(info.count_total, 0, "{info:?}");
+    // a clone per request, as axum makes, allocates nothing either
+    let info = allocation_counter::measure(|| {
+        for _ in 0..1000 {
+            assert!(call_now(&mut svc.clone(), 1));
+        }
+    });
+    assert_eq!(info.count_total, 0, "{info:?}");
 }
 
 #[test]
