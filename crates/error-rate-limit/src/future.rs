@@ -9,7 +9,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
-use towerguard_outcome::Classify;
+use towerguard_outcome::{Classify, Lane};
 
 use crate::error::ThrottledError;
 use crate::layer::Shared;
@@ -70,7 +70,8 @@ pin_project! {
     {
         #[pin]
         pub(crate) state: State<S, Req, St>,
-        pub(crate) shared: Arc<Shared<K, C, St>>,
+        // this thread's lane of the layer's state: threads do not write one reference count
+        pub(crate) shared: Arc<Lane<Shared<K, C, St>>>,
         pub(crate) key: St::Key,
     }
 }

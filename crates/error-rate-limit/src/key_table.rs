@@ -5,6 +5,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use towerguard_outcome::Padded;
+
 use crate::key_state::{KeyState, Limits, Now};
 
 /// How many eviction candidates a newcomer to a full shard looks at, at most.
@@ -24,11 +26,6 @@ pub(crate) struct Counters {
     /// Keys tracked now, in all shards.
     tracked: AtomicUsize,
 }
-
-/// A value on cache lines of its own (every call locks one shard).
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct Padded<T>(T);
 
 /// Hashes a key id to itself: an id is already a keyed hash of the key.
 #[derive(Debug, Default)]

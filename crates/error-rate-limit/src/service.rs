@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use tower_service::Service;
-use towerguard_outcome::{Classify, DefaultClassify};
+use towerguard_outcome::{Classify, DefaultClassify, Lanes};
 
 use crate::error::ThrottledError;
 use crate::future::{ResponseFuture, State, Wait};
@@ -23,11 +23,11 @@ use crate::store::{LimiterStore, MemoryStore};
 /// inner service (leaving a clone in its place) into its future.
 pub struct ErrorRateLimit<S, K = DefaultKey, C = DefaultClassify, St: LimiterStore = MemoryStore> {
     inner: S,
-    shared: Arc<Shared<K, C, St>>,
+    shared: Arc<Lanes<Shared<K, C, St>>>,
 }
 
 impl<S, K, C, St: LimiterStore> ErrorRateLimit<S, K, C, St> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<K, C, St>>) -> Self {
+    pub(crate) fn new(inner: S, shared: Arc<Lanes<Shared<K, C, St>>>) -> Self {
         Self { inner, shared }
     }
 }
@@ -66,7 +66,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let shared = &self.shared;
+        let shared = self.shared.shared();
         let name = shared.key.key(&req).unwrap_or(GLOBAL_KEY);
         let key = shared.store.key(name);
         let tokens = match shared.store.weighs_tokens() {
@@ -82,7 +82,7 @@ where
         let state = match answer {
             Some(Ok(())) => {
                 let future = self.inner.call(req);
-                let (state, shared) = (State::Called { future }, shared.clone());
+                let (state, shared) = (State::Called { future }, self.shared.this_thread());
                 return ResponseFuture { state, shared, key };
             }
             Some(Err(refusal)) if shared.delay.is_none() => State::rejected(refusal),
@@ -101,7 +101,7 @@ where
                 }
             }
         };
-        let shared = shared.clone();
+        let shared = self.shared.this_thread();
         ResponseFuture { state, shared, key }
     }
 }
