@@ -90,10 +90,12 @@ impl ShardedCounter {
 /// future), with the reference count kept per group of threads: a call clones its thread's
 /// [`Lane`], so two threads never write one count.
 #[derive(Debug)]
-pub struct Lanes<T>(Box<[Arc<Lane<T>>]>);
+pub struct Lanes<T>(Arc<[Arc<Lane<T>>]>);
 
-/// One group of threads' handle on the shared state; derefs to it.
+/// One group of threads' handle on the shared state; derefs to it. On cache lines of its
+/// own, so two lanes' reference counts never share one.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct Lane<T>(Arc<T>);
 
 impl<T> Deref for Lane<T> {
@@ -128,6 +130,7 @@ impl<T> Lanes<T> {
     }
 }
 
+/// Clones share the lanes (one reference count, written only when a service is cloned).
 impl<T> Clone for Lanes<T> {
     fn clone(&self) -> Self {
         Self(self.0.clone())
