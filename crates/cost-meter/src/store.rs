@@ -155,14 +155,16 @@ pub struct MemoryStore {
     client_budgets: usize,
 }
 
-/// A counter every request may write, alone on its cache line.
+/// A counter, alone on its cache line: requests on other threads (of any client) write
+/// other lines.
 #[derive(Debug, Default)]
 #[repr(align(64))]
 struct Padded(Counter);
 
-/// A client's counters in a [`MemoryStore`], one per per-client budget.
+/// A client's counters in a [`MemoryStore`], one per per-client budget, each on its own
+/// cache line.
 #[derive(Debug)]
-pub struct MemoryClient(Box<[Counter]>);
+pub struct MemoryClient(Box<[Padded]>);
 
 impl MemoryStore {
     fn counter<'a>(&'a self, c: &CounterRef<'a, MemoryClient>) -> Option<&'a Counter> {
@@ -170,7 +172,8 @@ impl MemoryStore {
             Some(client) => client
                 .state
                 .0
-                .get(self.client_slot.get(c.budget).copied()??),
+                .get(self.client_slot.get(c.budget).copied()??)
+                .map(|p| &p.0),
             None => self.shared.get(c.budget).map(|p| &p.0),
         }
     }
@@ -200,7 +203,7 @@ impl BudgetStore for MemoryStore {
     fn client(&self, _key: &str) -> MemoryClient {
         MemoryClient(
             (0..self.client_budgets)
-                .map(|_| Counter::default())
+                .map(|_| Padded::default())
                 .collect(),
         )
     }
@@ -209,7 +212,7 @@ impl BudgetStore for MemoryStore {
         self.client_slot
             .iter()
             .zip(windows)
-            .filter_map(|(slot, w)| Some((client.0.get((*slot)?)?, *w)))
+            .filter_map(|(slot, w)| Some((&client.0.get((*slot)?)?.0, *w)))
             .all(|(counter, window)| counter.spent(window) == 0)
     }
 
