@@ -155,7 +155,7 @@ pub(crate) struct Inner<St: BudgetStore> {
 pub struct Ledger<St: BudgetStore = MemoryStore> {
     /// Each metered call holds its thread's lane for as long as it runs, so calls on
     /// different threads never write one reference count.
-    lanes: Arc<Lanes<Inner<St>>>,
+    lanes: Lanes<Inner<St>>,
 }
 
 impl<St: BudgetStore> Clone for Ledger<St> {
@@ -669,7 +669,7 @@ impl<St: BudgetStore> LedgerBuilder<St> {
         let clients = Clients::new(config.max_clients, store.client("(other)"));
         let rows = Rows::new(config.prices.len());
         Ok(Ledger {
-            lanes: Arc::new(Lanes::new(Arc::new(Inner {
+            lanes: Lanes::new(Arc::new(Inner {
                 needs_clock: budgets.iter().any(|b| b.window != crate::Window::Total),
                 provider_budgets: budgets
                     .iter()
@@ -678,7 +678,7 @@ impl<St: BudgetStore> LedgerBuilder<St> {
                 store,
                 rows,
                 clients,
-            }))),
+            })),
         })
     }
 }
