@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use towerguard_outcome::{Clock, ConfigError, Lane, Lanes, TokioClock};
+use towerguard_outcome::{Clock, Lane, Lanes};
 
 use crate::budget::{Budget, MAX_BUDGETS, Scope};
 use crate::clients::{ClientEntry, Clients};
@@ -17,7 +17,7 @@ use crate::totals::{Charge, Rows, Spend, StatsRow};
 pub const DEFAULT_MAX_CLIENTS: usize = 100_000;
 
 /// The most `max_clients` can be.
-const MAX_MAX_CLIENTS: usize = 100_000_000;
+pub(crate) const MAX_MAX_CLIENTS: usize = 100_000_000;
 
 /// What to do with a model the price table does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,13 +116,13 @@ pub(crate) struct Served<'a> {
 /// A ledger's settings, as the builder collects them.
 pub(crate) struct Config {
     pub(crate) prices: PriceTable,
-    unknown: UnknownModel,
-    default_max_output: u64,
-    max_request_cost: Option<Nanos>,
+    pub(crate) unknown: UnknownModel,
+    pub(crate) default_max_output: u64,
+    pub(crate) max_request_cost: Option<Nanos>,
     pub(crate) budgets: Vec<Budget>,
-    clock: Box<dyn Clock>,
-    on_alert: Option<AlertHook>,
-    max_clients: usize,
+    pub(crate) clock: Box<dyn Clock>,
+    pub(crate) on_alert: Option<AlertHook>,
+    pub(crate) max_clients: usize,
 }
 
 pub(crate) struct Inner<St: BudgetStore> {
@@ -175,27 +175,25 @@ impl<St: BudgetStore> fmt::Debug for Ledger<St> {
     }
 }
 
-impl Ledger {
-    /// A builder with the built-in prices, unknown models refused, no budgets, the
-    /// in-memory store and [`TokioClock`].
-    pub fn builder() -> LedgerBuilder {
-        LedgerBuilder {
-            config: Config {
-                prices: PriceTable::builtin(),
-                unknown: UnknownModel::Reject,
-                default_max_output: 4096,
-                max_request_cost: None,
-                budgets: Vec::new(),
-                clock: Box::new(TokioClock::new()),
-                on_alert: None,
-                max_clients: DEFAULT_MAX_CLIENTS,
-            },
-            store: MemoryStore::default(),
+impl<St: BudgetStore> Ledger<St> {
+    /// The ledger of a checked configuration and a prepared store.
+    pub(crate) fn new(config: Config, store: St) -> Self {
+        let budgets = &config.budgets;
+        let inner = Inner {
+            needs_clock: budgets.iter().any(|b| b.window != crate::Window::Total),
+            provider_budgets: budgets
+                .iter()
+                .any(|b| matches!(b.scope, Scope::Provider(_))),
+            clients: Clients::new(config.max_clients, store.client("(other)")),
+            rows: Rows::new(config.prices.len()),
+            config,
+            store,
+        };
+        Self {
+            lanes: Lanes::new(Arc::new(inner)),
         }
     }
-}
 
-impl<St: BudgetStore> Ledger<St> {
     /// The shared state.
     pub(crate) fn inner(&self) -> &Inner<St> {
         self.lanes.shared()
@@ -553,132 +551,5 @@ fn add_to(list: &mut Vec<(Arc<str>, Spend)>, key: &Arc<str>, s: &Spend) {
     match list.iter_mut().find(|(k, _)| k == key) {
         Some((_, t)) => t.add(s),
         None => list.push((key.clone(), *s)),
-    }
-}
-
-/// Builds a [`Ledger`]; [`build`](Self::build) refuses nonsense, naming the field.
-pub struct LedgerBuilder<St: BudgetStore = MemoryStore> {
-    config: Config,
-    store: St,
-}
-
-impl<St: BudgetStore> fmt::Debug for LedgerBuilder<St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LedgerBuilder")
-            .field("models", &self.config.prices.len())
-            .field("budgets", &self.config.budgets)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<St: BudgetStore> LedgerBuilder<St> {
-    /// The price table (default [`PriceTable::builtin`]).
-    pub fn prices(mut self, prices: PriceTable) -> Self {
-        self.config.prices = prices;
-        self
-    }
-
-    /// What to do with unknown models (default: refuse).
-    pub fn unknown_model(mut self, policy: UnknownModel) -> Self {
-        self.config.unknown = policy;
-        self
-    }
-
-    /// Output tokens reserved for a request that sets no `max_tokens`, when the price table
-    /// does not know the model's maximum (default 4096).
-    pub fn default_max_output_tokens(mut self, n: u64) -> Self {
-        self.config.default_max_output = n;
-        self
-    }
-
-    /// Refuse any single request (and any fallback attempt) whose worst case costs more.
-    pub fn max_request_cost(mut self, limit: Nanos) -> Self {
-        self.config.max_request_cost = Some(limit);
-        self
-    }
-
-    /// Most client keys tracked (default 100,000; at most 100,000,000). A client is
-    /// forgotten when nothing of it is spent or reserved in its per-client budgets' current
-    /// windows and no request of it is in flight; while every tracked client still matters,
-    /// new ones share one `"(other)"` entry (totals and per-client budget, limited together).
-    pub fn max_clients(mut self, n: usize) -> Self {
-        self.config.max_clients = n;
-        self
-    }
-
-    /// Adds a budget (at most [`MAX_BUDGETS`], no two alike).
-    pub fn budget(mut self, budget: Budget) -> Self {
-        self.config.budgets.push(budget);
-        self
-    }
-
-    /// Where budget counters live (default: [`MemoryStore`]).
-    pub fn store<S2: BudgetStore>(self, store: S2) -> LedgerBuilder<S2> {
-        LedgerBuilder {
-            config: self.config,
-            store,
-        }
-    }
-
-    /// The clock budget windows roll over by (default: [`TokioClock`], which follows
-    /// tokio's paused clock in tests).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.config.clock = Box::new(clock);
-        self
-    }
-
-    /// Called once per window when a budget reaches its alert share.
-    pub fn on_budget_alert(mut self, f: impl Fn(&BudgetAlert) + Send + Sync + 'static) -> Self {
-        self.config.on_alert = Some(Box::new(f));
-        self
-    }
-
-    /// Checks the configuration and makes the ledger.
-    pub fn build(self) -> Result<Ledger<St>, ConfigError> {
-        let Self { config, mut store } = self;
-        let budgets = &config.budgets;
-        if budgets.len() > MAX_BUDGETS {
-            return Err(ConfigError::new(
-                "budgets",
-                format!("at most {MAX_BUDGETS} budgets, got {}", budgets.len()),
-            ));
-        }
-        for (i, b) in budgets.iter().enumerate() {
-            b.check(i)?;
-            if let Some(j) = budgets[..i]
-                .iter()
-                .position(|o| o.scope == b.scope && o.window == b.window)
-            {
-                return Err(ConfigError::new(
-                    format!("budgets[{i}]"),
-                    format!("is a second {} budget (budgets[{j}])", b.describe(None)),
-                ));
-            }
-        }
-        if config.max_request_cost == Some(0) {
-            return Err(ConfigError::new("max_request_cost", "must be above zero"));
-        }
-        ConfigError::check_range("max_clients", config.max_clients, 1, MAX_MAX_CLIENTS)?;
-        if config.default_max_output == 0 {
-            return Err(ConfigError::new(
-                "default_max_output_tokens",
-                "must be above zero",
-            ));
-        }
-        store.prepare(budgets)?;
-        let clients = Clients::new(config.max_clients, store.client("(other)"));
-        let rows = Rows::new(config.prices.len());
-        Ok(Ledger {
-            lanes: Lanes::new(Arc::new(Inner {
-                needs_clock: budgets.iter().any(|b| b.window != crate::Window::Total),
-                provider_budgets: budgets
-                    .iter()
-                    .any(|b| matches!(b.scope, Scope::Provider(_))),
-                config,
-                store,
-                rows,
-                clients,
-            })),
-        })
     }
 }

@@ -43,6 +43,7 @@
 //! ```
 
 mod budget;
+mod builder;
 mod clients;
 mod error;
 mod future;
@@ -56,12 +57,11 @@ mod store;
 mod totals;
 
 pub use budget::{Budget, MAX_BUDGETS, Scope, Window};
+pub use builder::LedgerBuilder;
 pub use error::CostError;
 pub use future::ResponseFuture;
 pub use layer::CostMeterLayer;
-pub use ledger::{
-    BudgetAlert, DEFAULT_MAX_CLIENTS, Ledger, LedgerBuilder, LedgerSnapshot, UnknownModel,
-};
+pub use ledger::{BudgetAlert, DEFAULT_MAX_CLIENTS, Ledger, LedgerSnapshot, UnknownModel};
 pub use prices::{ModelInfo, NANOS_PER_USD, Nanos, Price, PriceError, PriceTable, Tokens, usd};
 pub use request::{CostRequest, CostResponse, WorstCase};
 pub use service::CostMeter;
