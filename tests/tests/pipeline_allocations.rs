@@ -2,38 +2,14 @@
 //! answers at once: the layers' own allocations, counted.
 #![allow(clippy::unwrap_used)]
 
-use std::future::{Ready, ready};
-use std::task::{Context, Poll};
-
 use tower::{Service, ServiceBuilder};
 use towerguard_circuit_breaker::CircuitBreakerLayer;
 use towerguard_cost_meter::{Budget, CostMeterLayer, Ledger, usd};
 use towerguard_error_rate_limit::ErrorRateLimitLayer;
-use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse, Message, Usage};
+use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse, Message};
 use towerguard_provider_fallback::FallbackLayer;
 use towerguard_retry_backoff::RetryLayer;
-use towerguard_testkit::call_now;
-
-/// Answers at once; the response reuses the request's model name (no allocation of its own).
-#[derive(Clone, Copy)]
-struct ReadyClient;
-
-impl Service<LlmRequest> for ReadyClient {
-    type Response = LlmResponse;
-    type Error = LlmError;
-    type Future = Ready<Result<LlmResponse, LlmError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let model = req.model_arc().clone();
-        ready(Ok(
-            LlmResponse::new(String::new(), model.clone(), model).with_usage(Usage::new(20, 10))
-        ))
-    }
-}
+use towerguard_testkit::{ReadyClient, call_now};
 
 fn provider(
     name: &'static str,

@@ -10,9 +10,7 @@
 //! `cargo bench -p towerguard-bench --bench pipeline`
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -21,33 +19,10 @@ use towerguard_bench::{call_now, hammer};
 use towerguard_circuit_breaker::CircuitBreakerLayer;
 use towerguard_cost_meter::{Budget, CostMeterLayer, Ledger, usd};
 use towerguard_error_rate_limit::ErrorRateLimitLayer;
-use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse, Message, Usage};
+use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse, Message};
 use towerguard_provider_fallback::FallbackLayer;
 use towerguard_retry_backoff::RetryLayer;
-
-/// Answers every request at once with a billed response. The response names the request's
-/// own model as its provider too, so the client itself writes no shared reference count.
-#[derive(Clone, Copy, Default)]
-struct ReadyClient;
-
-impl Service<LlmRequest> for ReadyClient {
-    type Response = LlmResponse;
-    type Error = LlmError;
-    type Future = Ready<Result<LlmResponse, LlmError>>;
-
-    #[inline]
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let model = req.model_arc().clone();
-        ready(Ok(
-            LlmResponse::new(String::new(), model.clone(), model).with_usage(Usage::new(20, 10))
-        ))
-    }
-}
+use towerguard_testkit::ReadyClient;
 
 /// A client key per thread, so per-client state is not shared between threads.
 fn request(thread: usize) -> LlmRequest {

@@ -36,10 +36,12 @@
 mod faults;
 mod outcome;
 mod provider;
+mod ready;
 
 pub use faults::{ConfigError, FaultPlan, Faults, Latency};
 pub use outcome::{Outcome, typical_status};
 pub use provider::{DEFAULT_OUTPUT_TOKENS, FakeFuture, FakeProvider, FakeProviderBuilder};
+pub use ready::ReadyClient;
 
 use towerguard_llm_core::{LlmRequest, Message};
 
