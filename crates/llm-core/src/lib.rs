@@ -22,9 +22,12 @@
 
 mod classify;
 mod error;
+mod message;
+mod options;
 mod redact;
 mod request;
 mod response;
+pub mod wire;
 
 pub use classify::{
     ProviderErrorBody, classify_http_error, classify_http_error_at, parse_error_body,
@@ -32,8 +35,10 @@ pub use classify::{
 };
 pub use error::{ErrorKind, LlmError, MAX_DETAIL_LEN};
 pub use redact::{REDACTED, redact_secrets};
-pub use request::{ClientKey, LlmRequest, Message, RequestId, Role, SamplingParams};
-pub use response::{FinishReason, LlmResponse, Usage};
+pub use message::{CacheControl, Content, MediaSource, Message, Part, Role, ToolCall};
+pub use options::{ChatOptions, ResponseFormat, Thinking, Tool, ToolChoice};
+pub use request::{ClientKey, LlmRequest, RequestId, SamplingParams};
+pub use response::{Choice, FinishReason, LlmResponse, Usage};
 /// The shared outcome vocabulary ([`Verdict`](towerguard_outcome::Verdict), the clock, ...).
 pub use towerguard_outcome as outcome;
 

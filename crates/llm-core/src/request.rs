@@ -6,75 +6,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use towerguard_outcome::AttemptHook;
 
-use serde::{Deserialize, Serialize};
-
-/// Who wrote a message in the conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Instructions for the model (OpenAI `system`, Anthropic's top-level `system`).
-    System,
-    /// The end user.
-    User,
-    /// The model's earlier answers.
-    Assistant,
-    /// The output of a tool call.
-    Tool,
-}
-
-impl Role {
-    /// The role's name on the wire (`"system"`, `"user"`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-            Role::Tool => "tool",
-        }
-    }
-}
-
-/// One message of a chat conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    /// Who wrote it.
-    pub role: Role,
-    /// Its text.
-    pub content: String,
-}
-
-impl Message {
-    /// A message with the given role and text.
-    pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self {
-            role,
-            content: content.into(),
-        }
-    }
-
-    /// A `system` message.
-    pub fn system(content: impl Into<String>) -> Self {
-        Self::new(Role::System, content)
-    }
-
-    /// A `user` message.
-    pub fn user(content: impl Into<String>) -> Self {
-        Self::new(Role::User, content)
-    }
-
-    /// An `assistant` message.
-    pub fn assistant(content: impl Into<String>) -> Self {
-        Self::new(Role::Assistant, content)
-    }
-}
+use crate::message::Message;
+use crate::options::ChatOptions;
 
 /// Sampling parameters. `None` means "the provider's default".
 ///
 /// Cheap to clone: the only heap part (stop sequences) is shared.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SamplingParams {
-    /// Upper bound on generated tokens. Budgets reserve against it, so set it.
+    /// Upper bound on generated tokens (OpenAI's older `max_tokens`, Anthropic's
+    /// `max_tokens`). Budgets reserve against it, so set it (or `max_completion_tokens`).
     pub max_tokens: Option<u32>,
+    /// OpenAI's `max_completion_tokens`, which reasoning models require in place of
+    /// `max_tokens` (it counts reasoning tokens too). Anthropic reads it as `max_tokens`.
+    pub max_completion_tokens: Option<u32>,
     /// Sampling temperature.
     pub temperature: Option<f32>,
     /// Nucleus sampling mass.
@@ -89,6 +34,19 @@ pub struct SamplingParams {
     pub seed: Option<u64>,
     /// Stop sequences.
     pub stop: Option<Arc<[String]>>,
+    /// How many answers to generate (OpenAI `n`; Anthropic has one).
+    pub n: Option<u32>,
+    /// Whether to return log probabilities of the output tokens (OpenAI).
+    pub logprobs: Option<bool>,
+    /// How many most likely tokens to return at each position (OpenAI, 0 to 20).
+    pub top_logprobs: Option<u8>,
+}
+
+impl SamplingParams {
+    /// The most tokens the answer may take: `max_completion_tokens`, else `max_tokens`.
+    pub fn max_output_tokens(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
 }
 
 /// The caller's identity: per-client limits and budgets key on it.
@@ -211,6 +169,7 @@ struct Parts {
     model: Arc<str>,
     messages: Arc<[Message]>,
     params: SamplingParams,
+    options: Arc<ChatOptions>,
     client_key: Option<ClientKey>,
     request_id: RequestId,
 }
@@ -223,6 +182,7 @@ impl LlmRequest {
                 model: model.into(),
                 messages: messages.into(),
                 params: SamplingParams::default(),
+                options: Arc::default(),
                 client_key: None,
                 request_id: RequestId::generate(),
             }),
@@ -280,6 +240,28 @@ impl LlmRequest {
         &mut self.parts_mut().params
     }
 
+    /// Tools, output format, reasoning, pass-through fields and the rest.
+    pub fn options(&self) -> &ChatOptions {
+        &self.shared.options
+    }
+
+    /// The options, to change (copied only if another clone shares them).
+    pub fn options_mut(&mut self) -> &mut ChatOptions {
+        Arc::make_mut(&mut self.parts_mut().options)
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: ChatOptions) -> Self {
+        self.parts_mut().options = Arc::new(options);
+        self
+    }
+
+    /// Adds a tool the model may call.
+    pub fn with_tool(mut self, tool: crate::Tool) -> Self {
+        self.options_mut().tools.push(tool);
+        self
+    }
+
     /// Who is calling, if known.
     pub fn client_key(&self) -> Option<&ClientKey> {
         self.shared.client_key.as_ref()
@@ -331,12 +313,41 @@ impl LlmRequest {
         self
     }
 
-    /// A rough, allocation-free estimate of the prompt's tokens: about four bytes of text per
-    /// token plus a few tokens of framing per message. Budgets and token-rate limits use it
+    /// A rough, allocation-free estimate of the prompt's tokens: about four bytes of text
+    /// (and of tool definitions) per token plus a few tokens of framing per message and tool;
+    /// an image, audio clip or file counts 1,600 tokens. Budgets and token-rate limits use it
     /// before the provider reports the real count; it errs on the high side for English text.
     pub fn estimated_input_tokens(&self) -> u64 {
         let messages = self.messages();
-        let bytes: u64 = messages.iter().map(|m| m.content.len() as u64).sum();
-        bytes.div_ceil(4) + 4 * messages.len() as u64
+        let options = self.options();
+        let bytes: usize = messages.iter().map(Message::estimated_bytes).sum::<usize>()
+            + options
+                .tools
+                .iter()
+                .map(|t| {
+                    t.name.len()
+                        + t.description.as_ref().map_or(0, String::len)
+                        + json_bytes(&t.parameters)
+                })
+                .sum::<usize>();
+        (bytes as u64).div_ceil(4) + 4 * messages.len() as u64 + 8 * options.tools.len() as u64
+    }
+}
+
+/// The length of a JSON value written out, counted without writing it.
+fn json_bytes(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match v {
+        Value::Null => 4,
+        Value::Bool(_) => 5,
+        Value::Number(_) => 8,
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => 2 + a.iter().map(|x| json_bytes(x) + 1).sum::<usize>(),
+        Value::Object(o) => {
+            2 + o
+                .iter()
+                .map(|(k, x)| k.len() + 4 + json_bytes(x))
+                .sum::<usize>()
+        }
     }
 }
