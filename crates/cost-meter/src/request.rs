@@ -79,11 +79,11 @@ mod llm {
         }
 
         /// The prompt estimate doubled (so code and non-English text, which take more
-        /// tokens per byte, are still covered), and `max_tokens`.
+        /// tokens per byte, are still covered), and `max_completion_tokens` or `max_tokens`.
         fn worst_case(&self) -> WorstCase {
             WorstCase {
                 input_tokens: self.estimated_input_tokens().saturating_mul(2),
-                max_output_tokens: self.params().max_tokens.map(u64::from),
+                max_output_tokens: self.params().max_output_tokens().map(u64::from),
             }
         }
 

@@ -35,6 +35,7 @@ async fn totals_per_provider_model_and_client() {
             output_tokens: 50,
             cached_input_tokens: 1000,
             cache_write_tokens: 10,
+            reasoning_tokens: 0,
         }),
     );
     let mut a = meter.layer(openai);
@@ -97,6 +98,68 @@ async fn the_model_that_answered_is_priced() {
     let rows = ledger.stats();
     assert_eq!(&*rows[0].model, "claude-sonnet-4-5");
     assert_eq!(rows[0].spend.cost, 10 * 3000 + 10 * 15000);
+}
+
+#[tokio::test]
+async fn reasoning_and_cache_tokens_are_billed_exactly() {
+    let ledger = Ledger::builder().build().unwrap();
+    let meter = CostMeterLayer::new(ledger.clone());
+    // Anthropic: input excludes the cache reads and writes; thinking is in the output.
+    let claude = Usage {
+        input_tokens: 1000,
+        output_tokens: 500,
+        cached_input_tokens: 4000,
+        cache_write_tokens: 2000,
+        reasoning_tokens: 400,
+    };
+    let anthropic = FakeProvider::always("anthropic", Outcome::ok_with_usage(claude));
+    meter
+        .layer(anthropic)
+        .oneshot(req("claude-sonnet-4-5", 1000))
+        .await
+        .unwrap();
+    // OpenAI's o4-mini: 2,000 prompt tokens of which 1,500 cached, 800 completion tokens of
+    // which 640 reasoning, as the provider client stores them (prompt minus cached).
+    let o4 = Usage {
+        input_tokens: 500,
+        output_tokens: 800,
+        cached_input_tokens: 1500,
+        cache_write_tokens: 0,
+        reasoning_tokens: 640,
+    };
+    let openai = FakeProvider::always("openai", Outcome::ok_with_usage(o4));
+    let mut asked = LlmRequest::new("o4-mini", vec![Message::user("Think.")]);
+    asked.params_mut().max_completion_tokens = Some(1000);
+    meter.layer(openai).oneshot(asked).await.unwrap();
+
+    let rows = ledger.stats();
+    let cost_of = |model: &str| rows.iter().find(|r| &*r.model == model).unwrap().spend.cost;
+    // nano-dollars per token: 3000 in, 300 cache read, 3750 cache write, 15000 out
+    assert_eq!(
+        cost_of("claude-sonnet-4-5"),
+        1000 * 3000 + 4000 * 300 + 2000 * 3750 + 500 * 15000
+    );
+    // 1100 in, 275 cached, 4400 out: reasoning is billed as output, once
+    assert_eq!(cost_of("o4-mini"), 500 * 1100 + 1500 * 275 + 800 * 4400);
+}
+
+#[tokio::test]
+async fn max_completion_tokens_bounds_the_reservation() {
+    // 100,000 output tokens of o4-mini cost 0.44 USD: a 0.10 USD budget cannot cover them.
+    let ledger = Ledger::builder()
+        .budget(Budget::global(usd(0.10)))
+        .build()
+        .unwrap();
+    let provider = FakeProvider::always("openai", Outcome::ok_with_usage(Usage::new(10, 10)));
+    let mut meter = CostMeterLayer::new(ledger.clone()).layer(provider.clone());
+    let mut big = LlmRequest::new("o4-mini", vec![Message::user("Think hard.")]);
+    big.params_mut().max_completion_tokens = Some(100_000);
+    let e = meter.ready().await.unwrap().call(big).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BudgetExceeded);
+    assert_eq!(provider.calls(), 0);
+    let mut small = LlmRequest::new("o4-mini", vec![Message::user("Think a little.")]);
+    small.params_mut().max_completion_tokens = Some(1_000);
+    meter.ready().await.unwrap().call(small).await.unwrap();
 }
 
 #[tokio::test]

@@ -319,7 +319,7 @@ fn recorder() -> (
     let start = Instant::now();
     let log = seen.clone();
     let svc = service_fn(move |r: LlmRequest| {
-        let who = r.messages()[0].content.to_string();
+        let who = r.messages()[0].text().into_owned();
         log.lock().unwrap().push((who, start.elapsed()));
         async { Ok::<_, LlmError>(()) }
     });

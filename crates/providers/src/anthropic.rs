@@ -3,14 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderValue, Uri};
-use serde::{Deserialize, Serialize};
-use towerguard_llm_core::{
-    ErrorKind, FinishReason, LlmError, LlmRequest, LlmResponse, Role, Usage,
-};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse};
 
 use crate::key::{ApiKey, Env, ProcessEnv, key_from};
-use crate::transport::{ConfigError, Limits, Transport, endpoint, malformed, secret_header};
+use crate::transport::{ConfigError, Limits, Transport, endpoint, secret_header};
 
 /// The `anthropic-version` header sent.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -20,12 +17,14 @@ struct Inner {
     url: Uri,
     key: HeaderValue,
     default_max_tokens: u32,
+    headers: HeaderMap,
     transport: Transport,
 }
 
-/// Anthropic's Messages API as a `Service<LlmRequest>`. System messages become the
-/// top-level `system` prompt; a request without `max_tokens` gets the default (4096), since
-/// the API requires one. The key is never in `Debug`, logs or errors.
+/// Anthropic's Messages API as a `Service<LlmRequest>`, translating the model as
+/// [`wire::anthropic`](towerguard_llm_core::wire::anthropic) says: system and developer
+/// messages become the top-level `system` prompt, tool results `tool_result` blocks; a request
+/// without `max_tokens` gets the default (4096), since the API requires one. The key is never in `Debug`, logs or errors.
 ///
 /// ```
 /// use towerguard_providers::{Anthropic, ApiKey};
@@ -55,9 +54,19 @@ pub struct AnthropicBuilder {
     key: ApiKey,
     default_max_tokens: u32,
     limits: Limits,
+    headers: HeaderMap,
 }
 
 impl AnthropicBuilder {
+    /// A header sent with every request (e.g. `anthropic-beta`), before the request's own
+    /// [`extra_headers`](towerguard_llm_core::ChatOptions). Headers that carry credentials or
+    /// framing (`authorization`, `x-api-key`, `host`, `content-length`, `content-type`) are
+    /// never sent from here.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
     /// Another base URL (a proxy, a test server). Default `https://api.anthropic.com`.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into();
@@ -93,6 +102,7 @@ impl AnthropicBuilder {
                 url: endpoint(&self.base_url, "/v1/messages")?,
                 key: secret_header(self.key.expose())?,
                 default_max_tokens: self.default_max_tokens,
+                headers: self.headers,
                 transport: Transport::new(self.limits)?,
             }),
         })
@@ -108,6 +118,7 @@ impl Anthropic {
             key,
             default_max_tokens: 4096,
             limits: Limits::default(),
+            headers: HeaderMap::new(),
         }
     }
 
@@ -128,126 +139,6 @@ impl Anthropic {
     }
 }
 
-#[derive(Serialize)]
-struct MessagesRequest<'a> {
-    model: &'a str,
-    max_tokens: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    system: Option<String>,
-    messages: Vec<Turn<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_k: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_sequences: Option<&'a [String]>,
-}
-
-#[derive(Serialize)]
-struct Turn<'a> {
-    role: &'static str,
-    content: &'a str,
-}
-
-#[derive(Deserialize)]
-struct MessagesResponse {
-    model: Option<String>,
-    #[serde(default)]
-    content: Vec<Block>,
-    stop_reason: Option<String>,
-    usage: Option<AnthropicUsage>,
-}
-
-#[derive(Deserialize)]
-struct Block {
-    #[serde(rename = "type")]
-    kind: String,
-    text: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct AnthropicUsage {
-    #[serde(default)]
-    input_tokens: u64,
-    #[serde(default)]
-    output_tokens: u64,
-    cache_read_input_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-}
-
-/// The Messages API body: system messages joined into `system`, tool turns sent as user turns.
-pub(crate) fn request_body(req: &LlmRequest, default_max_tokens: u32) -> Result<Vec<u8>, LlmError> {
-    let p = req.params();
-    let system: Vec<&str> = req
-        .messages()
-        .iter()
-        .filter(|m| m.role == Role::System)
-        .map(|m| m.content.as_str())
-        .collect();
-    let body = MessagesRequest {
-        model: req.model(),
-        max_tokens: p.max_tokens.unwrap_or(default_max_tokens),
-        system: (!system.is_empty()).then(|| system.join("\n\n")),
-        messages: req
-            .messages()
-            .iter()
-            .filter(|m| m.role != Role::System)
-            .map(|m| Turn {
-                role: if m.role == Role::Assistant {
-                    "assistant"
-                } else {
-                    "user"
-                },
-                content: &m.content,
-            })
-            .collect(),
-        temperature: p.temperature,
-        top_p: p.top_p,
-        top_k: p.top_k,
-        stop_sequences: p.stop.as_deref(),
-    };
-    serde_json::to_vec(&body).map_err(|e| {
-        LlmError::new(ErrorKind::InvalidRequest)
-            .with_detail(format!("the request cannot be encoded: {e}"))
-    })
-}
-
-/// Parses a Messages answer. Anthropic's `input_tokens` already excludes the cache reads and
-/// writes, which are kept apart.
-pub(crate) fn parse_response(
-    body: &[u8],
-    provider: &Arc<str>,
-    asked: &Arc<str>,
-) -> Result<LlmResponse, LlmError> {
-    let parsed: MessagesResponse = serde_json::from_slice(body).map_err(malformed)?;
-    let content: String = parsed
-        .content
-        .iter()
-        .filter(|b| b.kind == "text")
-        .filter_map(|b| b.text.as_deref())
-        .collect();
-    let usage = parsed.usage.map_or(Usage::default(), |u| Usage {
-        input_tokens: u.input_tokens,
-        output_tokens: u.output_tokens,
-        cached_input_tokens: u.cache_read_input_tokens.unwrap_or(0),
-        cache_write_tokens: u.cache_creation_input_tokens.unwrap_or(0),
-    });
-    let model: Arc<str> = match parsed.model {
-        Some(m) if !m.is_empty() => Arc::from(m),
-        _ => asked.clone(),
-    };
-    Ok(LlmResponse::new(content, model, provider.clone())
-        .with_usage(usage)
-        .with_finish_reason(
-            parsed
-                .stop_reason
-                .as_deref()
-                .map_or(FinishReason::Stop, FinishReason::from_provider),
-        ))
-}
-
 impl Inner {
     async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
         let headers = [
@@ -257,15 +148,22 @@ impl Inner {
                 HeaderValue::from_static(ANTHROPIC_VERSION),
             ),
         ];
-        let body = request_body(&req, self.default_max_tokens);
+        let body = req.to_anthropic_json(self.default_max_tokens);
+        let beta = towerguard_llm_core::wire::anthropic::beta_headers(&req)
+            .map(|b| ("anthropic-beta", HeaderValue::from_static(b)));
+        let headers: &[_] = match beta {
+            Some(beta) => &[headers[0].clone(), headers[1].clone(), beta],
+            None => &headers,
+        };
         self.transport
             .post_json(
                 &self.name,
                 &self.url,
-                &headers,
+                headers,
+                [&self.headers, &req.options().extra_headers],
                 body,
                 req.model_arc(),
-                parse_response,
+                LlmResponse::from_anthropic_json,
             )
             .await
     }

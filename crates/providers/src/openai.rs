@@ -3,12 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderValue, Uri};
-use serde::{Deserialize, Serialize};
-use towerguard_llm_core::{FinishReason, LlmError, LlmRequest, LlmResponse, Usage};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse};
 
 use crate::key::{ApiKey, Env, ProcessEnv, key_from};
-use crate::transport::{ConfigError, Limits, Transport, endpoint, malformed, secret_header};
+use crate::transport::{ConfigError, Limits, Transport, endpoint, secret_header};
 
 /// A provider with an OpenAI-compatible API, and where its key comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +78,7 @@ struct Inner {
     name: Arc<str>,
     url: Uri,
     auth: Option<HeaderValue>,
+    headers: HeaderMap,
     transport: Transport,
 }
 
@@ -121,9 +121,19 @@ pub struct OpenAiCompatibleBuilder {
     base_url: String,
     key: Option<ApiKey>,
     limits: Limits,
+    headers: HeaderMap,
 }
 
 impl OpenAiCompatibleBuilder {
+    /// A header sent with every request (e.g. `OpenAI-Organization`, `OpenAI-Project`),
+    /// before the request's own [`extra_headers`](towerguard_llm_core::ChatOptions). Headers
+    /// that carry credentials or framing (`authorization`, `x-api-key`, `host`,
+    /// `content-length`, `content-type`) are never sent from here.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
     /// The API key (sent as `Authorization: Bearer`).
     pub fn api_key(mut self, key: ApiKey) -> Self {
         self.key = Some(key);
@@ -148,6 +158,7 @@ impl OpenAiCompatibleBuilder {
                 name: self.name,
                 url,
                 auth,
+                headers: self.headers,
                 transport: Transport::new(self.limits)?,
             }),
         })
@@ -166,6 +177,7 @@ impl OpenAiCompatible {
             base_url: base_url.into(),
             key: None,
             limits: Limits::default(),
+            headers: HeaderMap::new(),
         }
     }
 
@@ -232,135 +244,6 @@ impl OpenAiCompatible {
     }
 }
 
-#[derive(Serialize)]
-struct ChatRequest<'a> {
-    model: &'a str,
-    messages: Vec<ChatMessage<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    presence_penalty: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    frequency_penalty: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seed: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop: Option<&'a [String]>,
-    stream: bool,
-}
-
-#[derive(Serialize)]
-struct ChatMessage<'a> {
-    role: &'static str,
-    content: &'a str,
-}
-
-#[derive(Deserialize)]
-struct ChatResponse {
-    model: Option<String>,
-    #[serde(default)]
-    choices: Vec<Choice>,
-    usage: Option<ChatUsage>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    message: Option<ChoiceMessage>,
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceMessage {
-    content: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ChatUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    prompt_tokens_details: Option<PromptDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    cached_tokens: Option<u64>,
-}
-
-/// The JSON body of a chat-completions request.
-pub(crate) fn request_body(req: &LlmRequest) -> Result<Vec<u8>, LlmError> {
-    let p = req.params();
-    let body = ChatRequest {
-        model: req.model(),
-        messages: req
-            .messages()
-            .iter()
-            .map(|m| ChatMessage {
-                role: m.role.as_str(),
-                content: &m.content,
-            })
-            .collect(),
-        max_tokens: p.max_tokens,
-        temperature: p.temperature,
-        top_p: p.top_p,
-        presence_penalty: p.presence_penalty,
-        frequency_penalty: p.frequency_penalty,
-        seed: p.seed,
-        stop: p.stop.as_deref(),
-        stream: false,
-    };
-    serde_json::to_vec(&body).map_err(|e| {
-        LlmError::new(towerguard_llm_core::ErrorKind::InvalidRequest)
-            .with_detail(format!("the request cannot be encoded: {e}"))
-    })
-}
-
-/// Parses a chat-completions answer. OpenAI's `prompt_tokens` includes the cached ones, so
-/// they are taken out of `input_tokens` (the parts of `Usage` are disjoint).
-pub(crate) fn parse_response(
-    body: &[u8],
-    provider: &Arc<str>,
-    asked: &Arc<str>,
-) -> Result<LlmResponse, LlmError> {
-    let parsed: ChatResponse = serde_json::from_slice(body).map_err(malformed)?;
-    let choice = parsed
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| malformed("no choices"))?;
-    let content = choice.message.and_then(|m| m.content).unwrap_or_default();
-    let usage = parsed.usage.map_or(Usage::default(), |u| {
-        let cached = u
-            .prompt_tokens_details
-            .and_then(|d| d.cached_tokens)
-            .unwrap_or(0)
-            .min(u.prompt_tokens);
-        Usage {
-            input_tokens: u.prompt_tokens - cached,
-            output_tokens: u.completion_tokens,
-            cached_input_tokens: cached,
-            cache_write_tokens: 0,
-        }
-    });
-    let model: Arc<str> = match parsed.model {
-        Some(m) if !m.is_empty() => Arc::from(m),
-        _ => asked.clone(),
-    };
-    Ok(LlmResponse::new(content, model, provider.clone())
-        .with_usage(usage)
-        .with_finish_reason(
-            choice
-                .finish_reason
-                .as_deref()
-                .map_or(FinishReason::Stop, FinishReason::from_provider),
-        ))
-}
-
 impl Inner {
     async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
         let headers: &[(&'static str, HeaderValue)] = match &self.auth {
@@ -372,9 +255,10 @@ impl Inner {
                 &self.name,
                 &self.url,
                 headers,
-                request_body(&req),
+                [&self.headers, &req.options().extra_headers],
+                req.to_openai_json(),
                 req.model_arc(),
-                parse_response,
+                LlmResponse::from_openai_json,
             )
             .await
     }

@@ -269,13 +269,17 @@ pub(crate) use provider_service;
 pub(crate) type Parse = fn(&[u8], &Arc<str>, &Arc<str>) -> Result<LlmResponse, LlmError>;
 
 impl Transport {
-    /// POSTs a JSON `body` to `url` with `headers`, parses the answer with `parse`, and puts
-    /// the rate-limit hints in the response's extensions. Every error names the provider.
+    /// POSTs a JSON `body` to `url` with `headers` and then the `extra` ones (the provider's
+    /// configured headers, then the request's: see [`forwardable`]), parses the answer with
+    /// `parse`, and puts the rate-limit hints in the response's extensions. Every error names
+    /// the provider.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn post_json(
         &self,
         provider: &Arc<str>,
         url: &Uri,
         headers: &[(&'static str, HeaderValue)],
+        extra: [&HeaderMap; 2],
         body: Result<Vec<u8>, LlmError>,
         asked: &Arc<str>,
         parse: Parse,
@@ -288,6 +292,11 @@ impl Transport {
             .header(http::header::ACCEPT, "application/json");
         for (name, value) in headers {
             http = http.header(*name, value.clone());
+        }
+        for (name, value) in extra.into_iter().flatten() {
+            if forwardable(name) {
+                http = http.header(name, value.clone());
+            }
         }
         let http = http
             .body(Full::new(Bytes::from(body.map_err(named)?)))
@@ -303,9 +312,17 @@ impl Transport {
     }
 }
 
-/// A malformed success body: the upstream misbehaved.
-pub(crate) fn malformed(what: impl fmt::Display) -> LlmError {
-    LlmError::new(ErrorKind::Server).with_detail(format!("malformed response: {what}"))
+/// Whether an extra header may be sent: never one that would replace the client's own
+/// credentials or framing (`authorization`, `x-api-key`, `host`, `content-length`,
+/// `content-type`, `transfer-encoding`), whoever set it.
+pub(crate) fn forwardable(name: &http::HeaderName) -> bool {
+    use http::header;
+    !(name == header::AUTHORIZATION
+        || name == header::HOST
+        || name == header::CONTENT_LENGTH
+        || name == header::CONTENT_TYPE
+        || name == header::TRANSFER_ENCODING
+        || name.as_str() == "x-api-key")
 }
 
 /// `base` (e.g. `https://api.openai.com/v1`) joined with `path` (e.g. `/chat/completions`).

@@ -158,17 +158,18 @@ async fn openai_success_and_the_request_sent() {
         .oneshot(req())
         .await
         .unwrap();
-    assert_eq!(resp.content, "Hi!");
+    assert_eq!(resp.text(), "Hi!");
     assert_eq!(resp.provider(), "openai");
     assert_eq!(resp.model(), "gpt-4o-mini-2024-07-18");
-    assert_eq!(resp.finish_reason, FinishReason::Stop);
+    assert_eq!(*resp.finish_reason(), FinishReason::Stop);
     assert_eq!(
         resp.usage,
         Usage {
             input_tokens: 86,
             output_tokens: 3,
             cached_input_tokens: 1920,
-            cache_write_tokens: 0
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
         }
     );
     let info = resp.extensions.get::<RateLimitInfo>().unwrap();
@@ -208,16 +209,17 @@ async fn anthropic_success_and_the_request_sent() {
         .build()
         .unwrap();
     let resp = claude.oneshot(req()).await.unwrap();
-    assert_eq!(resp.content, "Hi there");
+    assert_eq!(resp.text(), "Hi there");
     assert_eq!(resp.provider(), "anthropic");
-    assert_eq!(resp.finish_reason, FinishReason::Length);
+    assert_eq!(*resp.finish_reason(), FinishReason::Length);
     assert_eq!(
         resp.usage,
         Usage {
             input_tokens: 12,
             output_tokens: 6,
             cached_input_tokens: 2048,
-            cache_write_tokens: 100
+            cache_write_tokens: 100,
+            reasoning_tokens: 0,
         }
     );
     let seen = seen.lock().unwrap()[0].clone();

@@ -34,7 +34,7 @@ async fn plays_the_script_in_order_then_succeeds() {
         ErrorKind::Overloaded
     );
     let r = call(&mut p).await.unwrap();
-    assert_eq!((r.content.as_str(), r.usage), ("hi", Usage::new(7, 9)));
+    assert_eq!((&*r.text(), r.usage), ("hi", Usage::new(7, 9)));
     assert_eq!(r.model(), "gpt-4o");
     // after the script: default success with the request's estimated usage
     let r = call(&mut p).await.unwrap();

@@ -46,7 +46,7 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        if req.messages().iter().all(|m| m.content.trim().is_empty()) {
+        if req.messages().iter().all(|m| m.text().trim().is_empty()) {
             let err = LlmError::new(ErrorKind::InvalidRequest)
                 .with_status(400)
                 .with_provider("deepseek");

@@ -32,3 +32,9 @@ pub fn encode_response(resp: &LlmResponse) -> Result<Vec<u8>, LlmError> {
     let _ = resp;
     Err(malformed("not written yet"))
 }
+
+/// The `anthropic-beta` flag the encoded body needs, if any.
+pub fn beta_headers(req: &LlmRequest) -> Option<&'static str> {
+    let _ = req;
+    None
+}
