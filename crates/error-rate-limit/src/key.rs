@@ -13,7 +13,7 @@ pub trait RateKey<Req> {
 }
 
 /// What a request says about its key and weight, for [`DefaultKey`]. Implemented for
-/// `LlmRequest` with the `llm` feature (its client key; prompt estimate + `max_tokens`).
+/// `LlmRequest` with the `llm` feature (its client key; prompt estimate + `max_completion_tokens` or `max_tokens`).
 pub trait Keyed {
     /// The client key, if any.
     fn rate_key(&self) -> Option<&str> {
@@ -33,7 +33,7 @@ impl Keyed for towerguard_llm_core::LlmRequest {
 
     fn token_weight(&self) -> u64 {
         self.estimated_input_tokens()
-            .saturating_add(self.params().max_tokens.map_or(0, u64::from))
+            .saturating_add(self.params().max_output_tokens().map_or(0, u64::from))
     }
 }
 
