@@ -1,4 +1,5 @@
-//! The README's pipeline code is the code of `src/bin/readme_pipeline.rs`, which compiles.
+//! The README's code blocks are the code of `src/bin/readme_pipeline.rs` and
+//! `src/bin/readme_tools.rs`, which compile (and the tool loop runs in a test below).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 fn normalise(code: &str) -> Vec<String> {
@@ -9,13 +10,11 @@ fn normalise(code: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_readme_pipeline_is_the_compiled_example() {
+fn readme_block_is_example(marker: &str, example: &str, name: &str) {
     let readme = include_str!("../../README.md");
-    let example = include_str!("../src/bin/readme_pipeline.rs");
     let start = readme
-        .find("<!-- pipeline-example -->")
-        .expect("README marks its pipeline example");
+        .find(marker)
+        .unwrap_or_else(|| panic!("README marks its example with {marker}"));
     let block = &readme[start..];
     let block = &block[block.find("```rust\n").unwrap() + 8..];
     let block = &block[..block.find("```").unwrap()];
@@ -24,6 +23,34 @@ fn the_readme_pipeline_is_the_compiled_example() {
     assert_eq!(
         normalise(block),
         normalise(&example[begin..end]),
-        "README.md's pipeline differs from examples/src/bin/readme_pipeline.rs"
+        "README.md's block after {marker} differs from examples/src/bin/{name}"
     );
+}
+
+#[test]
+fn the_readme_pipeline_is_the_compiled_example() {
+    readme_block_is_example(
+        "<!-- pipeline-example -->",
+        include_str!("../src/bin/readme_pipeline.rs"),
+        "readme_pipeline.rs",
+    );
+}
+
+#[test]
+fn the_readme_tool_loop_is_the_compiled_example() {
+    readme_block_is_example(
+        "<!-- tools-example -->",
+        include_str!("../src/bin/readme_tools.rs"),
+        "readme_tools.rs",
+    );
+}
+
+#[test]
+fn the_tool_loop_runs() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_readme_tools"))
+        .output()
+        .expect("the example runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("It is 21 °C in Paris."), "{text}");
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use towerguard_llm_core::{ErrorKind, FinishReason, LlmError, Usage};
+use towerguard_llm_core::{ErrorKind, FinishReason, LlmError, ToolCall, Usage};
 
 /// One scripted answer: succeed, fail or hang, optionally after a latency.
 ///
@@ -32,6 +32,7 @@ pub(crate) enum Action {
         usage: Option<Usage>,
         content: Option<Arc<str>>,
         finish_reason: FinishReason,
+        tool_calls: Arc<[ToolCall]>,
     },
     Failure(LlmError),
     Hang,
@@ -44,6 +45,7 @@ impl Outcome {
             usage: None,
             content: None,
             finish_reason: FinishReason::Stop,
+            tool_calls: Arc::new([]),
         })
     }
 
@@ -53,6 +55,7 @@ impl Outcome {
             usage: Some(usage),
             content: None,
             finish_reason: FinishReason::Stop,
+            tool_calls: Arc::new([]),
         })
     }
 
@@ -100,6 +103,23 @@ impl Outcome {
     pub fn with_content(mut self, text: impl Into<Arc<str>>) -> Self {
         if let Action::Success { content, .. } = &mut self.action {
             *content = Some(text.into());
+        }
+        self
+    }
+
+    /// For a success: the answer calls these tools (with no text, and the finish reason
+    /// [`FinishReason::ToolCalls`]). No effect on other outcomes.
+    pub fn with_tool_calls(mut self, calls: Vec<ToolCall>) -> Self {
+        if let Action::Success {
+            tool_calls,
+            content,
+            finish_reason,
+            ..
+        } = &mut self.action
+        {
+            *tool_calls = calls.into();
+            *content = Some(Arc::from(""));
+            *finish_reason = FinishReason::ToolCalls;
         }
         self
     }

@@ -239,6 +239,7 @@ impl tower_service::Service<LlmRequest> for FakeProvider {
                 usage,
                 content,
                 finish_reason,
+                tool_calls,
             } => {
                 let usage = usage.unwrap_or_else(|| {
                     Usage::new(req.estimated_input_tokens(), DEFAULT_OUTPUT_TOKENS)
@@ -247,13 +248,13 @@ impl tower_service::Service<LlmRequest> for FakeProvider {
                     Some(c) => String::from(&*c),
                     None => format!("fake answer from {} ({})", s.name, req.model()),
                 };
-                Some(Ok(LlmResponse::new(
-                    text,
-                    req.model_arc().clone(),
-                    s.name.clone(),
-                )
-                .with_usage(usage)
-                .with_finish_reason(finish_reason)))
+                let mut resp = LlmResponse::new(text, req.model_arc().clone(), s.name.clone())
+                    .with_usage(usage)
+                    .with_finish_reason(finish_reason);
+                if let Some(choice) = resp.choices.first_mut() {
+                    choice.message.tool_calls = tool_calls.to_vec();
+                }
+                Some(Ok(resp))
             }
             Action::Failure(err) => Some(Err(err.or_provider(&s.name))),
         };
