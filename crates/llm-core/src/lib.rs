@@ -1,6 +1,9 @@
-//! The types every towerguard layer speaks: [`LlmRequest`], [`LlmResponse`] with its
-//! [`Usage`], and the error model [`LlmError`] / [`ErrorKind`], plus the classification helpers
-//! that turn a provider's HTTP answer into an [`LlmError`].
+//! The types every towerguard layer speaks: [`LlmRequest`] (the whole chat API: [`Message`]s
+//! of text or [`Part`]s, [`ToolCall`]s, [`ChatOptions`] with tools, output format, reasoning
+//! and pass-through fields), [`LlmResponse`] with its [`Choice`]s and [`Usage`], the error
+//! model [`LlmError`] / [`ErrorKind`], the classification helpers that turn a provider's HTTP
+//! answer into an [`LlmError`], and both wire formats ([`wire`]: OpenAI's chat completions and
+//! Anthropic's Messages).
 //!
 //! This crate is not a layer. Layer crates depend on it behind their `llm` feature and use
 //! [`ErrorKind`]'s default policy (retry? count for the breaker? fall back?) unless the user
@@ -34,9 +37,9 @@ pub use classify::{
     parse_retry_after, parse_retry_after_at,
 };
 pub use error::{ErrorKind, LlmError, MAX_DETAIL_LEN};
-pub use redact::{REDACTED, redact_secrets};
 pub use message::{CacheControl, Content, MediaSource, Message, Part, Role, ToolCall};
 pub use options::{ChatOptions, ResponseFormat, Thinking, Tool, ToolChoice};
+pub use redact::{REDACTED, redact_secrets};
 pub use request::{ClientKey, LlmRequest, RequestId, SamplingParams};
 pub use response::{Choice, FinishReason, LlmResponse, Usage};
 /// The shared outcome vocabulary ([`Verdict`](towerguard_outcome::Verdict), the clock, ...).
