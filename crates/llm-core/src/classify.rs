@@ -228,7 +228,9 @@ fn raw_detail(body: &[u8]) -> String {
 /// A byte that may continue a key or token (what [`redact_secrets`](crate::redact_secrets)
 /// treats as one word), or part of a multi-byte character.
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*' | b'.' | b'+' | b'/' | b'=') || b >= 0x80
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'-' | b'_' | b'*' | b'.' | b'+' | b'/' | b'=')
+        || b >= 0x80
 }
 
 /// The kind for a status and parsed body.

@@ -134,10 +134,19 @@ mod tests {
         assert_eq!(text.find(token), Some(90));
         let out = redact_and_cut(&text, 100);
         assert!(!out.contains("abcdefghij"), "{out}");
-        assert!(out.starts_with(&"x ".repeat(45)) && out.contains("[REDAC"), "{out}");
-        assert!(out.ends_with('…') && out.len() <= 100 + '…'.len_utf8(), "{out}");
+        assert!(
+            out.starts_with(&"x ".repeat(45)) && out.contains("[REDAC"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with('…') && out.len() <= 100 + '…'.len_utf8(),
+            "{out}"
+        );
         // short enough: only redacted, nothing cut
-        assert_eq!(redact_and_cut("key sk-proj-abcdefgh1", 100), "key [REDACTED]");
+        assert_eq!(
+            redact_and_cut("key sk-proj-abcdefgh1", 100),
+            "key [REDACTED]"
+        );
         // an ordinary word crossing the cut is just cut
         assert_eq!(redact_and_cut("hello wonderful world", 8), "hello wo…");
         // never splits a character

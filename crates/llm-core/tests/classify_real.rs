@@ -40,7 +40,10 @@ fn unknown_model_bodies_are_model_not_found_at_400_and_404() {
             let e = classify(status, body);
             assert_eq!(e.kind(), ErrorKind::ModelNotFound, "{name} {status}");
             assert!(e.should_fallback(), "{name} {status}");
-            assert!(!e.is_retryable() && !e.counts_for_breaker(), "{name} {status}");
+            assert!(
+                !e.is_retryable() && !e.counts_for_breaker(),
+                "{name} {status}"
+            );
             assert_eq!(e.status(), Some(status));
             assert_eq!(e.client_message(), "the requested model does not exist");
         }
@@ -80,7 +83,11 @@ fn other_400s_keep_their_kinds() {
         r#"{"error":{"message":"Invalid 'messages[2].tool_call_id': tool call 'call_9' does not exist.","type":"invalid_request_error","param":"messages[2].tool_call_id","code":null}}"#,
         r#"{"error":{"message":"'tools' is not supported by the model gpt-3.5-turbo-instruct: function not found","type":"invalid_request_error","param":null,"code":null}}"#,
     ] {
-        assert_eq!(classify(400, body).kind(), ErrorKind::InvalidRequest, "{body}");
+        assert_eq!(
+            classify(400, body).kind(),
+            ErrorKind::InvalidRequest,
+            "{body}"
+        );
     }
 }
 
@@ -155,10 +162,7 @@ fn the_server_we_talk_to_speaks_first() {
         Some(ms(3000))
     );
     assert_eq!(
-        hint(&[
-            ("llm_provider-retry-after-ms", "100"),
-            ("retry-after", "3")
-        ]),
+        hint(&[("llm_provider-retry-after-ms", "100"), ("retry-after", "3")]),
         Some(ms(3000))
     );
     // a garbage value is skipped for the next spelling
@@ -175,8 +179,19 @@ fn the_server_we_talk_to_speaks_first() {
 #[test]
 fn garbage_is_ignored_never_a_panic() {
     for bad in [
-        "", " ", "-5", "NaN", "inf", "1e3", "0x10", "5s", "1,5", "1.2.3", "tomorrow",
-        "99999999999999999999999999999", "Mon, 32 Foo 2023 99:99:99 GMT",
+        "",
+        " ",
+        "-5",
+        "NaN",
+        "inf",
+        "1e3",
+        "0x10",
+        "5s",
+        "1,5",
+        "1.2.3",
+        "tomorrow",
+        "99999999999999999999999999999",
+        "Mon, 32 Foo 2023 99:99:99 GMT",
     ] {
         for name in [
             "retry-after-ms",

@@ -10,7 +10,7 @@ use towerguard_llm_core::REDACTED;
 /// way out is the request header, marked sensitive.
 ///
 /// Once a client is built the key lives only in that sensitive header value; the transport
-/// reads it from there ([`Secrets`]) to replace its exact text in every error detail, so a key
+/// reads it from there to replace its exact text in every error detail, so a key
 /// of any format (not only `sk-...`) never reaches a log or a client.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(Box<str>);
@@ -67,7 +67,7 @@ pub(crate) fn key_from(env: &dyn Env, names: &[&str]) -> Option<ApiKey> {
 ///
 /// [`scrub`](Self::scrub) and [`scrub_bytes`](Self::scrub_bytes) replace each key's exact
 /// text (and its JSON-escaped form, as a body may echo it) with
-/// [`REDACTED`](towerguard_llm_core::REDACTED). They run before llm-core's generic redaction
+/// [`REDACTED`]. They run before llm-core's generic redaction
 /// and before any cut, so a key that looks like nothing in particular, or one crossing the
 /// cut, is still removed whole. Nothing is allocated when no key occurs.
 #[derive(Clone, Copy)]
@@ -199,7 +199,10 @@ mod tests {
     #[test]
     fn replaces_the_exact_keys_of_sensitive_headers_only() {
         let headers = [
-            ("authorization", sensitive("Bearer abc123XYZ-secret-without-prefix")),
+            (
+                "authorization",
+                sensitive("Bearer abc123XYZ-secret-without-prefix"),
+            ),
             ("x-api-key", sensitive("short")),
             ("anthropic-version", HeaderValue::from_static("2023-06-01")),
         ];

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{Builder, Client};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Builder, Client};
 use hyper_util::rt::TokioExecutor;
 use towerguard_llm_core::{ErrorKind, LlmError, LlmResponse, classify_http_error_at};
 
@@ -264,10 +264,8 @@ fn body_error(
             .with_should_retry(false)
             .with_detail(format!("response body larger than {max} bytes"))
     } else {
-        LlmError::new(ErrorKind::Connection).with_detail(secrets.scrub(&format!(
-            "the response body was cut off: {}",
-            chain(e)
-        )))
+        LlmError::new(ErrorKind::Connection)
+            .with_detail(secrets.scrub(&format!("the response body was cut off: {}", chain(e))))
     }
 }
 
@@ -406,12 +404,18 @@ mod tests {
         let shown = format!("{:?}", client_builder());
         assert!(shown.contains("retry_canceled_requests: false"), "{shown}");
         let default = format!("{:?}", Client::builder(TokioExecutor::new()));
-        assert!(default.contains("retry_canceled_requests: true"), "{default}");
+        assert!(
+            default.contains("retry_canceled_requests: true"),
+            "{default}"
+        );
     }
 
     #[test]
     fn the_user_agent_names_towerguard_and_its_version() {
-        assert_eq!(USER_AGENT, format!("towerguard/{}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            USER_AGENT,
+            format!("towerguard/{}", env!("CARGO_PKG_VERSION"))
+        );
         assert!(HeaderValue::from_str(USER_AGENT).is_ok());
     }
 }
