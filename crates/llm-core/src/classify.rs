@@ -9,7 +9,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, LlmError};
-use crate::redact::redact_and_cut;
+use crate::redact::{WORD_LIMIT, redact_and_cut};
 
 /// How much of a body that is not JSON is kept as operator detail.
 const RAW_DETAIL_LEN: usize = 200;
@@ -209,14 +209,16 @@ pub fn classify_http_error_at(
 
 /// The first [`RAW_DETAIL_LEN`] bytes of a body that is not JSON, redacted before the cut.
 ///
-/// The window read reaches to the end of the word crossing the cut, so a secret there is
-/// judged (and removed) whole; it is then cut at [`RAW_DETAIL_LEN`].
+/// The window read reaches to the end of the word crossing the cut (at most
+/// [`WORD_LIMIT`] bytes further), so a secret there is judged (and removed) whole; it is then
+/// cut at [`RAW_DETAIL_LEN`].
 fn raw_detail(body: &[u8]) -> String {
     let mut end = body.len().min(RAW_DETAIL_LEN);
-    end += body[end..]
+    let window = &body[end..body.len().min(end + WORD_LIMIT)];
+    end += window
         .iter()
         .position(|b| !is_token_byte(*b))
-        .unwrap_or(body.len() - end);
+        .unwrap_or(window.len());
     let text = String::from_utf8_lossy(&body[..end]);
     let mut out = redact_and_cut(&text, RAW_DETAIL_LEN);
     if end < body.len() && !out.ends_with('…') {

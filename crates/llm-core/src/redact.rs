@@ -5,6 +5,9 @@ const KEY_PREFIXES: &[&str] = &[
     "sk-", "sk_", "xai-", "gsk_", "pk-", "rk-", "hf_", "ghp_", "AIza", "key-", "sess-",
 ];
 
+/// How far past a cut the word crossing it is read to judge it (bytes).
+pub(crate) const WORD_LIMIT: usize = 4096;
+
 /// The placeholder that replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -69,17 +72,19 @@ pub fn redact_secrets(text: &str) -> String {
 /// Redaction runs first, on every token the cut touches: the word crossing the `max`-th byte
 /// is judged whole, so a cut never leaves the first characters of a secret behind (cutting
 /// first would turn `abcdefghijklmnop1234567890XYZ` into a harmless-looking prefix that
-/// [`redact_secrets`] then keeps). Only the prefix up to the end of that word is scanned, so
-/// a huge body costs no more than its first `max` bytes and that word.
+/// [`redact_secrets`] then keeps). Only the prefix up to the end of that word (at most
+/// [`WORD_LIMIT`] bytes past the cut) is scanned, so a huge text costs no more than that.
 pub(crate) fn redact_and_cut(text: &str, max: usize) -> String {
     if text.len() <= max {
         return redact_secrets(text);
     }
     let mut end = floor_char_boundary(text, max);
-    // Extend to the end of the token crossing the cut, so it is judged whole.
-    end += text[end..]
+    // Extend to the end of the token crossing the cut, so it is judged whole (up to
+    // WORD_LIMIT more bytes: a longer run is judged by that much of it).
+    let window = &text[end..floor_char_boundary(text, end.saturating_add(WORD_LIMIT))];
+    end += window
         .find(|c: char| !is_token_char(c))
-        .unwrap_or(text.len() - end);
+        .unwrap_or(window.len());
     let mut out = redact_secrets(&text[..end]);
     if out.len() > max || end < text.len() {
         out.truncate(floor_char_boundary(&out, max));
@@ -151,6 +156,9 @@ mod tests {
         assert_eq!(redact_and_cut("hello wonderful world", 8), "hello wo…");
         // never splits a character
         assert_eq!(redact_and_cut("ééééé", 3), "é…");
+        // a huge secret-looking run at the cut is judged by its first WORD_LIMIT bytes
+        let huge = format!("see {}", "a1".repeat(WORD_LIMIT));
+        assert_eq!(redact_and_cut(&huge, 10), "see [REDAC…");
     }
 
     #[test]

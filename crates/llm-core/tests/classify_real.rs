@@ -250,3 +250,25 @@ fn a_message_is_redacted_before_its_cut() {
     assert!(detail.contains("Incorrect API key provided: "));
     assert!(detail.len() <= MAX_DETAIL_LEN + '…'.len_utf8());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+    /// Wherever a secret-looking token sits relative to the cut, no 8 characters of it survive,
+    /// and the detail stays bounded; arbitrary text never panics.
+    #[test]
+    fn no_cut_keeps_a_piece_of_a_token(
+        lead in 0usize..(MAX_DETAIL_LEN + 40),
+        token in "[a-z]{6}[0-9][A-Za-z0-9]{25,40}",
+        noise in "\\PC{0,80}",
+    ) {
+        let text = format!("{}{token} {noise}", "w ".repeat(lead / 2));
+        let err = LlmError::new(ErrorKind::Server).with_detail(&text);
+        let detail = err.detail().unwrap_or_default();
+        proptest::prop_assert!(!detail.contains(&token[..8]), "{}", detail);
+        proptest::prop_assert!(detail.len() <= MAX_DETAIL_LEN + '…'.len_utf8());
+        let raw = classify(502, &text);
+        let detail = raw.detail().unwrap_or_default();
+        proptest::prop_assert!(!detail.contains(&token[..8]), "{}", detail);
+    }
+}
