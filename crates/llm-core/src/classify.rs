@@ -9,6 +9,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, LlmError};
+use crate::redact::{WORD_LIMIT, redact_and_cut};
 
 /// How much of a body that is not JSON is kept as operator detail.
 const RAW_DETAIL_LEN: usize = 200;
@@ -22,9 +23,23 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Reads a Retry-After hint from response headers, relative to `now`.
 ///
-/// In order: `retry-after-ms` (milliseconds, fractions allowed), then `retry-after` as a
-/// number of seconds, then `retry-after` as an HTTP date (a date in the past means zero).
-/// Negative, non-finite, overflowing or unparsable values are ignored, never a panic.
+/// The first of these that holds a readable value wins:
+///
+/// 1. `retry-after-ms`: milliseconds, fractions allowed (OpenAI, Azure OpenAI);
+/// 2. `retry-after`: seconds (fractions allowed), else an HTTP date (a date in the past means
+///    zero);
+/// 3. `llm_provider-retry-after-ms`, then `llm_provider-retry-after` (same forms): a LiteLLM
+///    proxy forwards the provider's own headers under the `llm_provider-` prefix. The proxy's
+///    own answer (1 and 2) comes first, since it is the server we talk to.
+///
+/// Negative, non-finite, overflowing or unparsable values are ignored (the next header is
+/// tried), never a panic.
+///
+/// Rate-limit reset headers (OpenAI `x-ratelimit-reset-*`, Anthropic
+/// `anthropic-ratelimit-*-reset`) are not read here: they are not a request to wait, only a
+/// fact about the allowance. The provider clients of `towerguard-providers` use them as the
+/// hint of a 429 that carries none of the headers above (`RateLimitInfo::retry_hint` there
+/// says which one is taken).
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -32,19 +47,33 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// use towerguard_llm_core::parse_retry_after_at;
 ///
 /// let mut h = HeaderMap::new();
+/// h.insert("llm_provider-retry-after", "12".parse().unwrap());
+/// assert_eq!(parse_retry_after_at(&h, SystemTime::now()), Some(Duration::from_secs(12)));
 /// h.insert("retry-after", "7".parse().unwrap());
 /// assert_eq!(parse_retry_after_at(&h, SystemTime::now()), Some(Duration::from_secs(7)));
 /// h.insert("retry-after-ms", "1500".parse().unwrap());
 /// assert_eq!(parse_retry_after_at(&h, SystemTime::now()), Some(Duration::from_millis(1500)));
 /// ```
 pub fn parse_retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(d) = header_str(headers, "retry-after-ms")
-        .and_then(parse_non_negative)
-        .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
-    {
-        return Some(d);
-    }
-    let value = header_str(headers, "retry-after")?;
+    const FORMS: [(&str, &str); 2] = [
+        ("retry-after-ms", "retry-after"),
+        ("llm_provider-retry-after-ms", "llm_provider-retry-after"),
+    ];
+    FORMS.iter().find_map(|(ms, secs)| {
+        header_str(headers, ms)
+            .and_then(parse_millis)
+            .or_else(|| header_str(headers, secs).and_then(|v| parse_seconds_or_date(v, now)))
+    })
+}
+
+/// A number of milliseconds, fractions allowed.
+fn parse_millis(value: &str) -> Option<Duration> {
+    let ms = parse_non_negative(value)?;
+    Duration::try_from_secs_f64(ms / 1000.0).ok()
+}
+
+/// A number of seconds (fractions allowed), else an HTTP date (a past date is zero).
+fn parse_seconds_or_date(value: &str, now: SystemTime) -> Option<Duration> {
     if let Some(secs) = parse_non_negative(value) {
         return Duration::try_from_secs_f64(secs).ok();
     }
@@ -132,13 +161,17 @@ pub fn classify_http_error(status: u16, headers: &HeaderMap, body: &[u8]) -> Llm
 ///
 /// - The status picks the kind (the table in `shared/anchors.md`); the body refines it:
 ///   429 with `insufficient_quota` or a spend/billing message is [`ErrorKind::QuotaExceeded`];
-///   400 is [`ErrorKind::ContextLengthExceeded`] or [`ErrorKind::ContentPolicy`] by code, then
-///   by message; 503 or any 5xx whose body says overloaded is [`ErrorKind::Overloaded`].
+///   400 is [`ErrorKind::ContextLengthExceeded`], [`ErrorKind::ContentPolicy`] or
+///   [`ErrorKind::ModelNotFound`] (OpenAI `model_not_found`, Anthropic `not_found_error`, a
+///   LiteLLM proxy's "Invalid model name", Ollama's "model ... not found") by code, type, then
+///   message; 503 or any 5xx whose body says overloaded is [`ErrorKind::Overloaded`].
 /// - `x-should-retry: true|false` is recorded and overrides the kind in
 ///   [`LlmError::is_retryable`].
 /// - Retry-After ([`parse_retry_after_at`]) becomes the error's `retry_after`.
-/// - The provider's message, redacted, becomes the operator detail; the client message is the
-///   kind's generic one.
+/// - The provider's message, redacted, becomes the operator detail (for a body that is not
+///   JSON, its first 200 bytes, redacted before the cut); the client message is the kind's
+///   generic one. A caller that knows its own key replaces it in `body` first (the provider
+///   clients do), since a key of any format need not look like one.
 ///
 /// ```
 /// use http::HeaderMap;
@@ -169,10 +202,37 @@ pub fn classify_http_error_at(
     if let Some(msg) = &parsed.message {
         err = err.with_detail(msg);
     } else if !parsed.is_json && !body.is_empty() {
-        let raw = String::from_utf8_lossy(&body[..body.len().min(RAW_DETAIL_LEN)]);
-        err = err.with_detail(raw);
+        err = err.with_detail(raw_detail(body));
     }
     err
+}
+
+/// The first [`RAW_DETAIL_LEN`] bytes of a body that is not JSON, redacted before the cut.
+///
+/// The window read reaches to the end of the word crossing the cut (at most
+/// [`WORD_LIMIT`] bytes further), so a secret there is judged (and removed) whole; it is then
+/// cut at [`RAW_DETAIL_LEN`].
+fn raw_detail(body: &[u8]) -> String {
+    let mut end = body.len().min(RAW_DETAIL_LEN);
+    let window = &body[end..body.len().min(end + WORD_LIMIT)];
+    end += window
+        .iter()
+        .position(|b| !is_token_byte(*b))
+        .unwrap_or(window.len());
+    let text = String::from_utf8_lossy(&body[..end]);
+    let mut out = redact_and_cut(&text, RAW_DETAIL_LEN);
+    if end < body.len() && !out.ends_with('…') {
+        out.push('…');
+    }
+    out
+}
+
+/// A byte that may continue a key or token (what [`redact_secrets`](crate::redact_secrets)
+/// treats as one word), or part of a multi-byte character.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'-' | b'_' | b'*' | b'.' | b'+' | b'/' | b'=')
+        || b >= 0x80
 }
 
 /// The kind for a status and parsed body.
@@ -207,6 +267,8 @@ fn kind_for(status: u16, body: &ProviderErrorBody) -> ErrorKind {
     }
 }
 
+/// A 400, told apart by code, then type, then message: context length, content policy,
+/// unknown model, quota; anything else is the request's fault.
 fn classify_400(ty: &str, code: &str, msg: &str) -> ErrorKind {
     match code {
         "context_length_exceeded" | "string_above_max_length" => {
@@ -214,10 +276,16 @@ fn classify_400(ty: &str, code: &str, msg: &str) -> ErrorKind {
         }
         "content_policy_violation" | "content_filter" => return ErrorKind::ContentPolicy,
         "insufficient_quota" => return ErrorKind::QuotaExceeded,
+        // OpenAI's code, which proxies forward with a 400 instead of OpenAI's 404.
+        "model_not_found" => return ErrorKind::ModelNotFound,
         _ => {}
     }
-    if ty == "billing_error" {
-        return ErrorKind::QuotaExceeded;
+    match ty {
+        "billing_error" => return ErrorKind::QuotaExceeded,
+        // Anthropic's 404 type `{"type":"not_found_error","message":"model: claude-9"}`,
+        // forwarded by a proxy as a 400.
+        "not_found_error" => return ErrorKind::ModelNotFound,
+        _ => {}
     }
     const CONTEXT: &[&str] = &[
         "prompt is too long",
@@ -236,11 +304,28 @@ fn classify_400(ty: &str, code: &str, msg: &str) -> ErrorKind {
         ErrorKind::ContextLengthExceeded
     } else if POLICY.iter().any(|p| msg.contains(p)) {
         ErrorKind::ContentPolicy
+    } else if is_unknown_model(msg) {
+        ErrorKind::ModelNotFound
     } else if msg.contains("credit balance") {
         ErrorKind::QuotaExceeded
     } else {
         ErrorKind::InvalidRequest
     }
+}
+
+/// Whether a (lowercased) 400 message says the model does not exist:
+/// LiteLLM's proxy "Invalid model name passed in model=foo", OpenAI's and Groq's "The model
+/// `gpt-9` does not exist or you do not have access to it.", vLLM's "The model `foo` does not
+/// exist.", Ollama's "model \"llama9\" not found, try pulling it first".
+///
+/// Only messages that start by naming the model are read this way, so "tool call `x` does not
+/// exist" or a message merely mentioning a model stays [`ErrorKind::InvalidRequest`].
+fn is_unknown_model(msg: &str) -> bool {
+    if msg.contains("invalid model name") || msg.contains("model_not_found") {
+        return true;
+    }
+    let names_the_model = msg.starts_with("the model ") || msg.starts_with("model ");
+    names_the_model && (msg.contains("does not exist") || msg.contains("not found"))
 }
 
 fn is_quota(ty: &str, code: &str, msg: &str) -> bool {

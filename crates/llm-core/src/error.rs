@@ -11,7 +11,7 @@ use towerguard_outcome::{
     AttemptRefusal, AttemptRefused, ClassifyError, Declared, Failure, Refusal, Verdict,
 };
 
-use crate::redact::redact_secrets;
+use crate::redact::redact_and_cut;
 
 /// What went wrong, in the terms the layers act on.
 ///
@@ -344,17 +344,14 @@ impl LlmError {
     }
 
     /// Sets the operator detail (e.g. the provider's own message). Anything that looks like
-    /// a secret is removed and the text is cut to [`MAX_DETAIL_LEN`] bytes.
+    /// a secret is removed, then the text is cut to [`MAX_DETAIL_LEN`] bytes (plus a `…`).
+    ///
+    /// Redaction runs before the cut and judges the word crossing the cut whole, so a secret
+    /// there is removed entirely rather than cut to a prefix too short to look like one.
+    /// Secrets that do not look like one (a client's own key of any format) are the caller's
+    /// to replace before: the provider clients replace the exact text of the keys they send.
     pub fn with_detail(mut self, detail: impl AsRef<str>) -> Self {
-        let mut text = redact_secrets(detail.as_ref());
-        if text.len() > MAX_DETAIL_LEN {
-            let mut cut = MAX_DETAIL_LEN;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push('…');
-        }
+        let text = redact_and_cut(detail.as_ref(), MAX_DETAIL_LEN);
         self.inner.detail = Some(text.into_boxed_str());
         self
     }
@@ -567,5 +564,39 @@ impl From<std::io::Error> for LlmError {
             _ => ErrorKind::Connection,
         };
         LlmError::new(kind).with_detail(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_crossing_the_detail_cut_is_redacted_whole() {
+        // A bearer-like token without a known prefix whose first 12 characters sit before the
+        // cut: cut first, those 12 would be kept (too short to look like a secret).
+        let token = "Zq8vK2mN4pR7tW1xY5bC9dF3gH6jL0sA";
+        let head = "word ".repeat((MAX_DETAIL_LEN - 12) / 5);
+        assert_eq!(head.len(), MAX_DETAIL_LEN - 12);
+        let text = format!("{head}{token} tail");
+        let err = LlmError::new(ErrorKind::Authentication).with_detail(&text);
+        let detail = err.detail().unwrap_or_default();
+        assert!(!detail.contains(&token[..6]), "{detail}");
+        assert!(detail.starts_with(&head), "{detail}");
+        assert!(detail.ends_with('…'));
+        assert!(detail.len() <= MAX_DETAIL_LEN + '…'.len_utf8());
+        for shown in [format!("{err:?}"), err.to_string()] {
+            assert!(!shown.contains(&token[..6]), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_short_detail_is_only_redacted() {
+        let err = LlmError::new(ErrorKind::Authentication)
+            .with_detail("Incorrect API key provided: sk-proj-abc123def456.");
+        assert_eq!(
+            err.detail(),
+            Some("Incorrect API key provided: [REDACTED].")
+        );
     }
 }

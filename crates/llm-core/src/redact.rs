@@ -5,6 +5,9 @@ const KEY_PREFIXES: &[&str] = &[
     "sk-", "sk_", "xai-", "gsk_", "pk-", "rk-", "hf_", "ghp_", "AIza", "key-", "sess-",
 ];
 
+/// How far past a cut the word crossing it is read to judge it (bytes).
+pub(crate) const WORD_LIMIT: usize = 4096;
+
 /// The placeholder that replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -63,6 +66,45 @@ pub fn redact_secrets(text: &str) -> String {
     out
 }
 
+/// Redacts `text` ([`redact_secrets`]) and cuts the result to at most `max` bytes (on a char
+/// boundary), appending `…` when something was cut.
+///
+/// Redaction runs first, on every token the cut touches: the word crossing the `max`-th byte
+/// is judged whole, so a cut never leaves the first characters of a secret behind (cutting
+/// first would turn `abcdefghijklmnop1234567890XYZ` into a harmless-looking prefix that
+/// [`redact_secrets`] then keeps). Only the prefix up to the end of that word (at most
+/// [`WORD_LIMIT`] bytes past the cut) is scanned, so a huge text costs no more than that.
+pub(crate) fn redact_and_cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return redact_secrets(text);
+    }
+    let mut end = floor_char_boundary(text, max);
+    // Extend to the end of the token crossing the cut, so it is judged whole (up to
+    // WORD_LIMIT more bytes: a longer run is judged by that much of it).
+    let window = &text[end..floor_char_boundary(text, end.saturating_add(WORD_LIMIT))];
+    end += window
+        .find(|c: char| !is_token_char(c))
+        .unwrap_or(window.len());
+    let mut out = redact_secrets(&text[..end]);
+    if out.len() > max || end < text.len() {
+        out.truncate(floor_char_boundary(&out, max));
+        out.push('…');
+    }
+    out
+}
+
+/// The largest char boundary of `s` at or below `i`.
+pub(crate) fn floor_char_boundary(s: &str, i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    let mut i = i;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +128,37 @@ mod tests {
         assert_eq!(out, "Authorization: Bearer [REDACTED]");
         let out = redact_secrets("key sk-********************************abcd, please");
         assert_eq!(out, "key [REDACTED], please");
+    }
+
+    #[test]
+    fn a_secret_crossing_the_cut_is_removed_whole() {
+        // A bearer-like token without a known prefix, starting 10 bytes before the cut: cut
+        // first, its 10 leading characters would be too short to look like a secret.
+        let token = "abcdefghij1234567890KLMNOPQRSTUV";
+        let text = format!("{}{token} and more", "x ".repeat(45));
+        assert_eq!(text.find(token), Some(90));
+        let out = redact_and_cut(&text, 100);
+        assert!(!out.contains("abcdefghij"), "{out}");
+        assert!(
+            out.starts_with(&"x ".repeat(45)) && out.contains("[REDAC"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with('…') && out.len() <= 100 + '…'.len_utf8(),
+            "{out}"
+        );
+        // short enough: only redacted, nothing cut
+        assert_eq!(
+            redact_and_cut("key sk-proj-abcdefgh1", 100),
+            "key [REDACTED]"
+        );
+        // an ordinary word crossing the cut is just cut
+        assert_eq!(redact_and_cut("hello wonderful world", 8), "hello wo…");
+        // never splits a character
+        assert_eq!(redact_and_cut("ééééé", 3), "é…");
+        // a huge secret-looking run at the cut is judged by its first WORD_LIMIT bytes
+        let huge = format!("see {}", "a1".repeat(WORD_LIMIT));
+        assert_eq!(redact_and_cut(&huge, 10), "see [REDAC…");
     }
 
     #[test]

@@ -58,14 +58,60 @@ impl RateLimitInfo {
         };
         Some(info)
     }
+
+    /// The wait these headers imply, used as the Retry-After hint of a 429 that carries no
+    /// explicit one (`retry-after-ms`, `retry-after`, LiteLLM's `llm_provider-retry-after*`).
+    ///
+    /// - If a `remaining` count is 0, that allowance is what refused us: the hint is the reset
+    ///   of the exhausted allowance, or the larger of the two when both are exhausted (both
+    ///   must refill before a call can pass).
+    /// - Otherwise we cannot tell which allowance refused us (typically the request needs
+    ///   more tokens than remain): the hint is the smaller of the resets given, so the retry
+    ///   comes as early as it could succeed; the retry layer's own backoff and limit still
+    ///   apply.
+    /// - `None` when the relevant resets were not sent or not readable.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use towerguard_providers::RateLimitInfo;
+    ///
+    /// let info = RateLimitInfo {
+    ///     requests_remaining: Some(0),
+    ///     requests_reset: Some(Duration::from_secs(360)),
+    ///     tokens_remaining: Some(1200),
+    ///     tokens_reset: Some(Duration::from_millis(12)),
+    ///     ..RateLimitInfo::default()
+    /// };
+    /// assert_eq!(info.retry_hint(), Some(Duration::from_secs(360)));
+    /// ```
+    pub fn retry_hint(&self) -> Option<Duration> {
+        let pairs = [
+            (self.requests_remaining, self.requests_reset),
+            (self.tokens_remaining, self.tokens_reset),
+        ];
+        let exhausted = pairs
+            .iter()
+            .filter(|(left, _)| *left == Some(0))
+            .filter_map(|(_, reset)| *reset)
+            .max();
+        exhausted.or_else(|| pairs.iter().filter_map(|(_, reset)| *reset).min())
+    }
 }
 
-/// OpenAI's reset durations: `6m0s`, `1h2m3s`, `12ms`, `0.5s`, `20s`.
+/// OpenAI's reset durations, in Go's `time.Duration` syntax: `6m0s`, `1h2m3.5s`, `12ms`,
+/// `0.5s`, `20s`, `0`. Units `h`, `m`, `s`, `ms`, `us`/`µs`, `ns`; no sign. `None` for
+/// anything else (garbage, negative, overflowing), never a panic.
+///
+/// The one parser of these durations in the workspace: [`RateLimitInfo`] reads the headers
+/// with it, and the 429 hint of [`RateLimitInfo::retry_hint`] comes from there.
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
     let mut total = 0f64;
     let mut rest = s.trim();
     if rest.is_empty() {
         return None;
+    }
+    if rest == "0" {
+        return Some(Duration::ZERO);
     }
     while !rest.is_empty() {
         let digits = rest
@@ -104,7 +150,28 @@ mod tests {
         assert_eq!(parse_go_duration("12ms"), Some(Duration::from_millis(12)));
         assert_eq!(parse_go_duration("1h2m3s"), Some(Duration::from_secs(3723)));
         assert_eq!(parse_go_duration("0.5s"), Some(Duration::from_millis(500)));
-        for bad in ["", "s", "5x", "1.2.3s", "-1s", "99999999999999999999999h"] {
+        assert_eq!(parse_go_duration("20s"), Some(Duration::from_secs(20)));
+        assert_eq!(
+            parse_go_duration("1h2m3.5s"),
+            Some(Duration::from_millis(3_723_500))
+        );
+        assert_eq!(parse_go_duration(" 0 "), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        for bad in [
+            "",
+            "s",
+            "5x",
+            "1.2.3s",
+            "-1s",
+            "+1s",
+            "99999999999999999999999h",
+            "1e3s",
+            "inf",
+            "NaN",
+            "1h 2m",
+            ".",
+            "12",
+        ] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
         }
     }
@@ -133,5 +200,33 @@ mod tests {
         assert_eq!(info.requests_limit, Some(50));
         assert_eq!(info.requests_reset, Some(Duration::from_secs(20)));
         assert!(RateLimitInfo::from_headers(&HeaderMap::new(), now).is_none());
+    }
+
+    #[test]
+    fn the_hint_is_the_exhausted_allowance_else_the_soonest_reset() {
+        let s = Duration::from_secs;
+        let info = |rq: Option<u64>, rr: Option<u64>, tq: Option<u64>, tr: Option<u64>| {
+            RateLimitInfo {
+                requests_remaining: rq,
+                requests_reset: rr.map(s),
+                tokens_remaining: tq,
+                tokens_reset: tr.map(s),
+                ..RateLimitInfo::default()
+            }
+            .retry_hint()
+        };
+        // only tokens exhausted: their reset, even though requests reset sooner
+        assert_eq!(info(Some(10), Some(1), Some(0), Some(20)), Some(s(20)));
+        // only requests exhausted: theirs, even though it is the later one
+        assert_eq!(info(Some(0), Some(360), Some(500), Some(2)), Some(s(360)));
+        // both exhausted: the larger
+        assert_eq!(info(Some(0), Some(5), Some(0), Some(30)), Some(s(30)));
+        // none exhausted (or not said): the smaller
+        assert_eq!(info(Some(3), Some(5), Some(100), Some(30)), Some(s(5)));
+        assert_eq!(info(None, Some(7), None, Some(4)), Some(s(4)));
+        // an exhausted allowance without a readable reset: the smaller of the others
+        assert_eq!(info(Some(0), None, Some(9), Some(8)), Some(s(8)));
+        assert_eq!(info(Some(0), None, None, None), None);
+        assert_eq!(RateLimitInfo::default().retry_hint(), None);
     }
 }

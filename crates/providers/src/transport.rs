@@ -1,5 +1,6 @@
 //! The HTTP plumbing every provider shares: a pooled hyper client over rustls, timeouts, a
-//! capped body, and the translation of every failure into an `LlmError`.
+//! capped body, a `User-Agent`, and the translation of every failure into an `LlmError`
+//! with the request's own keys scrubbed from its detail.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,12 +10,16 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Builder, Client};
 use hyper_util::rt::TokioExecutor;
 use towerguard_llm_core::{ErrorKind, LlmError, LlmResponse, classify_http_error_at};
 
+use crate::key::Secrets;
 use crate::ratelimit::RateLimitInfo;
+
+/// The `User-Agent` sent on every request: `towerguard/<version of this crate>`.
+pub(crate) const USER_AGENT: &str = concat!("towerguard/", env!("CARGO_PKG_VERSION"));
 
 /// Invalid provider configuration, naming the field at fault (never its secret value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +118,20 @@ pub(crate) struct Answer {
     pub(crate) body: Bytes,
 }
 
+/// The hyper-util client's configuration.
+///
+/// `retry_canceled_requests(false)`: by default hyper-util silently sends a request again on
+/// another connection when the pooled connection it picked turns out closed before the
+/// request was written. That is a retry loop the retry layer neither sees nor counts, under
+/// its budget and attempt count; the anchors' most reported router bug is retries that
+/// multiply. With it off such a request fails as [`ErrorKind::Connection`], which the retry
+/// layer retries (or not) by its own policy, so it is the only retry loop.
+fn client_builder() -> Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.retry_canceled_requests(false);
+    builder
+}
+
 impl Transport {
     pub(crate) fn new(limits: Limits) -> Result<Self, ConfigError> {
         limits.check()?;
@@ -125,28 +144,35 @@ impl Transport {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(https);
+        let client = client_builder().build(https);
         Ok(Self { client, limits })
     }
 
-    /// Sends `req` and reads the whole answer. A non-success status becomes the classified
-    /// `LlmError`; so do connection failures, timeouts, oversized and cut-off bodies.
+    /// Sends `req` (with our `User-Agent` unless it has one) and reads the whole answer. A
+    /// non-success status becomes the classified `LlmError`; so do connection failures,
+    /// timeouts, oversized and cut-off bodies. Every detail built here has `secrets` replaced
+    /// before llm-core redacts and cuts it. A 429 without an explicit Retry-After takes its
+    /// hint from the rate-limit headers ([`RateLimitInfo::retry_hint`]).
     pub(crate) async fn send(
         &self,
         provider: &Arc<str>,
-        req: Request<Full<Bytes>>,
+        mut req: Request<Full<Bytes>>,
+        secrets: Secrets<'_>,
     ) -> Result<Answer, LlmError> {
+        req.headers_mut()
+            .entry(http::header::USER_AGENT)
+            .or_insert(HeaderValue::from_static(USER_AGENT));
         let exchange = async {
             let resp = self
                 .client
                 .request(req)
                 .await
-                .map_err(|e| transport_error(&e))?;
+                .map_err(|e| transport_error(&e, secrets))?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, self.limits.max_response_bytes)
                 .collect()
                 .await
-                .map_err(|e| body_error(&*e, self.limits.max_response_bytes))?
+                .map_err(|e| body_error(&*e, self.limits.max_response_bytes, secrets))?
                 .to_bytes();
             Ok::<_, LlmError>((parts.status, parts.headers, body))
         };
@@ -165,9 +191,14 @@ impl Transport {
             };
         if !status.is_success() {
             let now = SystemTime::now();
+            // The body may echo our key: replaced before classification builds the detail.
+            let body = secrets.scrub_bytes(&body);
             let mut err = classify_http_error_at(status.as_u16(), &headers, &body, now)
                 .with_provider(provider.clone());
             if let Some(info) = RateLimitInfo::from_headers(&headers, now) {
+                if status.as_u16() == 429 && err.retry_after().is_none() {
+                    err.set_retry_after(info.retry_hint());
+                }
                 err.extensions_mut().insert(info);
             }
             tracing::debug!(
@@ -182,7 +213,7 @@ impl Transport {
     }
 }
 
-fn transport_error(e: &hyper_util::client::legacy::Error) -> LlmError {
+fn transport_error(e: &hyper_util::client::legacy::Error, secrets: Secrets<'_>) -> LlmError {
     let kind = if is_timeout(e) {
         ErrorKind::Timeout
     } else {
@@ -193,7 +224,7 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> LlmError {
     } else {
         "the connection failed"
     };
-    LlmError::new(kind).with_detail(format!("{what}: {}", chain(e)))
+    LlmError::new(kind).with_detail(secrets.scrub(&format!("{what}: {}", chain(e))))
 }
 
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -223,14 +254,18 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-fn body_error(e: &(dyn std::error::Error + Send + Sync + 'static), max: usize) -> LlmError {
+fn body_error(
+    e: &(dyn std::error::Error + Send + Sync + 'static),
+    max: usize,
+    secrets: Secrets<'_>,
+) -> LlmError {
     if e.is::<http_body_util::LengthLimitError>() {
         LlmError::new(ErrorKind::Server)
             .with_should_retry(false)
             .with_detail(format!("response body larger than {max} bytes"))
     } else {
         LlmError::new(ErrorKind::Connection)
-            .with_detail(format!("the response body was cut off: {}", chain(e)))
+            .with_detail(secrets.scrub(&format!("the response body was cut off: {}", chain(e))))
     }
 }
 
@@ -273,6 +308,9 @@ impl Transport {
     /// configured headers, then the request's: see [`forwardable`]), parses the answer with
     /// `parse`, and puts the rate-limit hints in the response's extensions. Every error names
     /// the provider.
+    ///
+    /// The values of `headers` marked sensitive (see [`secret_header`]) are the request's
+    /// secrets: their exact text is replaced in every error detail ([`Secrets`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn post_json(
         &self,
@@ -298,18 +336,41 @@ impl Transport {
                 http = http.header(name, value.clone());
             }
         }
+        let secrets = Secrets::of(headers);
         let http = http
             .body(Full::new(Bytes::from(body.map_err(named)?)))
             .map_err(|e| {
-                named(LlmError::new(ErrorKind::InvalidRequest).with_detail(e.to_string()))
+                named(
+                    LlmError::new(ErrorKind::InvalidRequest)
+                        .with_detail(secrets.scrub(&e.to_string())),
+                )
             })?;
-        let answer = self.send(provider, http).await?;
-        let mut resp = parse(&answer.body, provider, asked).map_err(named)?;
+        let answer = self.send(provider, http, secrets).await?;
+        let mut resp = match parse(&answer.body, provider, asked) {
+            Ok(resp) => resp,
+            Err(e) => {
+                // A parser's message may quote the body: if the body holds a key, the error
+                // is made again from the scrubbed body (the error path only).
+                let e = match secrets.scrub_bytes(&answer.body) {
+                    std::borrow::Cow::Borrowed(_) => e,
+                    std::borrow::Cow::Owned(clean) => match parse(&clean, provider, asked) {
+                        Err(e) => e,
+                        Ok(_) => malformed("the answer quoted the request's key"),
+                    },
+                };
+                return Err(named(e));
+            }
+        };
         if let Some(info) = RateLimitInfo::from_headers(&answer.headers, SystemTime::now()) {
             resp.extensions.insert(info);
         }
         Ok(resp)
     }
+}
+
+/// A malformed success body: the upstream misbehaved.
+pub(crate) fn malformed(what: impl fmt::Display) -> LlmError {
+    LlmError::new(ErrorKind::Server).with_detail(format!("malformed response: {what}"))
 }
 
 /// Whether an extra header may be sent: never one that would replace the client's own
@@ -346,10 +407,37 @@ pub(crate) fn endpoint(base: &str, path: &str) -> Result<Uri, ConfigError> {
     Ok(uri)
 }
 
-/// A header value holding a secret: marked sensitive, so hyper and `Debug` never show it.
+/// A header value holding a secret: marked sensitive, so hyper and `Debug` never show it, and
+/// the transport replaces its text in every error detail.
 pub(crate) fn secret_header(value: &str) -> Result<HeaderValue, ConfigError> {
     let mut v = HeaderValue::from_str(value)
         .map_err(|_| ConfigError::new("api_key", "contains characters not allowed in a header"))?;
     v.set_sensitive(true);
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hyper_util_never_retries_on_its_own() {
+        // hyper-util's `Builder` has no getter; its `Debug` shows the client configuration.
+        let shown = format!("{:?}", client_builder());
+        assert!(shown.contains("retry_canceled_requests: false"), "{shown}");
+        let default = format!("{:?}", Client::builder(TokioExecutor::new()));
+        assert!(
+            default.contains("retry_canceled_requests: true"),
+            "{default}"
+        );
+    }
+
+    #[test]
+    fn the_user_agent_names_towerguard_and_its_version() {
+        assert_eq!(
+            USER_AGENT,
+            format!("towerguard/{}", env!("CARGO_PKG_VERSION"))
+        );
+        assert!(HeaderValue::from_str(USER_AGENT).is_ok());
+    }
 }
