@@ -138,7 +138,7 @@ async fn every_request_names_towerguard_and_its_version() {
             .oneshot(req("gpt-4o-mini"))
             .await
             .unwrap()
-            .content,
+            .text(),
         "Hi!"
     );
     let claude = anthropic(&base, "sk-ant-test");
@@ -147,7 +147,7 @@ async fn every_request_names_towerguard_and_its_version() {
             .oneshot(req("claude-sonnet-4-5"))
             .await
             .unwrap()
-            .content,
+            .text(),
         "Hi!"
     );
     assert_eq!(
