@@ -30,6 +30,7 @@ mod options;
 mod redact;
 mod request;
 mod response;
+pub mod stream;
 pub mod wire;
 
 pub use classify::{
@@ -42,6 +43,7 @@ pub use options::{ChatOptions, ResponseFormat, Thinking, Tool, ToolChoice};
 pub use redact::{REDACTED, redact_secrets};
 pub use request::{ClientKey, LlmRequest, RequestId, SamplingParams};
 pub use response::{Choice, FinishReason, LlmResponse, Usage};
+pub use stream::{Chunk, ChunkStream, Ended, StreamEnd, ToolCallDelta};
 /// The shared outcome vocabulary ([`Verdict`](towerguard_outcome::Verdict), the clock, ...).
 pub use towerguard_outcome as outcome;
 

@@ -6,7 +6,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use std::pin::Pin;
+
+use futures_core::Stream;
+
+use crate::LlmError;
 use crate::message::{Content, Message, Role, ToolCall};
+use crate::stream::{ChunkStream, Collector};
 
 /// Token counts of one billed call, split into parts that are priced differently.
 ///
@@ -157,7 +163,7 @@ impl Choice {
 /// assert_eq!(resp.text(), "Hi!");
 /// assert_eq!(resp.usage.total_tokens(), 15);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct LlmResponse {
     /// The provider's id for it (`chatcmpl-...`, `msg_...`), if it sent one.
@@ -177,9 +183,48 @@ pub struct LlmResponse {
     pub extra: Map<String, Value>,
     /// Data added by layers on the way back (e.g. the retry layer's attempt count).
     pub extensions: http::Extensions,
+    /// The chunks, for a streamed answer (its `choices` are then empty and `usage` zero until
+    /// read: see [`into_complete`](Self::into_complete) and [`crate::stream`]).
+    pub stream: Option<ChunkStream>,
 }
 
 impl LlmResponse {
+    /// A streamed answer: `stream` holds its chunks (the first one already arrived).
+    pub fn streaming(
+        stream: ChunkStream,
+        model: impl Into<Arc<str>>,
+        provider: impl Into<Arc<str>>,
+    ) -> Self {
+        let mut resp = Self::with_choices(Vec::new(), model, provider);
+        resp.stream = Some(stream);
+        resp
+    }
+
+    /// Whether this is a streamed answer not yet read.
+    pub fn is_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Reads a streamed answer to its end and returns it complete (choices, usage, id); a
+    /// complete answer is returned as it is. The stream's error item, if it fails, is the
+    /// error.
+    pub async fn into_complete(mut self) -> Result<LlmResponse, LlmError> {
+        let Some(mut stream) = self.stream.take() else {
+            return Ok(self);
+        };
+        let mut collector = Collector::default();
+        while let Some(item) = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await
+        {
+            collector.push(&item?);
+        }
+        let mut done = collector.finish(self.provider.clone(), self.model.clone());
+        done.extra = std::mem::take(&mut self.extra);
+        done.extensions = std::mem::take(&mut self.extensions);
+        done.created = self.created;
+        done.id = done.id.or(self.id.take());
+        Ok(done)
+    }
+
     /// A response of one text choice, with zero usage and [`FinishReason::Stop`].
     pub fn new(
         content: impl Into<String>,
@@ -204,6 +249,7 @@ impl LlmResponse {
             created: None,
             extra: Map::new(),
             extensions: http::Extensions::new(),
+            stream: None,
         }
     }
 
