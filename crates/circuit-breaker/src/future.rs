@@ -22,6 +22,18 @@ struct Guard<C> {
     done: bool,
 }
 
+impl<C> Guard<C> {
+    /// Records the call's outcome (once).
+    fn record(&mut self, outcome: Outcome, elapsed: Option<Duration>) {
+        if !self.done {
+            self.done = true;
+            let lane = &self.lane;
+            lane.breaker
+                .record(self.admission, outcome, elapsed, lane.shard);
+        }
+    }
+}
+
 impl<C> Drop for Guard<C> {
     fn drop(&mut self) {
         if !self.done {
@@ -30,11 +42,38 @@ impl<C> Drop for Guard<C> {
     }
 }
 
+/// A streamed answer's outcome is known at its end, as tower-http's `ClassifyEos` has it:
+/// the guard moves into the stream and records a failure if the stream fails, a success if
+/// it completes or the caller drops it (chunks arrived: the callee was up). Its time is the
+/// time to the first chunk.
+#[cfg(feature = "llm")]
+fn defer_to_stream_end<T: 'static, E, C>(
+    result: &mut Result<T, E>,
+    guard: &mut Option<Guard<C>>,
+    elapsed: Option<Duration>,
+) where
+    C: Send + Sync + 'static,
+{
+    use towerguard_llm_core::stream::{Ended, is_stream, on_stream_end};
+    let Ok(response) = result else { return };
+    if !is_stream(response) {
+        return;
+    }
+    let Some(mut g) = guard.take() else { return };
+    let _ = on_stream_end(response, move |end| {
+        let outcome = match end.how {
+            Ended::Failed(e) => Outcome::of(e.verdict()),
+            Ended::Complete | Ended::Dropped => Outcome::Success,
+        };
+        g.record(outcome, elapsed);
+    });
+}
+
 pin_project! {
     #[project = KindProj]
     enum Kind<F, E, C> {
         Rejected { error: Option<E> },
-        Admitted { #[pin] future: F, guard: Guard<C> },
+        Admitted { #[pin] future: F, guard: Option<Guard<C>> },
     }
 }
 
@@ -66,7 +105,10 @@ impl<F, E, C> ResponseFuture<F, E, C> {
             done: false,
         };
         Self {
-            kind: Kind::Admitted { future, guard },
+            kind: Kind::Admitted {
+                future,
+                guard: Some(guard),
+            },
         }
     }
 }
@@ -74,7 +116,8 @@ impl<F, E, C> ResponseFuture<F, E, C> {
 impl<F, T, E, C> Future for ResponseFuture<F, E, C>
 where
     F: Future<Output = Result<T, E>>,
-    C: Classify<T, E>,
+    T: 'static,
+    C: Classify<T, E> + Send + Sync + 'static,
 {
     type Output = Result<T, E>;
 
@@ -86,16 +129,17 @@ where
                 None => Poll::Pending,
             },
             KindProj::Admitted { future, guard } => {
-                let result = ready!(future.poll(cx));
-                if !guard.done {
-                    guard.done = true;
-                    let lane = &guard.lane;
-                    let outcome = Outcome::of(lane.classifier.classify(&result));
-                    let elapsed = guard
-                        .started
-                        .map(|s| Duration::from_nanos(lane.breaker.now().saturating_sub(s)));
-                    lane.breaker
-                        .record(guard.admission, outcome, elapsed, lane.shard);
+                #[allow(unused_mut)]
+                let mut result = ready!(future.poll(cx));
+                let elapsed = guard.as_ref().and_then(|g| {
+                    g.started
+                        .map(|s| Duration::from_nanos(g.lane.breaker.now().saturating_sub(s)))
+                });
+                #[cfg(feature = "llm")]
+                defer_to_stream_end(&mut result, guard, elapsed);
+                if let Some(g) = guard {
+                    let outcome = Outcome::of(g.lane.classifier.classify(&result));
+                    g.record(outcome, elapsed);
                 }
                 Poll::Ready(result)
             }

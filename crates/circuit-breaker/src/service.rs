@@ -110,8 +110,9 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
 impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
+    S::Response: 'static,
     S::Error: From<CircuitOpenError>,
-    C: Classify<S::Response, S::Error>,
+    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;

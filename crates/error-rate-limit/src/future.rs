@@ -130,12 +130,39 @@ where
     }
 }
 
+/// A streamed answer is judged by how it ends (as tower-http's `ClassifyEos` has it): an
+/// error item that is the client's fault (or, if asked, an upstream failure) is counted
+/// against the key when the stream ends with it.
+#[cfg(feature = "llm")]
+fn count_at_stream_end<Res: 'static, K, C, St>(
+    response: &mut Res,
+    shared: &Arc<Lane<Shared<K, C, St>>>,
+    key: &St::Key,
+) where
+    K: Send + Sync + 'static,
+    C: Send + Sync + 'static,
+    St: LimiterStore + Send + Sync + 'static,
+{
+    use towerguard_llm_core::stream::{Ended, on_stream_end};
+    let (shared, key) = (shared.clone(), key.clone());
+    let _ = on_stream_end(response, move |end| {
+        if let Ended::Failed(e) = end.how {
+            if shared.counts_verdict(e.verdict()) {
+                // the in-memory store answers at once; a remote one records on its own
+                drop(shared.store.record_error(&key));
+            }
+        }
+    });
+}
+
 impl<S, Req, K, C, St> Future for ResponseFuture<S, Req, K, C, St>
 where
     S: Service<Req>,
+    S::Response: 'static,
     S::Error: From<ThrottledError>,
-    C: Classify<S::Response, S::Error>,
-    St: LimiterStore,
+    K: Send + Sync + 'static,
+    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
+    St: LimiterStore + Send + Sync + 'static,
 {
     type Output = Result<S::Response, S::Error>;
 
@@ -144,11 +171,15 @@ where
         loop {
             let next = match this.state.as_mut().project() {
                 StateProj::Called { future } => {
-                    let output = future.poll(cx);
-                    let result = match output {
-                        Poll::Ready(result) if this.shared.counts(&result) => result,
-                        output => return output,
-                    };
+                    #[allow(unused_mut)]
+                    let mut result = ready!(future.poll(cx));
+                    #[cfg(feature = "llm")]
+                    if let Ok(response) = &mut result {
+                        count_at_stream_end(response, this.shared, this.key);
+                    }
+                    if !this.shared.counts(&result) {
+                        return Poll::Ready(result);
+                    }
                     State::Recording {
                         record: this.shared.store.record_error(this.key),
                         result: Some(result),

@@ -31,7 +31,11 @@ impl<K, C, St: LimiterStore> Shared<K, C, St> {
     where
         C: Classify<Res, E>,
     {
-        let verdict = self.classify.classify(result);
+        self.counts_verdict(self.classify.classify(result))
+    }
+
+    /// Does an outcome with this verdict count against the client?
+    pub(crate) fn counts_verdict(&self, verdict: towerguard_outcome::Verdict) -> bool {
         verdict.is_client_fault() || (self.count_upstream && verdict.counts_for_breaker())
     }
 }

@@ -52,10 +52,11 @@ impl<S: fmt::Debug, K, C, St: LimiterStore> fmt::Debug for ErrorRateLimit<S, K, 
 impl<S, K, C, St, Req> Service<Req> for ErrorRateLimit<S, K, C, St>
 where
     S: Service<Req> + Clone,
+    S::Response: 'static,
     S::Error: From<ThrottledError>,
-    K: RateKey<Req>,
-    C: Classify<S::Response, S::Error>,
-    St: LimiterStore,
+    K: RateKey<Req> + Send + Sync + 'static,
+    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
+    St: LimiterStore + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;

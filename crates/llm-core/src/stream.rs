@@ -251,6 +251,13 @@ impl Stream for Iter {
     }
 }
 
+/// Whether `response` is a streamed [`LlmResponse`] whose stream has not been taken.
+pub fn is_stream<Res: 'static>(response: &Res) -> bool {
+    let any: &dyn std::any::Any = response;
+    any.downcast_ref::<LlmResponse>()
+        .is_some_and(LlmResponse::is_stream)
+}
+
 /// Registers `f` on `response`'s stream if it is a streamed [`LlmResponse`]; gives `f` back
 /// otherwise (a complete answer, or a response of another type). This is how layers that are
 /// generic over their response (the breaker, the limiter, the meter) learn how a stream
