@@ -757,14 +757,12 @@ fn decode_tool(path: &str, mut raw: Value) -> Result<Tool, LlmError> {
     let kind = raw.as_object_mut().and_then(|t| t.remove("type"));
     if let Some(kind) = kind.filter(|k| !k.is_null() && k != "custom") {
         let kind = kind.as_str().map_or_else(|| kind.to_string(), str::to_owned);
-        {
-            return Err(invalid(
-                format!("{path}.type"),
-                format_args!(
-                    "`{kind}` is a built-in Anthropic tool; only custom (function) tools are supported"
-                ),
-            ));
-        }
+        return Err(invalid(
+            format!("{path}.type"),
+            format_args!(
+                "`{kind}` is a built-in Anthropic tool; only custom (function) tools are supported"
+            ),
+        ));
     }
     let tool: WireTool = serde_json::from_value(raw)
         .map_err(|e| invalid(path, format_args!("is not a valid tool ({e})")))?;
