@@ -7,15 +7,17 @@
 //! answer the fields every answer has (`type`, `stop_sequence`, `usage`) were completed, as
 //! the test says.
 
+#![allow(clippy::expect_used)]
+
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use towerguard_llm_core::wire::anthropic;
 use towerguard_llm_core::{
-    CacheControl, Content, ErrorKind, FinishReason, LlmError, LlmRequest, LlmResponse,
-    MediaSource, Message, Part, ResponseFormat, Role, SamplingParams, Thinking, Tool, ToolCall,
-    ToolChoice, Usage,
+    CacheControl, Content, ErrorKind, FinishReason, LlmError, LlmRequest, LlmResponse, MediaSource,
+    Message, Part, ResponseFormat, Role, SamplingParams, Thinking, Tool, ToolCall, ToolChoice,
+    Usage,
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -120,9 +122,15 @@ fn tool_use_conversation() {
 
     let m = req.messages();
     assert_eq!(m.len(), 3);
-    assert_eq!(m[0], Message::user("What is the weather like in San Francisco?"));
+    assert_eq!(
+        m[0],
+        Message::user("What is the weather like in San Francisco?")
+    );
     assert_eq!(m[1].role, Role::Assistant);
-    assert!(m[1].text().starts_with("<thinking>I need to use get_weather"));
+    assert!(
+        m[1].text()
+            .starts_with("<thinking>I need to use get_weather")
+    );
     assert_eq!(m[1].tool_calls.len(), 1);
     let call = &m[1].tool_calls[0];
     assert_eq!(call.id, "toolu_01A09q90qw90lq917835lq9");
@@ -203,7 +211,9 @@ fn documents_of_every_source() {
     let Content::Parts(parts) = &req.messages()[0].content else {
         panic!("parts")
     };
-    assert!(matches!(&parts[0], Part::File { source: MediaSource::Url(u), filename: None, .. } if u.ends_with(".pdf")));
+    assert!(
+        matches!(&parts[0], Part::File { source: MediaSource::Url(u), filename: None, .. } if u.ends_with(".pdf"))
+    );
     assert!(matches!(
         &parts[1],
         Part::File { source: MediaSource::Base64 { media_type, .. }, cache_control: Some(CacheControl { ttl: None }), .. }
@@ -221,7 +231,9 @@ fn documents_of_every_source() {
     assert_eq!(media_type, "text/plain");
     assert_eq!(data, "VGhlIGdyYXNzIGlzIGdyZWVuLiBUaGUgc2t5IGlzIGJsdWUu");
     assert_eq!(filename.as_deref(), Some("My Document"));
-    assert!(matches!(&parts[3], Part::File { source: MediaSource::FileId(id), .. } if id == "file_011CNha8iCJcU1wXNR6q4V8w"));
+    assert!(
+        matches!(&parts[3], Part::File { source: MediaSource::FileId(id), .. } if id == "file_011CNha8iCJcU1wXNR6q4V8w")
+    );
     assert_eq!(
         anthropic::beta_headers(&req),
         Some(anthropic::FILES_API_BETA)
@@ -240,10 +252,19 @@ fn prompt_cache_controls() {
         panic!("system blocks stay blocks")
     };
     assert_eq!(system.len(), 2);
-    assert!(matches!(&system[0], Part::Text { cache_control: None, .. }));
+    assert!(matches!(
+        &system[0],
+        Part::Text {
+            cache_control: None,
+            ..
+        }
+    ));
     assert!(matches!(
         &system[1],
-        Part::Text { cache_control: Some(CacheControl { ttl: None }), .. }
+        Part::Text {
+            cache_control: Some(CacheControl { ttl: None }),
+            ..
+        }
     ));
     assert_eq!(
         req.options().tools[0].cache_control,
@@ -251,7 +272,10 @@ fn prompt_cache_controls() {
             ttl: Some("1h".into())
         })
     );
-    assert_eq!(m[2], Message::assistant("The major themes are love, class, reputation and pride."));
+    assert_eq!(
+        m[2],
+        Message::assistant("The major themes are love, class, reputation and pride.")
+    );
     assert!(matches!(
         &m[3].content,
         Content::Parts(p) if matches!(&p[0], Part::Text { cache_control: Some(_), .. })
@@ -275,7 +299,9 @@ fn thinking_and_redacted_thinking() {
     let Content::Parts(parts) = &a.content else {
         panic!("parts")
     };
-    assert!(matches!(&parts[0], Part::Thinking { signature: Some(s), .. } if s.starts_with("BDaL4V")));
+    assert!(
+        matches!(&parts[0], Part::Thinking { signature: Some(s), .. } if s.starts_with("BDaL4V"))
+    );
     assert!(matches!(&parts[1], Part::RedactedThinking { data } if data.starts_with("EmwK")));
     assert!(matches!(&parts[2], Part::Text { .. }));
     assert_eq!(a.tool_calls[0].id, "toolu_01CswdEQBMshySk6Y9DFKrfq");
@@ -300,9 +326,15 @@ fn every_body_parameter() {
     );
     let o = req.options();
     assert!(o.stream);
-    assert_eq!(o.user.as_deref(), Some("13803d75-b4b5-4c3e-b2a2-6f21399b021b"));
+    assert_eq!(
+        o.user.as_deref(),
+        Some("13803d75-b4b5-4c3e-b2a2-6f21399b021b")
+    );
     assert_eq!(o.metadata, None, "user_id was the only metadata key");
-    assert_eq!(o.tool_choice, Some(ToolChoice::Function("get_weather".into())));
+    assert_eq!(
+        o.tool_choice,
+        Some(ToolChoice::Function("get_weather".into()))
+    );
     assert_eq!(o.parallel_tool_calls, Some(false));
     assert_eq!(o.thinking, Some(Thinking::Disabled));
     assert_eq!(o.tools[0].strict, Some(true));
@@ -313,9 +345,15 @@ fn every_body_parameter() {
     );
     assert_eq!(o.extra_body.len(), 2);
     let m = req.messages();
-    assert_eq!(m[0], Message::system("You are a helpful weather assistant."));
+    assert_eq!(
+        m[0],
+        Message::system("You are a helpful weather assistant.")
+    );
     assert_eq!(m[2], Message::assistant("Hi! How can I help?"));
-    assert_eq!(m[3], Message::user_parts(vec![Part::text("Weather in Berlin?")]));
+    assert_eq!(
+        m[3],
+        Message::user_parts(vec![Part::text("Weather in Berlin?")])
+    );
     assert_eq!(
         anthropic::beta_headers(&req),
         Some(anthropic::STRUCTURED_OUTPUTS_BETA)
@@ -354,7 +392,10 @@ fn unknown_top_level_fields_go_to_extra_body_and_back() {
     let body = br#"{"model":"m","max_tokens":5,"messages":[],"mcp_servers":[{"type":"url","url":"https://x","name":"x"}],"context_management":{"edits":[]}}"#;
     let req = anthropic::decode_request(body).expect("decodes");
     assert_eq!(req.options().extra_body.len(), 2);
-    assert_eq!(json_of(&anthropic::encode_request(&req, 1).expect("encodes")), json_of(body));
+    assert_eq!(
+        json_of(&anthropic::encode_request(&req, 1).expect("encodes")),
+        json_of(body)
+    );
 }
 
 #[test]
@@ -373,11 +414,18 @@ fn extra_body_never_overrides_a_field_the_model_sets() {
 
 #[test]
 fn metadata_keeps_other_keys_beside_user_id() {
-    let body = br#"{"model":"m","max_tokens":5,"messages":[],"metadata":{"user_id":"u1","team":"t"}}"#;
+    let body =
+        br#"{"model":"m","max_tokens":5,"messages":[],"metadata":{"user_id":"u1","team":"t"}}"#;
     let req = anthropic::decode_request(body).expect("decodes");
     assert_eq!(req.options().user.as_deref(), Some("u1"));
-    assert_eq!(req.options().metadata.as_ref().map(|m| m["team"].clone()), Some(json!("t")));
-    assert_eq!(json_of(&anthropic::encode_request(&req, 1).expect("encodes")), json_of(body));
+    assert_eq!(
+        req.options().metadata.as_ref().map(|m| m["team"].clone()),
+        Some(json!("t"))
+    );
+    assert_eq!(
+        json_of(&anthropic::encode_request(&req, 1).expect("encodes")),
+        json_of(body)
+    );
 }
 
 /// A `tool_result` may carry `cache_control` itself; the model keeps breakpoints on content
@@ -470,7 +518,14 @@ fn built_in_tools_are_refused_naming_their_type() {
     assert!(err.client_message().contains("web_search_20250305"));
     // An explicit custom type is a function tool.
     let body = br#"{"model":"m","messages":[],"tools":[{"type":"custom","name":"f","input_schema":{"type":"object"}}]}"#;
-    assert_eq!(anthropic::decode_request(body).expect("custom").options().tools[0].name, "f");
+    assert_eq!(
+        anthropic::decode_request(body)
+            .expect("custom")
+            .options()
+            .tools[0]
+            .name,
+        "f"
+    );
 }
 
 /// Citations guide, the plain-text document example: `context` and `citations` have no place
@@ -480,8 +535,11 @@ fn document_citations_are_refused() {
     let body = br#"{"model":"claude-sonnet-4-5","max_tokens":1024,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"The grass is green. The sky is blue."},"title":"My Document","context":"This is a trustworthy document.","citations":{"enabled":true}},{"type":"text","text":"What color is the grass and sky?"}]}]}"#;
     let err = anthropic::decode_request(body).expect_err("refused");
     assert!(
-        err.client_message().contains("`messages[0].content[0].citations`")
-            || err.client_message().contains("`messages[0].content[0].context`"),
+        err.client_message()
+            .contains("`messages[0].content[0].citations`")
+            || err
+                .client_message()
+                .contains("`messages[0].content[0].context`"),
         "{}",
         err.client_message()
     );
@@ -497,7 +555,10 @@ fn document_citations_are_refused() {
 #[test]
 fn system_and_developer_messages_are_hoisted() {
     // One plain instruction is a string.
-    let body = encode(&req_with(vec![Message::developer("Be terse."), Message::user("hi")]));
+    let body = encode(&req_with(vec![
+        Message::developer("Be terse."),
+        Message::user("hi"),
+    ]));
     assert_eq!(body["system"], "Be terse.");
     assert_eq!(body["messages"], json!([{"role": "user", "content": "hi"}]));
     // Several, wherever they stand, become blocks in order.
@@ -623,10 +684,26 @@ fn max_tokens_falls_back_to_the_default() {
 fn tool_choice_and_parallel_tool_calls() {
     let cases = [
         (Some(ToolChoice::Auto), None, Some(json!({"type": "auto"}))),
-        (Some(ToolChoice::Required), Some(false), Some(json!({"type": "any", "disable_parallel_tool_use": true}))),
-        (Some(ToolChoice::None), Some(false), Some(json!({"type": "none"}))),
-        (Some(ToolChoice::Function("f".into())), Some(true), Some(json!({"type": "tool", "name": "f", "disable_parallel_tool_use": false}))),
-        (None, Some(false), Some(json!({"type": "auto", "disable_parallel_tool_use": true}))),
+        (
+            Some(ToolChoice::Required),
+            Some(false),
+            Some(json!({"type": "any", "disable_parallel_tool_use": true})),
+        ),
+        (
+            Some(ToolChoice::None),
+            Some(false),
+            Some(json!({"type": "none"})),
+        ),
+        (
+            Some(ToolChoice::Function("f".into())),
+            Some(true),
+            Some(json!({"type": "tool", "name": "f", "disable_parallel_tool_use": false})),
+        ),
+        (
+            None,
+            Some(false),
+            Some(json!({"type": "auto", "disable_parallel_tool_use": true})),
+        ),
         (None, Some(true), None),
         (None, None, None),
     ];
@@ -634,7 +711,11 @@ fn tool_choice_and_parallel_tool_calls() {
         let mut req = req_with(vec![Message::user("hi")]);
         req.options_mut().tool_choice = choice.clone();
         req.options_mut().parallel_tool_calls = parallel;
-        assert_eq!(encode(&req).get("tool_choice").cloned(), expected, "{choice:?} {parallel:?}");
+        assert_eq!(
+            encode(&req).get("tool_choice").cloned(),
+            expected,
+            "{choice:?} {parallel:?}"
+        );
     }
 }
 
@@ -647,12 +728,22 @@ fn tools_are_written_with_an_object_schema() {
         encode(&req)["tools"],
         json!([{"name": "ping", "description": "Ping", "input_schema": {"type": "object", "properties": {}}, "strict": true}])
     );
-    assert_eq!(anthropic::beta_headers(&req), Some(anthropic::STRUCTURED_OUTPUTS_BETA));
+    assert_eq!(
+        anthropic::beta_headers(&req),
+        Some(anthropic::STRUCTURED_OUTPUTS_BETA)
+    );
 }
 
 #[test]
 fn reasoning_effort_maps_to_a_thinking_budget() {
-    for (effort, budget) in [("minimal", Some(1024)), ("low", Some(1024)), ("medium", Some(2048)), ("high", Some(4096)), ("xhigh", Some(8192)), ("none", None)] {
+    for (effort, budget) in [
+        ("minimal", Some(1024)),
+        ("low", Some(1024)),
+        ("medium", Some(2048)),
+        ("high", Some(4096)),
+        ("xhigh", Some(8192)),
+        ("none", None),
+    ] {
         let mut req = req_with(vec![Message::user("hi")]).with_max_tokens(16_000);
         req.options_mut().reasoning_effort = Some(effort.into());
         let body = encode(&req);
@@ -696,7 +787,11 @@ fn a_conversation_read_as_openai_shapes_translates() {
             Part::text("What is this, and what's the weather there?"),
             Part::image_base64("image/jpeg", "/9j/4AAQ"),
         ]),
-        Message::assistant_tool_calls(vec![ToolCall::new("call_1", "get_weather", r#"{"city":"Paris"}"#)]),
+        Message::assistant_tool_calls(vec![ToolCall::new(
+            "call_1",
+            "get_weather",
+            r#"{"city":"Paris"}"#,
+        )]),
         Message::tool_result("call_1", r#"{"celsius":21}"#),
     ]);
     let bytes = anthropic::encode_request(&req, 512).expect("encodes");
@@ -710,31 +805,46 @@ fn a_conversation_read_as_openai_shapes_translates() {
 
 #[test]
 fn refuses_n_above_one() {
-    let req = req_with(vec![Message::user("hi")]).with_params(SamplingParams { n: Some(2), ..Default::default() });
+    let req = req_with(vec![Message::user("hi")]).with_params(SamplingParams {
+        n: Some(2),
+        ..Default::default()
+    });
     assert_invalid(anthropic::encode_request(&req, 1), "n");
 }
 
 #[test]
 fn refuses_logprobs() {
-    let req = req_with(vec![Message::user("hi")]).with_params(SamplingParams { logprobs: Some(true), ..Default::default() });
+    let req = req_with(vec![Message::user("hi")]).with_params(SamplingParams {
+        logprobs: Some(true),
+        ..Default::default()
+    });
     assert_invalid(anthropic::encode_request(&req, 1), "logprobs");
 }
 
 #[test]
 fn refuses_top_logprobs() {
-    let req = req_with(vec![Message::user("hi")]).with_params(SamplingParams { top_logprobs: Some(3), ..Default::default() });
+    let req = req_with(vec![Message::user("hi")]).with_params(SamplingParams {
+        top_logprobs: Some(3),
+        ..Default::default()
+    });
     assert_invalid(anthropic::encode_request(&req, 1), "top_logprobs");
 }
 
 #[test]
 fn refuses_presence_penalty() {
-    let req = req_with(vec![Message::user("hi")]).with_params(SamplingParams { presence_penalty: Some(0.5), ..Default::default() });
+    let req = req_with(vec![Message::user("hi")]).with_params(SamplingParams {
+        presence_penalty: Some(0.5),
+        ..Default::default()
+    });
     assert_invalid(anthropic::encode_request(&req, 1), "presence_penalty");
 }
 
 #[test]
 fn refuses_frequency_penalty() {
-    let req = req_with(vec![Message::user("hi")]).with_params(SamplingParams { frequency_penalty: Some(-0.5), ..Default::default() });
+    let req = req_with(vec![Message::user("hi")]).with_params(SamplingParams {
+        frequency_penalty: Some(-0.5),
+        ..Default::default()
+    });
     assert_invalid(anthropic::encode_request(&req, 1), "frequency_penalty");
 }
 
@@ -742,7 +852,13 @@ fn refuses_frequency_penalty() {
 fn refuses_audio_parts() {
     let req = req_with(vec![
         Message::user("first"),
-        Message::user_parts(vec![Part::text("listen"), Part::Audio { data: "UklGR".into(), format: "wav".into() }]),
+        Message::user_parts(vec![
+            Part::text("listen"),
+            Part::Audio {
+                data: "UklGR".into(),
+                format: "wav".into(),
+            },
+        ]),
     ]);
     assert_invalid(anthropic::encode_request(&req, 1), "messages[1].content[1]");
 }
@@ -759,9 +875,15 @@ fn refuses_tool_arguments_that_are_not_a_json_object() {
     for bad in ["{\"city\": ", "[1, 2]", "\"Paris\""] {
         let req = req_with(vec![
             Message::user("hi"),
-            Message::assistant_tool_calls(vec![ToolCall::new("a", "f", "{}"), ToolCall::new("b", "f", bad)]),
+            Message::assistant_tool_calls(vec![
+                ToolCall::new("a", "f", "{}"),
+                ToolCall::new("b", "f", bad),
+            ]),
         ]);
-        assert_invalid(anthropic::encode_request(&req, 1), "messages[1].tool_calls[1].arguments");
+        assert_invalid(
+            anthropic::encode_request(&req, 1),
+            "messages[1].tool_calls[1].arguments",
+        );
     }
 }
 
@@ -770,19 +892,28 @@ fn refuses_a_tool_message_without_its_call_id() {
     let mut m = Message::tool_result("x", "ok");
     m.tool_call_id = None;
     let req = req_with(vec![Message::user("hi"), m]);
-    assert_invalid(anthropic::encode_request(&req, 1), "messages[1].tool_call_id");
+    assert_invalid(
+        anthropic::encode_request(&req, 1),
+        "messages[1].tool_call_id",
+    );
 }
 
 #[test]
 fn refuses_tool_calls_outside_an_assistant_turn() {
     let mut m = Message::user("hi");
     m.tool_calls = vec![ToolCall::new("a", "f", "{}")];
-    assert_invalid(anthropic::encode_request(&req_with(vec![m]), 1), "messages[0].tool_calls");
+    assert_invalid(
+        anthropic::encode_request(&req_with(vec![m]), 1),
+        "messages[0].tool_calls",
+    );
 }
 
 #[test]
 fn refuses_non_text_system_blocks() {
-    let req = req_with(vec![Message::system(vec![Part::image_url("https://x/y.png")]), Message::user("hi")]);
+    let req = req_with(vec![
+        Message::system(vec![Part::image_url("https://x/y.png")]),
+        Message::user("hi"),
+    ]);
     assert_invalid(anthropic::encode_request(&req, 1), "messages[0].content[0]");
 }
 
@@ -808,11 +939,17 @@ fn refuses_an_unknown_reasoning_effort_and_a_budget_above_max_tokens() {
 #[test]
 fn refuses_a_text_document_that_is_not_utf8_base64() {
     let req = req_with(vec![Message::user_parts(vec![Part::File {
-        source: MediaSource::Base64 { media_type: "text/plain".into(), data: "!!!".into() },
+        source: MediaSource::Base64 {
+            media_type: "text/plain".into(),
+            data: "!!!".into(),
+        },
         filename: None,
         cache_control: None,
     }])]);
-    assert_invalid(anthropic::encode_request(&req, 1), "messages[0].content[0].source.data");
+    assert_invalid(
+        anthropic::encode_request(&req, 1),
+        "messages[0].content[0].source.data",
+    );
 }
 
 #[test]
@@ -858,7 +995,10 @@ fn basic_answer() {
 fn tool_use_answer() {
     let resp = response_round_trip("response_tool_use.json");
     assert_eq!(resp.finish_reason(), &FinishReason::ToolCalls);
-    assert_eq!(resp.text(), "I'll check the current weather in San Francisco for you.");
+    assert_eq!(
+        resp.text(),
+        "I'll check the current weather in San Francisco for you."
+    );
     assert_eq!(
         resp.tool_calls(),
         &[ToolCall::new(
@@ -875,13 +1015,18 @@ fn tool_use_answer() {
 #[test]
 fn thinking_answer() {
     let resp = response_round_trip("response_thinking.json");
-    assert_eq!(resp.reasoning(), Some("Let me analyze this step by step..."));
+    assert_eq!(
+        resp.reasoning(),
+        Some("Let me analyze this step by step...")
+    );
     assert_eq!(resp.finish_reason(), &FinishReason::Length);
     assert_eq!(resp.text(), "Based on my analysis...");
     let Content::Parts(parts) = &resp.first().expect("a choice").message.content else {
         panic!("parts")
     };
-    assert!(matches!(&parts[0], Part::Thinking { signature: Some(s), .. } if s.starts_with("WaUj")));
+    assert!(
+        matches!(&parts[0], Part::Thinking { signature: Some(s), .. } if s.starts_with("WaUj"))
+    );
     assert!(matches!(&parts[1], Part::RedactedThinking { .. }));
     assert_eq!(resp.extra.get("container"), Some(&Value::Null));
 }
@@ -899,7 +1044,10 @@ fn stop_sequence_answer() {
 #[test]
 fn pause_turn_answer() {
     let resp = response_round_trip("response_pause_turn.json");
-    assert_eq!(resp.finish_reason(), &FinishReason::Other("pause_turn".into()));
+    assert_eq!(
+        resp.finish_reason(),
+        &FinishReason::Other("pause_turn".into())
+    );
     assert_eq!(resp.text(), "");
     assert_eq!(resp.usage.cached_input_tokens, 1024);
 }
@@ -927,7 +1075,10 @@ fn answer_without_model_uses_the_asked_one() {
 #[test]
 fn encode_response_of_an_openai_shaped_answer() {
     let mut message = Message::assistant(vec![
-        Part::Thinking { thinking: "hmm".into(), signature: None },
+        Part::Thinking {
+            thinking: "hmm".into(),
+            signature: None,
+        },
         Part::text("Calling."),
     ]);
     message.tool_calls = vec![ToolCall::new("call_9", "f", "")];
@@ -935,11 +1086,18 @@ fn encode_response_of_an_openai_shaped_answer() {
     first.message = message;
     first.finish_reason = FinishReason::ToolCalls;
     let second = towerguard_llm_core::Choice::text(1, "ignored");
-    let mut resp = LlmResponse::with_choices(vec![first, second], "gpt-4o", "openai")
-        .with_usage(Usage { input_tokens: 10, output_tokens: 5, cached_input_tokens: 3, cache_write_tokens: 0, reasoning_tokens: 2 });
+    let mut resp =
+        LlmResponse::with_choices(vec![first, second], "gpt-4o", "openai").with_usage(Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            cached_input_tokens: 3,
+            cache_write_tokens: 0,
+            reasoning_tokens: 2,
+        });
     resp.id = Some("chatcmpl-1".into());
     resp.created = Some(1_700_000_000);
-    resp.extra.insert("system_fingerprint".into(), json!("fp_1"));
+    resp.extra
+        .insert("system_fingerprint".into(), json!("fp_1"));
     let body = json_of(&anthropic::encode_response(&resp).expect("encodes"));
     assert_eq!(
         body,
@@ -964,13 +1122,26 @@ fn encode_response_of_an_openai_shaped_answer() {
 #[test]
 fn encode_response_refuses_what_an_answer_cannot_hold() {
     let empty = LlmResponse::with_choices(Vec::new(), "m", "p");
-    assert_eq!(anthropic::encode_response(&empty).expect_err("no choice").kind(), ErrorKind::Server);
+    assert_eq!(
+        anthropic::encode_response(&empty)
+            .expect_err("no choice")
+            .kind(),
+        ErrorKind::Server
+    );
     let mut resp = LlmResponse::new("x", "m", "p");
     resp.choices[0].message.tool_calls = vec![ToolCall::new("a", "f", "not json")];
-    assert_eq!(anthropic::encode_response(&resp).expect_err("bad args").kind(), ErrorKind::Server);
+    assert_eq!(
+        anthropic::encode_response(&resp)
+            .expect_err("bad args")
+            .kind(),
+        ErrorKind::Server
+    );
     let mut resp = LlmResponse::new("x", "m", "p");
     resp.choices[0].message.content = Content::Parts(vec![Part::image_url("https://x")]);
-    assert_eq!(anthropic::encode_response(&resp).expect_err("media").kind(), ErrorKind::Server);
+    assert_eq!(
+        anthropic::encode_response(&resp).expect_err("media").kind(),
+        ErrorKind::Server
+    );
 }
 
 /// Errors guide, the error shape (`overloaded_error`), sent with a 200 by a misbehaving
@@ -978,7 +1149,10 @@ fn encode_response_refuses_what_an_answer_cannot_hold() {
 #[test]
 fn error_object_is_malformed() {
     let err = assert_malformed(decode_answer(&fixture("error_overloaded.json")));
-    assert!(err.detail().unwrap_or("").contains("overloaded_error"), "{err:?}");
+    assert!(
+        err.detail().unwrap_or("").contains("overloaded_error"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -1042,11 +1216,27 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<u64>().prop_map(Value::from),
         any::<f64>().prop_map(Value::from),
         prop_oneof![
-            Just("user"), Just("assistant"), Just("message"), Just("error"), Just("text"),
-            Just("image"), Just("document"), Just("tool_use"), Just("tool_result"),
-            Just("thinking"), Just("redacted_thinking"), Just("base64"), Just("url"),
-            Just("file"), Just("ephemeral"), Just("end_turn"), Just("tool"), Just("any"),
-            Just("enabled"), Just("json_schema"), Just("custom"),
+            Just("user"),
+            Just("assistant"),
+            Just("message"),
+            Just("error"),
+            Just("text"),
+            Just("image"),
+            Just("document"),
+            Just("tool_use"),
+            Just("tool_result"),
+            Just("thinking"),
+            Just("redacted_thinking"),
+            Just("base64"),
+            Just("url"),
+            Just("file"),
+            Just("ephemeral"),
+            Just("end_turn"),
+            Just("tool"),
+            Just("any"),
+            Just("enabled"),
+            Just("json_schema"),
+            Just("custom"),
         ]
         .prop_map(|s| Value::String(s.to_owned())),
         ".{0,12}".prop_map(Value::String),

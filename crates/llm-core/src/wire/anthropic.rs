@@ -135,8 +135,10 @@ pub const OUTPUT_FORMAT_NAME: &str = "response";
 /// ```
 pub fn beta_headers(req: &LlmRequest) -> Option<&'static str> {
     let options = req.options();
-    let structured = matches!(options.response_format, Some(ResponseFormat::JsonSchema { .. }))
-        || options.tools.iter().any(|t| t.strict == Some(true));
+    let structured = matches!(
+        options.response_format,
+        Some(ResponseFormat::JsonSchema { .. })
+    ) || options.tools.iter().any(|t| t.strict == Some(true));
     let files = req.messages().iter().any(|m| match &m.content {
         Content::Text(_) => false,
         Content::Parts(parts) => parts.iter().any(|p| {
@@ -365,10 +367,10 @@ pub fn decode_request(body: &[u8]) -> Result<LlmRequest, LlmError> {
         take(&mut map, "", "messages")?.ok_or_else(|| required("messages"))?;
 
     let mut messages = Vec::with_capacity(raw_messages.len() + 1);
-    if let Some(system) = map.remove("system") {
-        if let Some(m) = decode_system(system)? {
-            messages.push(m);
-        }
+    if let Some(system) = map.remove("system")
+        && let Some(m) = decode_system(system)?
+    {
+        messages.push(m);
     }
     for (i, raw) in raw_messages.into_iter().enumerate() {
         decode_message(&format!("messages[{i}]"), raw, &mut messages)?;
@@ -398,11 +400,9 @@ pub fn decode_request(body: &[u8]) -> Result<LlmRequest, LlmError> {
             ToolChoiceKind::Auto => ToolChoice::Auto,
             ToolChoiceKind::Any => ToolChoice::Required,
             ToolChoiceKind::None => ToolChoice::None,
-            ToolChoiceKind::Tool => ToolChoice::Function(
-                choice
-                    .name
-                    .ok_or_else(|| required("tool_choice.name"))?,
-            ),
+            ToolChoiceKind::Tool => {
+                ToolChoice::Function(choice.name.ok_or_else(|| required("tool_choice.name"))?)
+            }
         });
         options.parallel_tool_calls = choice.disable_parallel_tool_use.map(|d| !d);
     }
@@ -492,7 +492,10 @@ fn decode_system(system: Value) -> Result<Option<Message>, LlmError> {
             }
             Ok(Some(Message::system(Content::Parts(parts))))
         }
-        _ => Err(invalid("system", "must be a string or an array of text blocks")),
+        _ => Err(invalid(
+            "system",
+            "must be a string or an array of text blocks",
+        )),
     }
 }
 
@@ -631,7 +634,11 @@ fn decode_message(path: &str, raw: Value, out: &mut Vec<Message>) -> Result<(), 
     let blocks = match content {
         Value::String(s) => {
             out.push(Message::new(
-                if assistant { Role::Assistant } else { Role::User },
+                if assistant {
+                    Role::Assistant
+                } else {
+                    Role::User
+                },
                 s,
             ));
             return Ok(());
@@ -661,10 +668,7 @@ fn decode_message(path: &str, raw: Value, out: &mut Vec<Message>) -> Result<(), 
             } if assistant => {
                 refuse_extra(&bpath, &extra)?;
                 if !input.is_object() {
-                    return Err(invalid(
-                        format!("{bpath}.input"),
-                        "must be a JSON object",
-                    ));
+                    return Err(invalid(format!("{bpath}.input"), "must be a JSON object"));
                 }
                 calls.push(ToolCall::new(id, name, input.to_string()));
             }
@@ -714,10 +718,16 @@ fn decode_message(path: &str, raw: Value, out: &mut Vec<Message>) -> Result<(), 
                 had_results = true;
             }
             Block::ToolUse { .. } => {
-                return Err(invalid(bpath, "a `tool_use` block belongs in an assistant turn"));
+                return Err(invalid(
+                    bpath,
+                    "a `tool_use` block belongs in an assistant turn",
+                ));
             }
             Block::ToolResult { .. } => {
-                return Err(invalid(bpath, "a `tool_result` block belongs in a user turn"));
+                return Err(invalid(
+                    bpath,
+                    "a `tool_result` block belongs in a user turn",
+                ));
             }
             other => parts.push(decode_part(&bpath, (other, None))?),
         }
@@ -756,7 +766,9 @@ fn move_cache_into(content: &mut Content, cache: CacheControl) -> Result<(), &'s
 fn decode_tool(path: &str, mut raw: Value) -> Result<Tool, LlmError> {
     let kind = raw.as_object_mut().and_then(|t| t.remove("type"));
     if let Some(kind) = kind.filter(|k| !k.is_null() && k != "custom") {
-        let kind = kind.as_str().map_or_else(|| kind.to_string(), str::to_owned);
+        let kind = kind
+            .as_str()
+            .map_or_else(|| kind.to_string(), str::to_owned);
         return Err(invalid(
             format!("{path}.type"),
             format_args!(
@@ -880,7 +892,10 @@ pub fn encode_request(req: &LlmRequest, default_max_tokens: u32) -> Result<Vec<u
                     .or_insert_with(|| Value::String(d.clone()));
             }
             let format = WireOutputFormat::JsonSchema { schema };
-            body.insert("output_format".into(), to_value("response_format", &format)?);
+            body.insert(
+                "output_format".into(),
+                to_value("response_format", &format)?,
+            );
         }
     }
     if options.user.is_some() || options.metadata.is_some() {
@@ -912,7 +927,10 @@ fn refuse_params(params: &SamplingParams) -> Result<(), LlmError> {
         return Err(invalid("presence_penalty", "is not supported by Anthropic"));
     }
     if params.frequency_penalty.is_some_and(|p| p != 0.0) {
-        return Err(invalid("frequency_penalty", "is not supported by Anthropic"));
+        return Err(invalid(
+            "frequency_penalty",
+            "is not supported by Anthropic",
+        ));
     }
     Ok(())
 }
@@ -971,7 +989,10 @@ fn effort_budget(effort: &str) -> Result<Option<u32>, LlmError> {
     }))
 }
 
-fn encode_thinking(options: &ChatOptions, max_tokens: u32) -> Result<Option<WireThinking>, LlmError> {
+fn encode_thinking(
+    options: &ChatOptions,
+    max_tokens: u32,
+) -> Result<Option<WireThinking>, LlmError> {
     match (options.thinking, options.reasoning_effort.as_deref()) {
         (Some(Thinking::Enabled { budget_tokens }), _) => {
             Ok(Some(WireThinking::Enabled { budget_tokens }))
@@ -1253,16 +1274,21 @@ fn encode_parts(path: &str, parts: &[Part], assistant: bool) -> Result<Vec<Block
 }
 
 fn tool_result_block(path: &str, m: &Message) -> Result<Block, LlmError> {
-    let tool_use_id = m
-        .tool_call_id
-        .clone()
-        .ok_or_else(|| invalid(format!("{path}.tool_call_id"), "is required on a tool message"))?;
+    let tool_use_id = m.tool_call_id.clone().ok_or_else(|| {
+        invalid(
+            format!("{path}.tool_call_id"),
+            "is required on a tool message",
+        )
+    })?;
     let content = match &m.content {
         Content::Text(t) => Some(ToolResultContent::Text(t.clone())),
         Content::Parts(parts) if parts.is_empty() => None,
         Content::Parts(parts) => {
             if let Some((j, _)) = parts.iter().enumerate().find(|(_, p)| {
-                !matches!(p, Part::Text { .. } | Part::Image { .. } | Part::File { .. })
+                !matches!(
+                    p,
+                    Part::Text { .. } | Part::Image { .. } | Part::File { .. }
+                )
             }) {
                 return Err(invalid(
                     format!("{path}.content[{j}]"),
@@ -1299,7 +1325,8 @@ pub fn decode_response(
     provider: &Arc<str>,
     asked_model: &Arc<str>,
 ) -> Result<LlmResponse, LlmError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| malformed(format_args!("not JSON ({e})")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| malformed(format_args!("not JSON ({e})")))?;
     let Value::Object(mut map) = value else {
         return Err(malformed("not a JSON object"));
     };
@@ -1319,13 +1346,24 @@ pub fn decode_response(
                 field("message")
             )));
         }
-        Some(other) => return Err(malformed(format_args!("`type` is {other}, not \"message\""))),
-        None => return Err(malformed("`type` is missing (an Anthropic message has type \"message\")")),
+        Some(other) => {
+            return Err(malformed(format_args!(
+                "`type` is {other}, not \"message\""
+            )));
+        }
+        None => {
+            return Err(malformed(
+                "`type` is missing (an Anthropic message has type \"message\")",
+            ));
+        }
     }
     let wire: WireResponse = serde_json::from_value(Value::Object(map))
         .map_err(|e| malformed(format_args!("not an Anthropic message ({e})")))?;
     if wire.role != "assistant" {
-        return Err(malformed(format_args!("`role` is {:?}, not \"assistant\"", wire.role)));
+        return Err(malformed(format_args!(
+            "`role` is {:?}, not \"assistant\"",
+            wire.role
+        )));
     }
     let stop_reason = wire
         .stop_reason
@@ -1351,7 +1389,9 @@ pub fn decode_response(
                 id, name, input, ..
             } => {
                 if !input.is_object() {
-                    return Err(malformed(format_args!("content[{j}].input is not an object")));
+                    return Err(malformed(format_args!(
+                        "content[{j}].input is not an object"
+                    )));
                 }
                 calls.push(ToolCall::new(id, name, input.to_string()));
             }
@@ -1392,8 +1432,8 @@ pub fn decode_response(
         Some(m) => Arc::from(m),
         None => Arc::clone(asked_model),
     };
-    let mut resp = LlmResponse::with_choices(vec![choice], model, Arc::clone(provider))
-        .with_usage(usage);
+    let mut resp =
+        LlmResponse::with_choices(vec![choice], model, Arc::clone(provider)).with_usage(usage);
     resp.id = wire.id;
     resp.extra = extra;
     Ok(resp)
@@ -1451,17 +1491,22 @@ pub fn encode_response(resp: &LlmResponse) -> Result<Vec<u8>, LlmError> {
             id: call.id.clone(),
             name: call.name.clone(),
             input: arguments_object(&call.arguments).map_err(|why| {
-                malformed(format_args!("choices[0].message.tool_calls[{j}].arguments {why}"))
+                malformed(format_args!(
+                    "choices[0].message.tool_calls[{j}].arguments {why}"
+                ))
             })?,
             cache_control: None,
             extra: Map::new(),
         });
     }
-    let content = serde_json::to_value(&blocks).map_err(|e| malformed(e))?;
+    let content = serde_json::to_value(&blocks).map_err(malformed)?;
 
     let id = match &resp.id {
         Some(id) => id.clone(),
-        None => format!("msg_{:016x}", fnv1a(content.to_string().as_bytes(), resp.model())),
+        None => format!(
+            "msg_{:016x}",
+            fnv1a(content.to_string().as_bytes(), resp.model())
+        ),
     };
     let mut usage = Map::new();
     usage.insert("input_tokens".into(), resp.usage.input_tokens.into());
@@ -1501,7 +1546,7 @@ pub fn encode_response(resp: &LlmResponse) -> Result<Vec<u8>, LlmError> {
     for (k, v) in &resp.extra {
         body.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    serde_json::to_vec(&Value::Object(body)).map_err(|e| malformed(e))
+    serde_json::to_vec(&Value::Object(body)).map_err(malformed)
 }
 
 /// FNV-1a over the bytes and the model name: a stable id for an answer that has none.
@@ -1564,7 +1609,14 @@ mod tests {
 
     #[test]
     fn base64_round_trips() {
-        for s in ["", "a", "ab", "abc", "abcd", "The grass is green. The sky is blue."] {
+        for s in [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "The grass is green. The sky is blue.",
+        ] {
             let e = base64_encode(s.as_bytes());
             assert_eq!(base64_decode(&e).as_deref(), Some(s.as_bytes()), "{s}");
         }
