@@ -1284,3 +1284,28 @@ proptest! {
         }
     }
 }
+
+/// A user turn's tool results come before its other blocks, whatever their order on the wire
+/// (Anthropic wants them first); the other blocks stay one user message.
+#[test]
+fn tool_results_are_read_before_the_rest_of_their_turn() {
+    let body = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"here you go"},{"type":"tool_result","tool_use_id":"a","content":"1"},{"type":"image","source":{"type":"url","url":"https://x/y.png"}},{"type":"tool_result","tool_use_id":"b","content":"2"}]}]}"#;
+    let req = anthropic::decode_request(body).expect("decodes");
+    let roles: Vec<Role> = req.messages().iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::Tool, Role::Tool, Role::User]);
+    assert_eq!(req.messages()[0].tool_call_id.as_deref(), Some("a"));
+    assert_eq!(req.messages()[1].tool_call_id.as_deref(), Some("b"));
+    assert_eq!(
+        req.messages()[2],
+        Message::user_parts(vec![
+            Part::text("here you go"),
+            Part::image_url("https://x/y.png")
+        ])
+    );
+    let again = encode(&req);
+    let types: Vec<&str> = again["messages"][0]["content"]
+        .as_array()
+        .map(|b| b.iter().filter_map(|x| x["type"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(types, ["tool_result", "tool_result", "text", "image"]);
+}
