@@ -1626,9 +1626,3 @@ mod tests {
         assert_eq!(base64_decode("not base64!"), None);
     }
 }
-
-/// The `anthropic-beta` flag the encoded body needs, if any.
-pub fn beta_headers(req: &LlmRequest) -> Option<&'static str> {
-    let _ = req;
-    None
-}
