@@ -73,12 +73,47 @@ impl<S: Service<Req>, Req, St: BudgetStore> ResponseFuture<S, Req, St> {
     }
 }
 
+/// A streamed answer is billed when its stream ends, at its last reported usage: completed,
+/// failed or dropped by the caller, what was used so far is charged (the reservation when no
+/// usage arrived, counted as unmetered) and the rest released; no reservation outlives it.
+#[cfg(feature = "llm")]
+fn bill_at_stream_end<Res: 'static, St>(response: &mut Res, handle: &mut Option<Handle<St>>)
+where
+    St: BudgetStore + Send + Sync + 'static,
+{
+    use crate::request::llm::StreamBill;
+    use towerguard_llm_core::LlmResponse;
+    use towerguard_llm_core::stream::on_stream_end;
+    let any: &mut dyn std::any::Any = response;
+    let Some(streamed) = any.downcast_mut::<LlmResponse>() else {
+        return;
+    };
+    if !streamed.is_stream() {
+        return;
+    }
+    let (provider, model) = (streamed.provider.clone(), streamed.model.clone());
+    let Some(handle) = handle.take() else { return };
+    let _ = on_stream_end(streamed, move |end| {
+        let bill = StreamBill {
+            provider,
+            model,
+            usage: end.usage,
+        };
+        if let Some(mut settle) = handle.bill(&bill) {
+            // the in-memory store answers at once; a remote one settles on its own
+            if let Some(alerts) = poll_now(&mut settle) {
+                handle.alert(&alerts);
+            }
+        }
+    });
+}
+
 impl<S, Req, St> Future for ResponseFuture<S, Req, St>
 where
     S: Service<Req>,
-    S::Response: CostResponse,
+    S::Response: CostResponse + 'static,
     S::Error: From<CostError>,
-    St: BudgetStore,
+    St: BudgetStore + Send + Sync + 'static,
 {
     type Output = Result<S::Response, S::Error>;
 
@@ -116,13 +151,20 @@ where
                     this.state.set(next);
                 }
                 StateProj::Calling { future } => {
-                    let response = match ready!(future.poll(cx)) {
+                    #[allow(unused_mut)]
+                    let mut response = match ready!(future.poll(cx)) {
                         Ok(response) => response,
                         Err(e) => {
                             // releases the reservation
                             *this.handle = None;
                             return Poll::Ready(Err(e));
                         }
+                    };
+                    #[cfg(feature = "llm")]
+                    bill_at_stream_end(&mut response, this.handle);
+                    let Some(handle) = this.handle.as_ref() else {
+                        // a stream: billed when it ends
+                        return Poll::Ready(Ok(response));
                     };
                     let Some(mut settle) = handle.bill(&response) else {
                         return Poll::Ready(Ok(response));

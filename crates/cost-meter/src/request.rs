@@ -65,7 +65,7 @@ pub trait CostResponse {
 }
 
 #[cfg(feature = "llm")]
-mod llm {
+pub(crate) mod llm {
     use super::*;
     use towerguard_llm_core::{LlmRequest, LlmResponse};
 
@@ -96,20 +96,47 @@ mod llm {
         }
     }
 
+    /// `None` when both input and output tokens are 0: a provider that answered reported no
+    /// usage (a real call always has input tokens). Reasoning is part of the output tokens.
+    pub(crate) fn tokens_of(u: &towerguard_llm_core::Usage) -> Option<Tokens> {
+        if u.input_tokens == 0 && u.output_tokens == 0 {
+            return None;
+        }
+        Some(Tokens {
+            input: u.input_tokens,
+            output: u.output_tokens,
+            cached_input: u.cached_input_tokens,
+            cache_write: u.cache_write_tokens,
+        })
+    }
+
+    /// A stream's end as the meter bills it: the provider and model its response named, and
+    /// the last usage it reported (`None`: charged the reservation, counted as unmetered).
+    pub(crate) struct StreamBill {
+        pub(crate) provider: Arc<str>,
+        pub(crate) model: Arc<str>,
+        pub(crate) usage: Option<towerguard_llm_core::Usage>,
+    }
+
+    impl CostResponse for StreamBill {
+        fn tokens(&self) -> Option<Tokens> {
+            self.usage.as_ref().and_then(tokens_of)
+        }
+
+        fn provider(&self) -> Option<&str> {
+            Some(&self.provider)
+        }
+
+        fn model(&self) -> Option<&str> {
+            Some(&self.model)
+        }
+    }
+
     impl CostResponse for LlmResponse {
         /// `None` when both input and output tokens are 0: a provider that answered
         /// reported no usage (a real call always has input tokens).
         fn tokens(&self) -> Option<Tokens> {
-            let u = &self.usage;
-            if u.input_tokens == 0 && u.output_tokens == 0 {
-                return None;
-            }
-            Some(Tokens {
-                input: u.input_tokens,
-                output: u.output_tokens,
-                cached_input: u.cached_input_tokens,
-                cache_write: u.cache_write_tokens,
-            })
+            tokens_of(&self.usage)
         }
 
         fn provider(&self) -> Option<&str> {

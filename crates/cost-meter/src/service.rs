@@ -50,10 +50,10 @@ impl<S: fmt::Debug, St: BudgetStore> fmt::Debug for CostMeter<S, St> {
 impl<S, Req, St> Service<Req> for CostMeter<S, St>
 where
     S: Service<Req> + Clone,
-    S::Response: CostResponse,
+    S::Response: CostResponse + 'static,
     S::Error: From<CostError>,
     Req: CostRequest,
-    St: BudgetStore,
+    St: BudgetStore + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
