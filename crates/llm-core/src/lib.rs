@@ -34,9 +34,9 @@ pub use classify::{
     parse_retry_after, parse_retry_after_at,
 };
 pub use error::{ErrorKind, LlmError, MAX_DETAIL_LEN};
-pub use redact::{REDACTED, redact_secrets};
 pub use message::{CacheControl, Content, MediaSource, Message, Part, Role, ToolCall};
 pub use options::{ChatOptions, ResponseFormat, Thinking, Tool, ToolChoice};
+pub use redact::{REDACTED, redact_secrets};
 pub use request::{ClientKey, LlmRequest, RequestId, SamplingParams};
 pub use response::{Choice, FinishReason, LlmResponse, Usage};
 /// The shared outcome vocabulary ([`Verdict`](towerguard_outcome::Verdict), the clock, ...).
