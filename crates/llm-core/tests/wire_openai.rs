@@ -23,6 +23,8 @@
 //!   from the API reference's field definitions, to hold every remaining feature in one body
 //!   (not recorded from a server).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use proptest::prelude::*;

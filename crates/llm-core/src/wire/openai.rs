@@ -4,7 +4,7 @@
 //!
 //! Every field of a chat-completions body that the model names is read into it; every other
 //! top-level field (`service_tier`, `store`, `stream_options`, `logit_bias`, ...) goes to
-//! [`ChatOptions::extra_body`](crate::ChatOptions::extra_body) and is written back unchanged,
+//! [`ChatOptions::extra_body`] and is written back unchanged,
 //! and fields of a message the model does not name go to [`Message::extra`]. A top-level
 //! `null` is read as an absent field.
 //!
@@ -18,9 +18,9 @@
 //! | assistant `refusal` | a trailing [`Part::Refusal`] |
 //! | assistant `reasoning_content` (DeepSeek, vLLM) | a leading [`Part::Thinking`] |
 //! | tool `tool_call_id` (required); content starting with `Error: ` | `tool_call_id`; `tool_error` (prefix removed) |
-//! | `tools`, `tool_choice`, `parallel_tool_calls`, `response_format` | the same in [`ChatOptions`](crate::ChatOptions) |
+//! | `tools`, `tool_choice`, `parallel_tool_calls`, `response_format` | the same in [`ChatOptions`] |
 //! | `max_tokens`, `max_completion_tokens`, `stop` (string or array), `seed`, `n`, `logprobs`, `top_logprobs`, `temperature`, `top_p`, `top_k`, `presence_penalty`, `frequency_penalty` | [`SamplingParams`] |
-//! | `reasoning_effort`, `thinking{type,budget_tokens}`, `user`, `safety_identifier`, `metadata`, `prompt_cache_key`, `stream` | [`ChatOptions`](crate::ChatOptions) |
+//! | `reasoning_effort`, `thinking{type,budget_tokens}`, `user`, `safety_identifier`, `metadata`, `prompt_cache_key`, `stream` | [`ChatOptions`] |
 //!
 //! `top_k` and `thinking` are not OpenAI's own, but OpenAI-compatible servers read them
 //! (vLLM and Ollama `top_k`; Anthropic's OpenAI-compatible endpoint `thinking`), so they are
@@ -370,19 +370,20 @@ pub fn decode_request(body: &[u8]) -> Result<LlmRequest, LlmError> {
         .map(|(i, m)| decode_message(m, i))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let mut params = SamplingParams::default();
-    params.max_tokens = o.get("max_tokens", "a whole number")?;
-    params.max_completion_tokens = o.get("max_completion_tokens", "a whole number")?;
-    params.temperature = o.float("temperature")?;
-    params.top_p = o.float("top_p")?;
-    params.top_k = o.get("top_k", "a whole number")?;
-    params.presence_penalty = o.float("presence_penalty")?;
-    params.frequency_penalty = o.float("frequency_penalty")?;
-    params.seed = o.get("seed", "a whole number")?;
-    params.stop = decode_stop(&mut o)?;
-    params.n = o.get("n", "a whole number")?;
-    params.logprobs = o.get("logprobs", "a boolean")?;
-    params.top_logprobs = o.get("top_logprobs", "a whole number from 0 to 20")?;
+    let params = SamplingParams {
+        max_tokens: o.get("max_tokens", "a whole number")?,
+        max_completion_tokens: o.get("max_completion_tokens", "a whole number")?,
+        temperature: o.float("temperature")?,
+        top_p: o.float("top_p")?,
+        top_k: o.get("top_k", "a whole number")?,
+        presence_penalty: o.float("presence_penalty")?,
+        frequency_penalty: o.float("frequency_penalty")?,
+        seed: o.get("seed", "a whole number")?,
+        stop: decode_stop(&mut o)?,
+        n: o.get("n", "a whole number")?,
+        logprobs: o.get("logprobs", "a boolean")?,
+        top_logprobs: o.get("top_logprobs", "a whole number from 0 to 20")?,
+    };
 
     let mut options = ChatOptions::default();
     if let Some(tools) = o.get::<Vec<Value>>("tools", "an array of tools")? {
