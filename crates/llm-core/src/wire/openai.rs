@@ -6,7 +6,9 @@
 //! top-level field (`service_tier`, `store`, `stream_options`, `logit_bias`, ...) goes to
 //! [`ChatOptions::extra_body`] and is written back unchanged,
 //! and fields of a message the model does not name go to [`Message::extra`]. A top-level
-//! `null` is read as an absent field.
+//! `null` is read as an absent field; `stream: false` (the model's "not sent") stays among the
+//! extras, so it is written back. A `file_data` that is not a `data:` URL is read as base64 of
+//! unknown media type (an empty `media_type`) and written back as it came.
 //!
 //! | wire | model |
 //! |---|---|
@@ -39,8 +41,9 @@
 //!
 //! Written back, a body read from JSON is the same JSON value except that a `stop` string is
 //! written as an array of one string, a whole-number sampling value as an integer (`1.0` as
-//! `1`), an assistant `content` string next to a `refusal` as an array of parts, and a
-//! top-level `null` is left out.
+//! `1`), an assistant `content` string next to a `refusal` or a `reasoning_content` as an
+//! array of parts (and the `reasoning_content` itself left out), and a top-level `null` is
+//! left out.
 //!
 //! # Answers
 //!
