@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 
+use serde_json::{Map, Value};
+
 /// Who wrote a message in the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Role {
@@ -339,6 +341,10 @@ pub struct Message {
     /// Whether a tool message reports a failure of the tool (Anthropic `is_error`; OpenAI has
     /// no such flag, so its text is prefixed with `Error: `).
     pub tool_error: bool,
+    /// Fields of the message the model does not name, as the wire sent them (e.g. OpenAI's
+    /// `annotations` on an answer, `audio` on an assistant turn). The format that read them
+    /// writes them back where the model sets no such key.
+    pub extra: Map<String, Value>,
 }
 
 impl Message {
@@ -351,6 +357,7 @@ impl Message {
             tool_calls: Vec::new(),
             tool_call_id: None,
             tool_error: false,
+            extra: Map::new(),
         }
     }
 
