@@ -50,7 +50,11 @@ fn the_tool_loop_runs() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_readme_tools"))
         .output()
         .expect("the example runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("It is 21 °C in Paris."), "{text}");
 }

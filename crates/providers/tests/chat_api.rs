@@ -109,7 +109,10 @@ async fn openai_sends_a_tool_conversation_and_reads_every_choice() {
 
     let sent = seen.lock().unwrap()[0].clone();
     let body = sent.json();
-    assert_eq!(sent.header("openai-organization").as_deref(), Some("org-42"));
+    assert_eq!(
+        sent.header("openai-organization").as_deref(),
+        Some("org-42")
+    );
     assert_eq!(sent.header("openai-project").as_deref(), Some("proj-7"));
     assert_eq!(
         sent.header("authorization").as_deref(),
@@ -140,7 +143,10 @@ async fn openai_sends_a_tool_conversation_and_reads_every_choice() {
     assert_eq!(*resp.finish_reason(), FinishReason::ToolCalls);
     assert_eq!(resp.tool_calls()[0].name, "get_weather");
     assert_eq!(resp.tool_calls()[0].arguments, "{\n\"city\": \"Paris\"\n}");
-    assert_eq!(resp.choices[1].message.text(), "It is 21 degrees and clear.");
+    assert_eq!(
+        resp.choices[1].message.text(),
+        "It is 21 degrees and clear."
+    );
     assert_eq!(resp.usage.input_tokens, 2082 - 2048);
     assert_eq!(resp.usage.cached_input_tokens, 2048);
     assert_eq!(resp.usage.output_tokens, 817);
@@ -185,9 +191,16 @@ async fn anthropic_translates_a_tool_conversation_and_keeps_thinking() {
     assert_eq!(body["tools"][0]["input_schema"]["required"][0], "city");
     assert_eq!(body["tool_choice"]["type"], "auto");
     let messages = body["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 3, "user, assistant, user with the tool result");
+    assert_eq!(
+        messages.len(),
+        3,
+        "user, assistant, user with the tool result"
+    );
     assert_eq!(messages[0]["content"][1]["type"], "image");
-    assert_eq!(messages[0]["content"][1]["source"]["media_type"], "image/png");
+    assert_eq!(
+        messages[0]["content"][1]["source"]["media_type"],
+        "image/png"
+    );
     assert_eq!(messages[1]["content"][0]["type"], "tool_use");
     assert_eq!(messages[1]["content"][0]["input"]["city"], "Paris");
     assert_eq!(messages[2]["role"], "user");
@@ -195,7 +208,10 @@ async fn anthropic_translates_a_tool_conversation_and_keeps_thinking() {
     assert_eq!(messages[2]["content"][0]["tool_use_id"], "call_1");
 
     assert_eq!(*resp.finish_reason(), FinishReason::ToolCalls);
-    assert_eq!(resp.reasoning(), Some("The user wants the weather in Paris."));
+    assert_eq!(
+        resp.reasoning(),
+        Some("The user wants the weather in Paris.")
+    );
     assert_eq!(resp.text(), "I'll check the current weather in Paris.");
     let call = &resp.tool_calls()[0];
     assert_eq!(call.id, "toolu_01A09q90qw90lq917835lq9");
@@ -267,7 +283,10 @@ async fn a_200_that_is_not_a_completion_is_an_error() {
     for body in bodies {
         let (base, _) = stub(vec![ok(body)]).await;
         let err = anthropic_at(&base)
-            .oneshot(LlmRequest::new("claude-sonnet-4-5", vec![Message::user("hi")]))
+            .oneshot(LlmRequest::new(
+                "claude-sonnet-4-5",
+                vec![Message::user("hi")],
+            ))
             .await
             .unwrap_err();
         assert!(

@@ -1,8 +1,8 @@
 //! The clients against a real HTTP server on loopback that replays provider payloads.
 #![allow(clippy::unwrap_used)]
 
-use tokio::net::TcpListener;
 use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
 
 use tower::ServiceExt;
 use towerguard_llm_core::{ErrorKind, FinishReason, LlmError, LlmRequest, Message, Usage};
