@@ -620,6 +620,13 @@ fn a_hook_costs_one_allocation_and_only_when_it_can_matter() {
         std::future::ready(Ok::<_, LlmError>(resp.with_usage(Usage::new(3, 1))))
     });
     let request = req();
+    // the answer's list of choices is the service's own allocation, not the meter's
+    let mut bare = api.clone();
+    let bare_info = allocation_counter::measure(|| {
+        for _ in 0..100 {
+            assert!(towerguard_testkit::call_now(&mut bare, request.clone()));
+        }
+    });
     for (ledger, per_call) in [
         (builder().build().unwrap(), 0),
         (
@@ -637,7 +644,11 @@ fn a_hook_costs_one_allocation_and_only_when_it_can_matter() {
                 assert!(towerguard_testkit::call_now(&mut svc, request.clone()));
             }
         });
-        assert_eq!(info.count_total, 100 * per_call, "{info:?}");
+        assert_eq!(
+            info.count_total,
+            bare_info.count_total + 100 * per_call,
+            "{info:?}"
+        );
         assert_eq!(ledger.snapshot().total.requests, 101);
     }
 }
