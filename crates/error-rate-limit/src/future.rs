@@ -146,11 +146,11 @@ fn count_at_stream_end<Res: 'static, K, C, St>(
     use towerguard_llm_core::stream::{Ended, on_stream_end};
     let (shared, key) = (shared.clone(), key.clone());
     let _ = on_stream_end(response, move |end| {
-        if let Ended::Failed(e) = end.how {
-            if shared.counts_verdict(e.verdict()) {
-                // the in-memory store answers at once; a remote one records on its own
-                drop(shared.store.record_error(&key));
-            }
+        if let Ended::Failed(e) = end.how
+            && shared.counts_verdict(e.verdict())
+        {
+            // the in-memory store answers at once; a remote one records on its own
+            drop(shared.store.record_error(&key));
         }
     });
 }

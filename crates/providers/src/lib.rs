@@ -25,7 +25,7 @@
 //! let claude = Anthropic::from_env()?;         // ANTHROPIC_API_KEY
 //! let req = LlmRequest::new("deepseek-chat", vec![Message::user("Hello")]).with_max_tokens(64);
 //! let answer = deepseek.oneshot(req).await?;
-//! println!("{} ({} tokens)", answer.content, answer.usage.total_tokens());
+//! println!("{} ({} tokens)", answer.text(), answer.usage.total_tokens());
 //! # let _ = claude; Ok(()) }
 //! ```
 
