@@ -16,60 +16,16 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::{BoxError, Service, ServiceBuilder};
 use towerguard_bench::{call_now, hammer};
-use towerguard_circuit_breaker::CircuitBreakerLayer;
-use towerguard_cost_meter::{Budget, CostMeterLayer, Ledger, usd};
-use towerguard_error_rate_limit::ErrorRateLimitLayer;
-use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse, Message};
-use towerguard_provider_fallback::FallbackLayer;
-use towerguard_retry_backoff::RetryLayer;
+use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse};
 use towerguard_testkit::ReadyClient;
 
-/// A client key per thread, so per-client state is not shared between threads.
-fn request(thread: usize) -> LlmRequest {
-    LlmRequest::new("gpt-4o-mini", vec![Message::user("Say hello in one word.")])
-        .with_max_tokens(64)
-        .with_client_key(format!("tenant-{thread}"))
-}
+mod common;
+use common::request;
 
-fn provider(
-    name: &'static str,
-) -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future: Send>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    ServiceBuilder::new()
-        .layer(RetryLayer::builder().max_retries(2).build().unwrap())
-        .layer(CircuitBreakerLayer::named(name))
-        .service(ReadyClient)
-}
-
-/// The README's pipeline; `global` adds the one exact global budget every call must touch.
 fn ours(
     global: bool,
 ) -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone + Send {
-    let mut ledger = Ledger::builder().budget(Budget::per_client(usd(1e6)).daily());
-    if global {
-        ledger = ledger.budget(Budget::global(usd(1e9)).daily());
-    }
-    let ledger = ledger.build().unwrap();
-    ServiceBuilder::new()
-        .layer(
-            ErrorRateLimitLayer::builder()
-                .requests_per_minute(60_000_000_000)
-                .build()
-                .unwrap(),
-        )
-        .layer(CostMeterLayer::new(ledger))
-        .layer(
-            FallbackLayer::builder()
-                .primary("deepseek")
-                .provider("openai", provider("openai"))
-                .provider("anthropic", provider("anthropic"))
-                .build()
-                .unwrap(),
-        )
-        .service(provider("deepseek"))
+    common::ours(ReadyClient, global)
 }
 
 fn to_box<E: Into<BoxError>>(e: E) -> BoxError {
