@@ -37,6 +37,7 @@ mod faults;
 mod outcome;
 mod provider;
 mod ready;
+mod stream;
 
 pub use faults::{ConfigError, FaultPlan, Faults, Latency};
 pub use outcome::{Outcome, typical_status};
