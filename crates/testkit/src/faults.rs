@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use towerguard_llm_core::{ErrorKind, LlmError};
 
-use crate::outcome::Outcome;
+use crate::outcome::{At, Outcome, StreamFault};
 
 /// How long a call under a [`FaultPlan`] takes before it answers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,6 +36,14 @@ pub enum Latency {
 /// otherwise succeeds, after a latency drawn from a [`Latency`]. The same seed and the same
 /// order of calls give the same outcomes.
 ///
+/// Stream faults ([`cut`](Self::cut), [`stall`](Self::stall),
+/// [`error_event`](Self::error_event), [`garbage`](Self::garbage)) strike only requests that
+/// ask for a stream, at a point drawn uniformly from "before the first chunk" (the call then
+/// fails, or hangs for a stall: the commit point was not passed) to "after the last chunk";
+/// a request that does not stream answers a success when one is drawn. They come after the
+/// other faults in the draw, so adding them leaves the outcomes a seed gives for the other
+/// kinds unchanged.
+///
 /// ```
 /// use std::time::Duration;
 /// use towerguard_llm_core::ErrorKind;
@@ -49,6 +57,16 @@ pub enum Latency {
 ///     .build()
 ///     .unwrap();
 /// # let _ = faults;
+/// // A chaos soak of streams: 5 % cut, 1 % stalled, 2 % overloaded mid-stream, 1 % garbage.
+/// let streams = FaultPlan::seeded(7)
+///     .cut(0.05)
+///     .stall(0.01)
+///     .error_event(ErrorKind::Overloaded, 0.02)
+///     .garbage(0.01)
+///     .chunk_latency(Duration::from_millis(15))
+///     .build()
+///     .unwrap();
+/// # let _ = streams;
 /// assert!(FaultPlan::seeded(1).fail(ErrorKind::Server, 1.5).build().is_err());
 /// ```
 #[derive(Debug, Clone)]
@@ -58,6 +76,8 @@ pub struct FaultPlan {
     hang_rate: f64,
     retry_after: Option<Duration>,
     latency: Latency,
+    stream_faults: Vec<(StreamFault, f64)>,
+    chunk_latency: Duration,
 }
 
 impl FaultPlan {
@@ -69,6 +89,8 @@ impl FaultPlan {
             hang_rate: 0.0,
             retry_after: None,
             latency: Latency::None,
+            stream_faults: Vec::new(),
+            chunk_latency: Duration::ZERO,
         }
     }
 
@@ -102,6 +124,37 @@ impl FaultPlan {
         self
     }
 
+    /// Cut streams at `rate`: they stop without their terminator (a `Connection` error item).
+    pub fn cut(mut self, rate: f64) -> Self {
+        self.stream_faults.push((StreamFault::Cut, rate));
+        self
+    }
+
+    /// Stall streams at `rate`: they never send another item.
+    pub fn stall(mut self, rate: f64) -> Self {
+        self.stream_faults.push((StreamFault::Stall, rate));
+        self
+    }
+
+    /// End streams with an error event of `kind` at `rate`.
+    pub fn error_event(mut self, kind: ErrorKind, rate: f64) -> Self {
+        self.stream_faults.push((StreamFault::Error(kind), rate));
+        self
+    }
+
+    /// End streams with an event that does not parse (a `Server` "malformed stream event"
+    /// error item) at `rate`.
+    pub fn garbage(mut self, rate: f64) -> Self {
+        self.stream_faults.push((StreamFault::Garbage, rate));
+        self
+    }
+
+    /// The delay before each chunk of every stream (default none).
+    pub fn chunk_latency(mut self, latency: Duration) -> Self {
+        self.chunk_latency = latency;
+        self
+    }
+
     /// Checks the plan: every rate in 0..=1, rates summing to at most 1, latency bounds in order.
     pub fn build(self) -> Result<Faults, ConfigError> {
         let mut total = 0.0;
@@ -111,10 +164,14 @@ impl FaultPlan {
         }
         check_rate(self.hang_rate, "hang_rate")?;
         total += self.hang_rate;
+        for (fault, rate) in &self.stream_faults {
+            check_rate(*rate, stream_field(*fault))?;
+            total += rate;
+        }
         if total > 1.0 + 1e-9 {
             return Err(ConfigError::new(
                 "fail.rate",
-                format!("the fault and hang rates add up to {total}, more than 1"),
+                format!("the fault, hang and stream fault rates add up to {total}, more than 1"),
             ));
         }
         match self.latency {
@@ -140,7 +197,18 @@ impl FaultPlan {
             faults,
             hang_rate: self.hang_rate,
             latency: self.latency,
+            stream_faults: self.stream_faults,
+            chunk_latency: self.chunk_latency,
         })
+    }
+}
+
+fn stream_field(fault: StreamFault) -> &'static str {
+    match fault {
+        StreamFault::Cut => "cut.rate",
+        StreamFault::Stall => "stall.rate",
+        StreamFault::Error(_) => "error_event.rate",
+        StreamFault::Garbage => "garbage.rate",
     }
 }
 
@@ -162,6 +230,8 @@ pub struct Faults {
     faults: Vec<(Outcome, f64)>,
     hang_rate: f64,
     latency: Latency,
+    stream_faults: Vec<(StreamFault, f64)>,
+    chunk_latency: Duration,
 }
 
 impl Faults {
@@ -178,7 +248,19 @@ impl Faults {
         if u < self.hang_rate {
             return Outcome::hang();
         }
-        Outcome::ok().after(latency)
+        u -= self.hang_rate;
+        let ok = Outcome::ok()
+            .after(latency)
+            .chunk_latency(self.chunk_latency);
+        for (fault, rate) in &self.stream_faults {
+            if u < *rate {
+                // where it strikes: u is uniform within the rate, so u / rate is uniform in
+                // 0..1 (no extra draw, so the sequence of draws stays the same)
+                return ok.with_stream_fault(At::Fraction(u / rate), *fault);
+            }
+            u -= rate;
+        }
+        ok
     }
 
     fn draw_latency(&mut self) -> Duration {

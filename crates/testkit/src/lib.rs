@@ -5,6 +5,15 @@
 //! Retry-After, a latency, a hang) or draws them from seeded random [`Faults`], and counts the
 //! calls it received. Latencies use tokio's clock, so tests with a paused clock run instantly.
 //!
+//! A request that asks for a stream (`options().stream`) gets its success as a streamed
+//! answer, billed like the complete one; [`Outcome::stream`] scripts the exact chunks, and
+//! [`Outcome::chunk_latency`], [`cut_after`](Outcome::cut_after),
+//! [`stall_after`](Outcome::stall_after), [`error_after`](Outcome::error_after) and
+//! [`garbage_after`](Outcome::garbage_after) how the stream goes (after 0 chunks: the call
+//! itself fails, as before the commit point). [`FaultPlan`] draws the same stream faults at
+//! random, and [`FakeProvider::streams_started`] with its `streams_completed`,
+//! `streams_failed` and `streams_dropped` account for every stream.
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
 //! use std::time::Duration;
@@ -30,6 +39,14 @@
 //! }
 //! assert_eq!(flaky.calls(), 100);
 //! assert!((15..=45).contains(&flaky.failures()));
+//!
+//! // A stream cut after 3 chunks ends with a Connection error item.
+//! let mut cut = FakeProvider::always("anthropic", Outcome::ok().cut_after(3));
+//! let mut req = request("claude-sonnet-4-5");
+//! req.options_mut().stream = true;
+//! let resp = cut.ready().await.unwrap().call(req).await.unwrap();
+//! assert_eq!(resp.into_complete().await.unwrap_err().kind(), ErrorKind::Connection);
+//! assert_eq!((cut.streams_started(), cut.streams_failed()), (1, 1));
 //! # });
 //! ```
 
@@ -37,6 +54,7 @@ mod faults;
 mod outcome;
 mod provider;
 mod ready;
+mod stream;
 
 pub use faults::{ConfigError, FaultPlan, Faults, Latency};
 pub use outcome::{Outcome, typical_status};

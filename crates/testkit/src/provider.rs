@@ -6,13 +6,16 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
-use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse, Usage};
+use towerguard_llm_core::stream::{Collector, Ended, StreamEnd};
+use towerguard_llm_core::{ChunkStream, LlmError, LlmRequest, LlmResponse, Usage};
 
 use crate::faults::Faults;
-use crate::outcome::{Action, Outcome};
+use crate::outcome::{Action, Outcome, StreamPlan};
+use crate::stream::{Chunks, FakeStream, default_chunks, fault_error};
 
 /// Output tokens reported by a default success.
 pub const DEFAULT_OUTPUT_TOKENS: u64 = 16;
@@ -21,6 +24,9 @@ pub const DEFAULT_OUTPUT_TOKENS: u64 = 16;
 ///
 /// Each call takes the next [`Outcome`] of its script; when the script is used up it draws
 /// from its [`Faults`] if it has any, else plays its `then` outcome (success by default).
+/// A request that asks for a stream (`options().stream`) gets a success as a streamed
+/// answer (see [`Outcome`]); the stream counters ([`streams_started`](Self::streams_started)
+/// and how they ended) account for every one.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
@@ -53,6 +59,10 @@ struct Shared {
     failures: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    streams_started: AtomicU64,
+    streams_completed: AtomicU64,
+    streams_failed: AtomicU64,
+    streams_dropped: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,6 +120,10 @@ impl FakeProviderBuilder {
                 failures: AtomicU64::new(0),
                 in_flight: AtomicU64::new(0),
                 max_in_flight: AtomicU64::new(0),
+                streams_started: AtomicU64::new(0),
+                streams_completed: AtomicU64::new(0),
+                streams_failed: AtomicU64::new(0),
+                streams_dropped: AtomicU64::new(0),
             }),
         }
     }
@@ -160,12 +174,13 @@ impl FakeProvider {
         self.shared.calls.load(Ordering::SeqCst)
     }
 
-    /// Calls answered with a success.
+    /// Calls answered with a success (a streamed answer counts once its call answered,
+    /// however its stream then ends).
     pub fn successes(&self) -> u64 {
         self.shared.successes.load(Ordering::SeqCst)
     }
 
-    /// Calls answered with an error.
+    /// Calls answered with an error (a stream that fails before its first chunk included).
     pub fn failures(&self) -> u64 {
         self.shared.failures.load(Ordering::SeqCst)
     }
@@ -178,6 +193,33 @@ impl FakeProvider {
     /// The most calls that were in flight at once.
     pub fn max_in_flight(&self) -> u64 {
         self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Streamed answers handed to callers.
+    pub fn streams_started(&self) -> u64 {
+        self.shared.streams_started.load(Ordering::SeqCst)
+    }
+
+    /// Streams that ended cleanly (their last chunk read, then their end).
+    pub fn streams_completed(&self) -> u64 {
+        self.shared.streams_completed.load(Ordering::SeqCst)
+    }
+
+    /// Streams that ended with an error item (cut, error event, garbage).
+    pub fn streams_failed(&self) -> u64 {
+        self.shared.streams_failed.load(Ordering::SeqCst)
+    }
+
+    /// Streams the caller dropped before their end (a stall ended by a timeout included).
+    pub fn streams_dropped(&self) -> u64 {
+        self.shared.streams_dropped.load(Ordering::SeqCst)
+    }
+
+    /// Streams started and not ended yet: `streams_started() - completed - failed - dropped`.
+    pub fn streams_open(&self) -> u64 {
+        self.streams_started().saturating_sub(
+            self.streams_completed() + self.streams_failed() + self.streams_dropped(),
+        )
     }
 
     /// Script outcomes not played yet.
@@ -233,6 +275,7 @@ impl tower_service::Service<LlmRequest> for FakeProvider {
             lock(&s.recorded).push(req.clone());
         }
         let outcome = self.next_outcome();
+        let streamed = req.options().stream;
         let result = match outcome.action {
             Action::Hang => None,
             Action::Success {
@@ -248,6 +291,16 @@ impl tower_service::Service<LlmRequest> for FakeProvider {
                     Some(c) => String::from(&*c),
                     None => format!("fake answer from {} ({})", s.name, req.model()),
                 };
+                if streamed {
+                    let chunks =
+                        default_chunks(req.model(), &text, &tool_calls, finish_reason, usage);
+                    return self.answer_stream(
+                        Chunks::Owned(chunks.into_iter()),
+                        outcome.stream,
+                        &req,
+                        outcome.latency,
+                    );
+                }
                 let mut resp = LlmResponse::new(text, req.model_arc().clone(), s.name.clone())
                     .with_usage(usage)
                     .with_finish_reason(finish_reason);
@@ -256,25 +309,88 @@ impl tower_service::Service<LlmRequest> for FakeProvider {
                 }
                 Some(Ok(resp))
             }
+            Action::Stream(chunks) if streamed => {
+                return self.answer_stream(
+                    Chunks::Shared(chunks, 0),
+                    outcome.stream,
+                    &req,
+                    outcome.latency,
+                );
+            }
+            Action::Stream(chunks) => {
+                let mut collector = Collector::default();
+                for chunk in chunks.iter() {
+                    collector.push(chunk);
+                }
+                Some(Ok(collector.finish(s.name.clone(), req.model_arc().clone())))
+            }
             Action::Failure(err) => Some(Err(err.or_provider(&s.name))),
         };
-        let sleep = (!outcome.latency.is_zero()).then(|| tokio::time::sleep(outcome.latency));
+        self.future(result, outcome.latency)
+    }
+}
+
+impl FakeProvider {
+    fn future(
+        &self,
+        result: Option<Result<LlmResponse, LlmError>>,
+        latency: Duration,
+    ) -> FakeFuture {
+        let sleep = (!latency.is_zero()).then(|| tokio::time::sleep(latency));
         FakeFuture {
             sleep,
             result,
             guard: Some(InFlight(self.shared.clone())),
         }
     }
+
+    /// Answers with `chunks` streamed as `plan` says, or, when its fault strikes before the
+    /// first chunk (the commit point), fails (or hangs, for a stall) instead.
+    fn answer_stream(
+        &self,
+        chunks: Chunks,
+        plan: StreamPlan,
+        req: &LlmRequest,
+        latency: Duration,
+    ) -> FakeFuture {
+        let name = &self.shared.name;
+        let fault = plan.fault.map(|(at, f)| (at.resolve(chunks.len()), f));
+        let result = match fault {
+            Some((n, f)) if n.min(chunks.len()) == 0 => fault_error(f, name).map(Err),
+            _ => {
+                let stream = FakeStream::new(chunks, fault, name.clone(), plan.chunk_latency);
+                Some(Ok(LlmResponse::streaming(
+                    ChunkStream::new(stream),
+                    req.model_arc().clone(),
+                    name.clone(),
+                )))
+            }
+        };
+        self.future(result, latency)
+    }
 }
 
 struct InFlight(Arc<Shared>);
 
 impl InFlight {
-    fn finish(self, ok: bool) {
-        let counter = if ok {
-            &self.0.successes
-        } else {
-            &self.0.failures
+    fn finish(self, result: &mut Result<LlmResponse, LlmError>) {
+        let counter = match result {
+            Ok(resp) => {
+                if let Some(stream) = resp.stream.as_mut() {
+                    self.0.streams_started.fetch_add(1, Ordering::SeqCst);
+                    let shared = self.0.clone();
+                    stream.on_end(move |end: &StreamEnd<'_>| {
+                        let counter = match end.how {
+                            Ended::Complete => &shared.streams_completed,
+                            Ended::Failed(_) => &shared.streams_failed,
+                            Ended::Dropped => &shared.streams_dropped,
+                        };
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+                &self.0.successes
+            }
+            Err(_) => &self.0.failures,
         };
         counter.fetch_add(1, Ordering::SeqCst);
     }
@@ -308,9 +424,9 @@ impl Future for FakeFuture {
             this.sleep.set(None);
         }
         match this.result.take() {
-            Some(result) => {
+            Some(mut result) => {
                 if let Some(guard) = this.guard.take() {
-                    guard.finish(result.is_ok());
+                    guard.finish(&mut result);
                 }
                 Poll::Ready(result)
             }
