@@ -101,13 +101,12 @@ async fn read(resp: LlmResponse) -> (Vec<Chunk>, Option<LlmError>) {
     (chunks, None)
 }
 
-fn reserved_is_spent(ledger: &Ledger) -> impl std::future::Future<Output = (u64, u64)> + '_ {
-    async move {
-        (
-            ledger.budget_spent(0, None).await,
-            ledger.snapshot().total.cost,
-        )
-    }
+/// What the global budget holds, and what the ledger says was spent.
+async fn reserved_is_spent(ledger: &Ledger) -> (u64, u64) {
+    (
+        ledger.budget_spent(0, None).await,
+        ledger.snapshot().total.cost,
+    )
 }
 
 #[tokio::test(start_paused = true)]
