@@ -19,8 +19,7 @@ use towerguard_bench::{call_now, hammer};
 use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse};
 use towerguard_testkit::ReadyClient;
 
-mod common;
-use common::request;
+use towerguard_bench::readme::{self as common, request};
 
 fn ours(
     global: bool,

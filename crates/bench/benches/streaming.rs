@@ -22,7 +22,7 @@ use futures_core::Stream;
 use tower::{Service, ServiceExt};
 use towerguard_llm_core::{Chunk, ChunkStream, LlmError, LlmRequest, LlmResponse, Usage};
 
-mod common;
+use towerguard_bench::readme as common;
 
 /// `n` empty text chunks, then the usage.
 struct Chunks {

@@ -32,6 +32,8 @@ impl<Req> Service<Req> for Noop {
 
 pub use towerguard_testkit::call_now;
 
+pub mod readme;
+
 /// Times `threads` pieces of work started together: `prepare(t)` builds thread `t`'s work
 /// (clones, keys) on this thread, then every thread waits at a barrier and runs its work;
 /// the result is the wall time from the barrier until the last thread is done.
