@@ -81,7 +81,10 @@ async fn openai_success_and_the_request_sent() {
     assert_eq!(body["messages"][0]["role"], "system");
     assert_eq!(body["messages"][1]["content"], "Say hi");
     assert_eq!(body["max_tokens"], 50);
-    assert!(body.get("stream").is_none(), "not a stream: the field is left out");
+    assert!(
+        body.get("stream").is_none(),
+        "not a stream: the field is left out"
+    );
     assert!(body.get("top_p").is_none());
 }
 
