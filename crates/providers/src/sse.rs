@@ -114,6 +114,9 @@ impl<S> Guard<S> {
                 _ => 4,
             };
             let take = (need - self.carry_len).min(bytes.len());
+            if bytes[..take].iter().any(|b| !(0x80..=0xBF).contains(b)) {
+                return Err(GuardError::NotUtf8);
+            }
             self.carry[self.carry_len..self.carry_len + take].copy_from_slice(&bytes[..take]);
             self.carry_len += take;
             bytes = &bytes[take..];
@@ -329,5 +332,64 @@ impl<D: Decode> Stream for SseChunks<D> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(max: usize) -> Guard<()> {
+        Guard::new((), max)
+    }
+
+    #[test]
+    fn an_event_is_counted_up_to_its_blank_line_whatever_the_line_ends() {
+        for end in ["\n", "\r\n", "\r"] {
+            let mut g = guard(10);
+            let event = format!("data: 1234{end}{end}");
+            // each event alone fits; together they would not
+            for _ in 0..5 {
+                assert!(g.count(event.as_bytes()).is_ok(), "{end:?}");
+            }
+            let mut g = guard(10);
+            let lines = format!("data: 12{end}data: 34{end}");
+            assert!(
+                g.count(lines.as_bytes()).is_err(),
+                "{end:?}: one event of two lines"
+            );
+        }
+        // a CRLF split across two reads ends one line, not two (no false event end)
+        let mut g = guard(16);
+        assert!(g.count(b"data: 1\r").is_ok());
+        assert!(g.count(b"\ndata: 2").is_ok());
+        assert!(g.count(b"xx").is_ok());
+        assert!(g.count(b"x").is_err());
+        // a line with no end at all is caught at the cap
+        let mut g = guard(1000);
+        for _ in 0..99 {
+            assert!(g.count(b"0123456789").is_ok());
+        }
+        assert!(g.count(b"0123456789x").is_err());
+    }
+
+    #[test]
+    fn utf8_is_checked_across_reads() {
+        let text = "h\u{e9}llo \u{1f44d}".as_bytes();
+        for cut in 0..=text.len() {
+            let mut g = guard(100);
+            assert!(g.check_utf8(&text[..cut]).is_ok(), "{cut}");
+            assert!(g.check_utf8(&text[cut..]).is_ok(), "{cut}");
+            assert_eq!(g.carry_len, 0, "{cut}");
+        }
+        // byte by byte
+        let mut g = guard(100);
+        for b in text {
+            assert!(g.check_utf8(std::slice::from_ref(b)).is_ok());
+        }
+        assert!(guard(100).check_utf8(&[b'a', 0xff]).is_err());
+        let mut g = guard(100);
+        assert!(g.check_utf8(&[0xf0, 0x9f]).is_ok());
+        assert!(g.check_utf8(b"a").is_err(), "an interrupted character");
     }
 }
