@@ -65,6 +65,18 @@ impl Env for BTreeMap<String, String> {
     }
 }
 
+impl Env for &HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+impl Env for &BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
 /// A set, non-empty value.
 fn get(env: &dyn Env, name: &str) -> Option<String> {
     env.var(name)
@@ -156,11 +168,13 @@ impl Config {
     /// Applies the environment's overrides and reads the keys and the admin token; a bad
     /// value is an error naming the variable and the field.
     pub(crate) fn apply_env(&mut self, env: &dyn Env, errors: &mut ConfigErrors) {
+        let sources = &mut self.from_env;
         let mut set = |var: &str, field: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
-            if let Some(v) = get(env, var)
-                && let Err(reason) = apply(&v)
-            {
-                errors.push(FieldError::new(field, reason).from_env(var));
+            if let Some(v) = get(env, var) {
+                sources.insert(field.to_owned(), var.to_owned());
+                if let Err(reason) = apply(&v) {
+                    errors.push(FieldError::new(field, reason).from_env(var));
+                }
             }
         };
         let b = &mut self.budgets;
@@ -211,10 +225,11 @@ impl Config {
                 p.retry.max_retries = parse_int(v)?;
                 Ok(())
             });
-            if name == "ollama"
-                && let Some(host) = get(env, "OLLAMA_HOST")
-            {
-                p.base_url = Some(ollama_base_url(&host));
+            if name == "ollama" {
+                set("OLLAMA_HOST", &at("base_url"), &mut |v| {
+                    p.base_url = Some(ollama_base_url(v));
+                    Ok(())
+                });
             }
             let (vars, _) = key_vars(name, p);
             p.api_key = vars.iter().find_map(|v| get(env, v).and_then(Secret::new));

@@ -1,10 +1,11 @@
 //! Every check of a configuration, each mistake reported with its field path.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::env::key_vars;
-use super::errors::ConfigErrors;
+use super::errors::{ConfigErrors, FieldError};
 use super::{Config, ProviderConfig, ProviderKind};
 use crate::llm::ErrorKind;
 use crate::preset::MAX_PROVIDERS;
@@ -18,11 +19,18 @@ const MAX_RETRIES: u32 = crate::preset::MAX_RETRIES;
 
 struct Check<'a> {
     errors: &'a mut ConfigErrors,
+    /// Fields set by the environment, and by which variable.
+    sources: &'a BTreeMap<String, String>,
 }
 
 impl Check<'_> {
     fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.errors.add(field, reason);
+        let field = field.into();
+        let e = FieldError::new(field.as_str(), reason);
+        match self.sources.get(&field) {
+            Some(var) => self.errors.push(e.from_env(var.as_str())),
+            None => self.errors.push(e),
+        }
     }
 
     fn positive(&mut self, field: impl Into<String>, d: Duration) {
@@ -71,7 +79,10 @@ impl Check<'_> {
 impl Config {
     /// Every check, each failure added to `errors`.
     pub(crate) fn validate_into(&self, errors: &mut ConfigErrors) {
-        let mut c = Check { errors };
+        let mut c = Check {
+            errors,
+            sources: &self.from_env,
+        };
         self.check_server(&mut c);
         self.check_providers(&mut c);
         self.check_fallback(&mut c);
