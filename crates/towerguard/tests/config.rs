@@ -35,7 +35,11 @@ fn ask(model: &str, tenant: &str) -> LlmRequest {
 async fn the_example_file_loads_validates_and_answers() {
     let config = Config::load_with(EXAMPLE, no_env).unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = config.providers.0.keys().map(String::as_str).collect();
-    assert_eq!(names, ["primary", "backup", "last-resort"], "file order kept");
+    assert_eq!(
+        names,
+        ["primary", "backup", "last-resort"],
+        "file order kept"
+    );
     assert_eq!(config.tenants.len(), 2);
     assert!(config.admin_token.is_none(), "its variable is not set");
     let (pipeline, handle) = config.pipeline().unwrap();
@@ -48,7 +52,13 @@ async fn the_example_file_loads_validates_and_answers() {
     assert!(served >= 18, "served {served} of 20");
     let stats = handle.stats().await;
     assert_eq!(stats.ledger.total.requests, served);
-    assert!(stats.ledger.clients.iter().any(|(c, _)| c.as_ref() == "acme"));
+    assert!(
+        stats
+            .ledger
+            .clients
+            .iter()
+            .any(|(c, _)| c.as_ref() == "acme")
+    );
     let providers: Vec<String> = handle.providers().iter().map(|p| p.to_string()).collect();
     assert_eq!(providers, ["primary", "backup", "last-resort"]);
 }
@@ -62,14 +72,25 @@ async fn the_embedded_default_is_valid_and_shows_its_faults() {
     let mut ok = 0;
     for i in 0..40 {
         let tenant = format!("tenant-{}", i % 4);
-        if pipeline.clone().oneshot(ask("gpt-4o-mini", &tenant)).await.is_ok() {
+        if pipeline
+            .clone()
+            .oneshot(ask("gpt-4o-mini", &tenant))
+            .await
+            .is_ok()
+        {
             ok += 1;
         }
     }
     assert!(ok >= 35, "served {ok} of 40");
     let health = handle.health();
-    assert!(health[0].breaker.failures > 0, "the flaky primary failed: {health:?}");
-    assert!(health[1].last_error.is_some(), "the second is overloaded: {health:?}");
+    assert!(
+        health[0].breaker.failures > 0,
+        "the flaky primary failed: {health:?}"
+    );
+    assert!(
+        health[1].last_error.is_some(),
+        "the second is overloaded: {health:?}"
+    );
     let fallback = handle.stats().await.fallback.unwrap();
     assert!(fallback.fallbacks > 0, "{fallback:?}");
 }
@@ -161,15 +182,17 @@ fn the_environment_overrides_the_file() {
     assert_eq!(primary.retry.max_retries, 4);
     assert_eq!(c.providers.0["my-vllm"].timeout, Duration::from_secs(7));
     assert_eq!(c.server.port, 8181);
-    assert_eq!(c.admin_token.as_ref().map(|t| t.expose()), Some("admin-secret"));
+    assert_eq!(
+        c.admin_token.as_ref().map(|t| t.expose()),
+        Some("admin-secret")
+    );
 
     // XAI_API_KEY wins over GROK_API_KEY
-    let env = env_of(&[("XAI_API_KEY", "xai-first"), ("GROK_API_KEY", "grok-second")]);
-    let c = Config::from_toml_str(
-        "[providers.xai]\nkind = \"openai-compatible\"",
-        &env,
-    )
-    .unwrap();
+    let env = env_of(&[
+        ("XAI_API_KEY", "xai-first"),
+        ("GROK_API_KEY", "grok-second"),
+    ]);
+    let c = Config::from_toml_str("[providers.xai]\nkind = \"openai-compatible\"", &env).unwrap();
     assert_eq!(
         c.providers.0["xai"].api_key.as_ref().map(|k| k.expose()),
         Some("xai-first")
@@ -182,13 +205,33 @@ fn a_bad_environment_value_names_the_variable_and_the_field() {
     let cases = [
         ("LLM_DAILY_COST_LIMIT", "lots", "budgets.daily_usd"),
         ("LLM_MONTHLY_COST_LIMIT", "-5", "budgets.monthly_usd"),
-        ("LLM_MAX_COST_PER_REQUEST", "x", "budgets.max_per_request_usd"),
-        ("LLM_BUDGET_ALERT_THRESHOLD", "150%", "budgets.alert_threshold"),
+        (
+            "LLM_MAX_COST_PER_REQUEST",
+            "x",
+            "budgets.max_per_request_usd",
+        ),
+        (
+            "LLM_BUDGET_ALERT_THRESHOLD",
+            "150%",
+            "budgets.alert_threshold",
+        ),
         ("LLM_FALLBACK_STRATEGY", "random", "fallback.strategy"),
-        ("PRIMARY_RATE_LIMIT_RPM", "-1", "providers.primary.rate_limit.rpm"),
-        ("PRIMARY_RATE_LIMIT_TPM", "0", "providers.primary.rate_limit.tpm"),
+        (
+            "PRIMARY_RATE_LIMIT_RPM",
+            "-1",
+            "providers.primary.rate_limit.rpm",
+        ),
+        (
+            "PRIMARY_RATE_LIMIT_TPM",
+            "0",
+            "providers.primary.rate_limit.tpm",
+        ),
         ("PRIMARY_TIMEOUT", "soon", "providers.primary.timeout"),
-        ("PRIMARY_MAX_RETRIES", "50", "providers.primary.retry.max_retries"),
+        (
+            "PRIMARY_MAX_RETRIES",
+            "50",
+            "providers.primary.retry.max_retries",
+        ),
         ("TOWERGUARD_PORT", "99999", "server.port"),
     ];
     for (var, value, field) in cases {
@@ -274,9 +317,15 @@ fn every_mistake_is_reported_at_once_with_its_field_path() {
     ];
     assert_eq!(fields(&errors), expected, "{errors}");
     let shown = errors.to_string();
-    assert!(shown.starts_with(&format!("invalid configuration ({} errors)", expected.len())));
+    assert!(shown.starts_with(&format!(
+        "invalid configuration ({} errors)",
+        expected.len()
+    )));
     for field in expected {
-        assert!(shown.contains(&format!("`{field}`")), "{field} missing from {shown}");
+        assert!(
+            shown.contains(&format!("`{field}`")),
+            "{field} missing from {shown}"
+        );
     }
     assert!(shown.contains("OPENAI_API_KEY"), "{shown}");
 }
@@ -363,8 +412,14 @@ fn keys_from_the_environment_make_a_configuration() {
     let config = Config::from_env(&env).unwrap().unwrap();
     let names: Vec<&str> = config.providers.0.keys().map(String::as_str).collect();
     assert_eq!(names, ["anthropic", "deepseek"]);
-    assert_eq!(config.providers.0["anthropic"].model, None, "the first takes the request's model");
-    assert_eq!(config.providers.0["deepseek"].model.as_deref(), Some("deepseek-chat"));
+    assert_eq!(
+        config.providers.0["anthropic"].model, None,
+        "the first takes the request's model"
+    );
+    assert_eq!(
+        config.providers.0["deepseek"].model.as_deref(),
+        Some("deepseek-chat")
+    );
     assert!(config.pipeline().is_ok());
 }
 
@@ -392,10 +447,13 @@ async fn a_configured_pipeline_applies_prices_aliases_and_budgets() {
     assert_eq!(rows[0].model.as_ref(), "house-model");
     assert!(rows[0].spend.cost > 0, "priced by the override");
     // unpriced models are refused; a dear request is over the per-request budget
-    let err = pipeline.clone().oneshot(ask("mystery", "t")).await.unwrap_err();
+    let err = pipeline
+        .clone()
+        .oneshot(ask("mystery", "t"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Configuration);
     let dear = LlmRequest::new("house", vec![Message::user("hi")]).with_max_tokens(100_000);
     let err = pipeline.oneshot(dear).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BudgetExceeded);
 }
-

@@ -60,7 +60,11 @@ async fn a_breaker_opens_the_handle_shows_it_and_the_fallback_serves() {
         let resp = pipeline.clone().oneshot(request("gpt-4o")).await.unwrap();
         assert_eq!(resp.provider(), "backup");
     }
-    assert_eq!(down.calls(), 2, "the open breaker kept the third request away");
+    assert_eq!(
+        down.calls(),
+        2,
+        "the open breaker kept the third request away"
+    );
     let health = handle.health();
     assert_eq!(health[0].name.as_ref(), "down");
     assert_eq!(health[0].state, State::Open);
@@ -164,9 +168,15 @@ async fn a_throttled_tenant_is_unthrottled() {
         })
         .build()
         .unwrap();
-    let bad = pipeline.clone().oneshot(tenant_request("gpt-4o-mini", "t1")).await;
+    let bad = pipeline
+        .clone()
+        .oneshot(tenant_request("gpt-4o-mini", "t1"))
+        .await;
     assert_eq!(bad.unwrap_err().kind(), ErrorKind::InvalidRequest);
-    let refused = pipeline.clone().oneshot(tenant_request("gpt-4o-mini", "t1")).await;
+    let refused = pipeline
+        .clone()
+        .oneshot(tenant_request("gpt-4o-mini", "t1"))
+        .await;
     assert_eq!(refused.unwrap_err().kind(), ErrorKind::Throttled);
     let stats = handle.stats().await;
     assert_eq!(stats.throttled.len(), 1);
@@ -197,7 +207,13 @@ async fn a_tenant_with_its_own_limits_is_limited_by_them() {
         )
         .build()
         .unwrap();
-    assert!(pipeline.clone().oneshot(tenant_request("gpt-4o-mini", "small")).await.is_ok());
+    assert!(
+        pipeline
+            .clone()
+            .oneshot(tenant_request("gpt-4o-mini", "small"))
+            .await
+            .is_ok()
+    );
     let err = pipeline
         .clone()
         .oneshot(tenant_request("gpt-4o-mini", "small"))
@@ -205,7 +221,10 @@ async fn a_tenant_with_its_own_limits_is_limited_by_them() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Throttled);
     for _ in 0..5 {
-        let other = pipeline.clone().oneshot(tenant_request("gpt-4o-mini", "big")).await;
+        let other = pipeline
+            .clone()
+            .oneshot(tenant_request("gpt-4o-mini", "big"))
+            .await;
         assert!(other.is_ok());
     }
     assert_eq!(handle.stats().await.limiter.rejected, 1);
@@ -216,14 +235,20 @@ async fn a_provider_over_its_rate_hands_over_to_the_next() {
     let limited = FakeProvider::new("limited");
     let backup = FakeProvider::new("backup");
     let (pipeline, _) = Preset::new()
-        .provider(ProviderSpec::new("limited", limited.clone()).rate_limit(RateSettings {
-            rpm: Some(1),
-            tpm: None,
-        }))
+        .provider(
+            ProviderSpec::new("limited", limited.clone()).rate_limit(RateSettings {
+                rpm: Some(1),
+                tpm: None,
+            }),
+        )
         .provider(ProviderSpec::new("backup", backup.clone()))
         .build()
         .unwrap();
-    let first = pipeline.clone().oneshot(request("gpt-4o-mini")).await.unwrap();
+    let first = pipeline
+        .clone()
+        .oneshot(request("gpt-4o-mini"))
+        .await
+        .unwrap();
     assert_eq!(first.provider(), "limited");
     let second = pipeline.oneshot(request("gpt-4o-mini")).await.unwrap();
     assert_eq!(second.provider(), "backup");

@@ -107,7 +107,9 @@ pub(crate) fn key_vars(name: &str, p: &ProviderConfig) -> (Vec<String>, bool) {
         ProviderKind::OpenaiCompatible => match name {
             "xai" | "grok" => (vec!["XAI_API_KEY".into(), "GROK_API_KEY".into()], true),
             "ollama" => (Vec::new(), false),
-            "deepseek" | "groq" | "mistral" => (vec![format!("{}_API_KEY", env_prefix(name))], true),
+            "deepseek" | "groq" | "mistral" => {
+                (vec![format!("{}_API_KEY", env_prefix(name))], true)
+            }
             other => (vec![format!("{}_API_KEY", env_prefix(other))], false),
         },
     }
@@ -169,14 +171,15 @@ impl Config {
     /// value is an error naming the variable and the field.
     pub(crate) fn apply_env(&mut self, env: &dyn Env, errors: &mut ConfigErrors) {
         let sources = &mut self.from_env;
-        let mut set = |var: &str, field: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
-            if let Some(v) = get(env, var) {
-                sources.insert(field.to_owned(), var.to_owned());
-                if let Err(reason) = apply(&v) {
-                    errors.push(FieldError::new(field, reason).from_env(var));
+        let mut set =
+            |var: &str, field: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
+                if let Some(v) = get(env, var) {
+                    sources.insert(field.to_owned(), var.to_owned());
+                    if let Err(reason) = apply(&v) {
+                        errors.push(FieldError::new(field, reason).from_env(var));
+                    }
                 }
-            }
-        };
+            };
         let b = &mut self.budgets;
         set("LLM_DAILY_COST_LIMIT", "budgets.daily_usd", &mut |v| {
             b.daily_usd = Some(parse_usd(v)?);
@@ -186,14 +189,22 @@ impl Config {
             b.monthly_usd = Some(parse_usd(v)?);
             Ok(())
         });
-        set("LLM_MAX_COST_PER_REQUEST", "budgets.max_per_request_usd", &mut |v| {
-            b.max_per_request_usd = Some(parse_usd(v)?);
-            Ok(())
-        });
-        set("LLM_BUDGET_ALERT_THRESHOLD", "budgets.alert_threshold", &mut |v| {
-            b.alert_threshold = Some(parse_share(v)?);
-            Ok(())
-        });
+        set(
+            "LLM_MAX_COST_PER_REQUEST",
+            "budgets.max_per_request_usd",
+            &mut |v| {
+                b.max_per_request_usd = Some(parse_usd(v)?);
+                Ok(())
+            },
+        );
+        set(
+            "LLM_BUDGET_ALERT_THRESHOLD",
+            "budgets.alert_threshold",
+            &mut |v| {
+                b.alert_threshold = Some(parse_share(v)?);
+                Ok(())
+            },
+        );
         let fallback = &mut self.fallback;
         set("LLM_FALLBACK_STRATEGY", "fallback.strategy", &mut |v| {
             fallback.strategy = StrategyName::parse(v).ok_or_else(|| {
@@ -209,22 +220,34 @@ impl Config {
         for (name, p) in self.providers.0.iter_mut() {
             let pre = env_prefix(name);
             let at = |f: &str| format!("providers.{name}.{f}");
-            set(&format!("{pre}_RATE_LIMIT_RPM"), &at("rate_limit.rpm"), &mut |v| {
-                p.rate_limit.rpm = Some(parse_int(v)?);
-                Ok(())
-            });
-            set(&format!("{pre}_RATE_LIMIT_TPM"), &at("rate_limit.tpm"), &mut |v| {
-                p.rate_limit.tpm = Some(parse_int(v)?);
-                Ok(())
-            });
+            set(
+                &format!("{pre}_RATE_LIMIT_RPM"),
+                &at("rate_limit.rpm"),
+                &mut |v| {
+                    p.rate_limit.rpm = Some(parse_int(v)?);
+                    Ok(())
+                },
+            );
+            set(
+                &format!("{pre}_RATE_LIMIT_TPM"),
+                &at("rate_limit.tpm"),
+                &mut |v| {
+                    p.rate_limit.tpm = Some(parse_int(v)?);
+                    Ok(())
+                },
+            );
             set(&format!("{pre}_TIMEOUT"), &at("timeout"), &mut |v| {
                 p.timeout = parse_duration(v)?;
                 Ok(())
             });
-            set(&format!("{pre}_MAX_RETRIES"), &at("retry.max_retries"), &mut |v| {
-                p.retry.max_retries = parse_int(v)?;
-                Ok(())
-            });
+            set(
+                &format!("{pre}_MAX_RETRIES"),
+                &at("retry.max_retries"),
+                &mut |v| {
+                    p.retry.max_retries = parse_int(v)?;
+                    Ok(())
+                },
+            );
             if name == "ollama" {
                 set("OLLAMA_HOST", &at("base_url"), &mut |v| {
                     p.base_url = Some(ollama_base_url(v));

@@ -512,7 +512,10 @@ impl Config {
     /// Parses `text` only: no environment, no validation.
     pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
         let de = toml::Deserializer::parse(text).map_err(|e| {
-            ConfigErrors::one(FieldError::new("", format!("not valid TOML: {}", e.message())))
+            ConfigErrors::one(FieldError::new(
+                "",
+                format!("not valid TOML: {}", e.message()),
+            ))
         })?;
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();

@@ -43,7 +43,10 @@ impl Check<'_> {
         if let Some(v) = v
             && !(v.is_finite() && v >= 1e-9)
         {
-            self.fail(field, format!("must be a positive amount of US dollars, got {v}"));
+            self.fail(
+                field,
+                format!("must be a positive amount of US dollars, got {v}"),
+            );
         }
     }
 
@@ -108,8 +111,14 @@ impl Config {
         if s.concurrency_limit == 0 {
             c.fail("server.concurrency_limit", "must be at least 1");
         }
-        if s.admin_token_env.as_deref().is_some_and(|v| v.trim().is_empty()) {
-            c.fail("server.admin_token_env", "is empty: name a variable, or leave it out");
+        if s.admin_token_env
+            .as_deref()
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            c.fail(
+                "server.admin_token_env",
+                "is empty: name a variable, or leave it out",
+            );
         }
         if s.keys_required && self.tenants.is_empty() {
             c.fail(
@@ -171,7 +180,10 @@ impl Config {
         if l.max_penalty < l.penalty {
             c.fail(
                 "limits.max_penalty",
-                format!("({:?}) is below limits.penalty ({:?})", l.max_penalty, l.penalty),
+                format!(
+                    "({:?}) is below limits.penalty ({:?})",
+                    l.max_penalty, l.penalty
+                ),
             );
         }
         c.at_least_one("limits.rpm", l.rpm);
