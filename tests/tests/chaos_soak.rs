@@ -220,7 +220,7 @@ async fn one_request(mut pipeline: Pipeline, i: u64) -> End {
     let mut req = LlmRequest::new("gpt-4o-mini", vec![Message::user("Tell me something.")])
         .with_max_tokens(100)
         .with_client_key(format!("tenant-{}", i % 50));
-    let streamed = i % 2 == 0;
+    let streamed = i.is_multiple_of(2);
     req.options_mut().stream = streamed;
     let resp = match pipeline.ready().await {
         Ok(svc) => svc.call(req).await,
