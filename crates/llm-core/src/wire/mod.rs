@@ -13,6 +13,11 @@
 //! Thinking blocks are sent back to Anthropic unchanged and left out of OpenAI-format
 //! requests, whose servers do not accept reasoning as input.
 //!
+//! Streams: [`openai_sse`] and [`anthropic_sse`] read one server-sent event at a time into
+//! [`Chunk`](crate::Chunk)s (a `StreamDecoder` each, saying when the format's terminator came
+//! with [`Step`]) and write chunks back as either format's events (a `StreamWriter` each), so
+//! a gateway can serve a stream from one provider in the other's format.
+//!
 //! Decoding errors: a request that is not valid (`messages[2].tool_call_id` missing) is
 //! `InvalidRequest` whose client message names the field; a response that is not a valid
 //! completion (`{}`, an error-shaped body sent with 200) is a `Server` error, never an empty
@@ -23,7 +28,19 @@ use std::sync::Arc;
 use crate::{LlmError, LlmRequest, LlmResponse};
 
 pub mod anthropic;
+pub mod anthropic_sse;
 pub mod openai;
+pub mod openai_sse;
+
+/// What a stream decoder says after one event: read on, or the format's terminator arrived
+/// (OpenAI `data: [DONE]`, Anthropic `message_stop`) and the stream is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// More events belong to the stream.
+    Continue,
+    /// The terminator arrived: the stream ended as it should.
+    Done,
+}
 
 impl LlmRequest {
     /// Reads an OpenAI chat-completions request body (see [`openai::decode_request`]).
@@ -90,4 +107,24 @@ pub(crate) fn invalid(field: impl std::fmt::Display, reason: impl std::fmt::Disp
 /// A `Server` error for an answer that is not a valid completion.
 pub(crate) fn malformed(what: impl std::fmt::Display) -> LlmError {
     LlmError::new(crate::ErrorKind::Server).with_detail(format!("malformed response: {what}"))
+}
+
+/// A `Server` error for a stream event that cannot be read (not JSON, a field of the wrong
+/// type): its detail starts with "malformed stream event".
+pub(crate) fn malformed_event(what: impl std::fmt::Display) -> LlmError {
+    LlmError::new(crate::ErrorKind::Server).with_detail(format!("malformed stream event: {what}"))
+}
+
+/// The error an error event in a stream means: its body (`data`) classified as if it had come
+/// with `status`, the HTTP status the same error has outside a stream (Anthropic's
+/// `overloaded_error` is a 529, ...). The error carries no status: the stream's was 200.
+pub(crate) fn error_event(status: u16, data: &str) -> LlmError {
+    let classified = crate::classify_http_error_at(
+        status,
+        &http::HeaderMap::new(),
+        data.as_bytes(),
+        std::time::SystemTime::UNIX_EPOCH,
+    );
+    let message = classified.detail().unwrap_or("no message");
+    LlmError::new(classified.kind()).with_detail(format!("error event in the stream: {message}"))
 }
