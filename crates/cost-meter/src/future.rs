@@ -99,7 +99,7 @@ where
             model,
             usage: end.usage,
         };
-        if let Some(mut settle) = handle.bill(&bill) {
+        if let Some((_, mut settle)) = handle.bill(&bill) {
             // the in-memory store answers at once; a remote one settles on its own
             if let Some(alerts) = poll_now(&mut settle) {
                 handle.alert(&alerts);
@@ -151,7 +151,6 @@ where
                     this.state.set(next);
                 }
                 StateProj::Calling { future } => {
-                    #[allow(unused_mut)]
                     let mut response = match ready!(future.poll(cx)) {
                         Ok(response) => response,
                         Err(e) => {
@@ -166,9 +165,10 @@ where
                         // a stream: billed when it ends
                         return Poll::Ready(Ok(response));
                     };
-                    let Some(mut settle) = handle.bill(&response) else {
+                    let Some((cost, mut settle)) = handle.bill(&response) else {
                         return Poll::Ready(Ok(response));
                     };
+                    response.record_cost(cost);
                     match poll_now(&mut settle) {
                         Some(alerts) => {
                             handle.alert(&alerts);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use towerguard_outcome::AttemptHook;
 
-use crate::prices::Tokens;
+use crate::prices::{Nanos, Tokens};
 
 /// The most a request can use, before it is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,6 +61,12 @@ pub trait CostResponse {
     /// was asked for.
     fn model(&self) -> Option<&str> {
         None
+    }
+
+    /// Told what the call was charged, in nano-dollars, once it is billed (a complete
+    /// answer). Default: nothing is kept.
+    fn record_cost(&mut self, cost: Nanos) {
+        let _ = cost;
     }
 }
 
@@ -145,6 +151,11 @@ pub(crate) mod llm {
 
         fn model(&self) -> Option<&str> {
             Some(LlmResponse::model(self))
+        }
+
+        /// Kept in [`LlmResponse::cost_nanos`].
+        fn record_cost(&mut self, cost: Nanos) {
+            self.cost_nanos = Some(cost);
         }
     }
 }

@@ -183,7 +183,8 @@ impl<St: BudgetStore> Reservation<St> {
 
     /// Ends the reservation with a response: bills it at the provider and model it names
     /// and releases the rest. The store's work is started; the future reports the alerts.
-    pub(crate) fn bill<R: CostResponse>(&self, resp: &R) -> Option<St::Settle> {
+    /// Also returns what was charged.
+    pub(crate) fn bill<R: CostResponse>(&self, resp: &R) -> Option<(Nanos, St::Settle)> {
         let held = self.close()?;
         let (requested, table_provider) = self.requested();
         let model = resp.model().unwrap_or(requested);
@@ -194,7 +195,7 @@ impl<St: BudgetStore> Reservation<St> {
             tokens: resp.tokens(),
             worst: Some(self.worst),
         };
-        Some(self.ledger.charge(&served, &held, self.client()).1)
+        Some(self.ledger.charge(&served, &held, self.client()))
     }
 
     /// Reports the alerts a settlement set off.

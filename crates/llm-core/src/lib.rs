@@ -47,6 +47,13 @@ pub use stream::{Chunk, ChunkStream, Ended, StreamEnd, ToolCallDelta};
 /// The shared outcome vocabulary ([`Verdict`](towerguard_outcome::Verdict), the clock, ...).
 pub use towerguard_outcome as outcome;
 
+/// The providers a fallback tried before the one that answered, in order, each with the
+/// label of its error (the error kind's name for an [`LlmError`]). The fallback layer puts
+/// it in the extensions of an `LlmResponse` served after a failure (never on a first-choice
+/// answer, which stays allocation-free).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tried(pub Vec<(std::sync::Arc<str>, &'static str)>);
+
 /// The number of attempts a layer made for a request, stored in the extensions of the
 /// response or error it returns (the retry layer sets it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

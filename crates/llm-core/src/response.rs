@@ -183,6 +183,9 @@ pub struct LlmResponse {
     pub extra: Map<String, Value>,
     /// Data added by layers on the way back (e.g. the retry layer's attempt count).
     pub extensions: http::Extensions,
+    /// What the cost meter charged for this call, in nano-dollars (set by the meter on a
+    /// complete answer; a stream is billed when it ends, after the answer left).
+    pub cost_nanos: Option<u64>,
     /// The chunks, for a streamed answer (its `choices` are then empty and `usage` zero until
     /// read: see [`into_complete`](Self::into_complete) and [`crate::stream`]).
     pub stream: Option<ChunkStream>,
@@ -249,6 +252,7 @@ impl LlmResponse {
             created: None,
             extra: Map::new(),
             extensions: http::Extensions::new(),
+            cost_nanos: None,
             stream: None,
         }
     }

@@ -131,7 +131,13 @@ type Inner = Pin<Box<dyn Stream<Item = Result<Chunk, LlmError>> + Send>>;
 /// The chunks of a streamed answer: a `Stream` of `Result<Chunk, LlmError>` that ends after
 /// its first `Err`. Reading it reads the provider (nothing is buffered: a slow reader slows the
 /// upstream read).
+///
+/// One pointer wide, so a response that may carry a stream stays small to move.
 pub struct ChunkStream {
+    state: Box<State>,
+}
+
+struct State {
     inner: Inner,
     watchers: Vec<Watcher>,
     usage: Option<Usage>,
@@ -142,9 +148,9 @@ pub struct ChunkStream {
 impl fmt::Debug for ChunkStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChunkStream")
-            .field("chunks", &self.chunks)
-            .field("usage", &self.usage)
-            .field("ended", &self.ended)
+            .field("chunks", &self.state.chunks)
+            .field("usage", &self.state.usage)
+            .field("ended", &self.state.ended)
             .finish_non_exhaustive()
     }
 }
@@ -154,11 +160,13 @@ impl ChunkStream {
     /// terminator arrived (the provider clients and testkit's fakes do so).
     pub fn new(stream: impl Stream<Item = Result<Chunk, LlmError>> + Send + 'static) -> Self {
         Self {
-            inner: Box::pin(stream),
-            watchers: Vec::new(),
-            usage: None,
-            chunks: 0,
-            ended: false,
+            state: Box::new(State {
+                inner: Box::pin(stream),
+                watchers: Vec::new(),
+                usage: None,
+                chunks: 0,
+                ended: false,
+            }),
         }
     }
 
@@ -170,28 +178,31 @@ impl ChunkStream {
     /// Calls `f` once when the stream ends: completed, failed, or dropped by the caller.
     /// Watchers are told in the order they registered.
     pub fn on_end(&mut self, f: impl FnOnce(&StreamEnd<'_>) + Send + 'static) {
-        if self.ended {
+        let s = &mut self.state;
+        if s.ended {
             // registered too late to see it: tell at once, as a completed stream
             f(&StreamEnd {
                 how: Ended::Complete,
-                usage: self.usage,
-                chunks: self.chunks,
+                usage: s.usage,
+                chunks: s.chunks,
             });
         } else {
-            self.watchers.push(Box::new(f));
+            s.watchers.push(Box::new(f));
         }
     }
 
     /// The last usage the stream reported so far.
     pub fn usage(&self) -> Option<Usage> {
-        self.usage
+        self.state.usage
     }
 
     /// How many chunks it has delivered.
     pub fn chunks(&self) -> u64 {
-        self.chunks
+        self.state.chunks
     }
+}
 
+impl State {
     fn end(&mut self, how: Ended<'_>) {
         self.ended = true;
         let end = StreamEnd {
@@ -209,24 +220,25 @@ impl Stream for ChunkStream {
     type Item = Result<Chunk, LlmError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.ended {
+        let s = &mut self.state;
+        if s.ended {
             return Poll::Ready(None);
         }
-        match self.inner.as_mut().poll_next(cx) {
+        match s.inner.as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
                 if let Chunk::Usage(u) = &chunk {
-                    self.usage = Some(*u);
+                    s.usage = Some(*u);
                 }
-                self.chunks += 1;
+                s.chunks += 1;
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {
-                self.end(Ended::Failed(&e));
+                s.end(Ended::Failed(&e));
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                self.end(Ended::Complete);
+                s.end(Ended::Complete);
                 Poll::Ready(None)
             }
         }
@@ -235,8 +247,8 @@ impl Stream for ChunkStream {
 
 impl Drop for ChunkStream {
     fn drop(&mut self) {
-        if !self.ended {
-            self.end(Ended::Dropped);
+        if !self.state.ended {
+            self.state.end(Ended::Dropped);
         }
     }
 }

@@ -328,7 +328,7 @@ where
         self.fresh_error = true;
     }
 
-    fn served(&self, i: usize, res: F::Response) -> F::Response {
+    fn served(&self, i: usize, #[allow(unused_mut)] mut res: F::Response) -> F::Response {
         let how = match () {
             () if Some(i) == self.first_choice => Ended::First,
             () if self.overtaken => Ended::AfterFailure,
@@ -336,7 +336,32 @@ where
         };
         self.shared.providers[i].health.answered();
         self.shared.counters.served(i, how);
+        #[cfg(feature = "llm")]
+        self.record_tried(&mut res);
         res
+    }
+
+    /// An `LlmResponse` served after failures carries the providers that failed before it,
+    /// with their errors' labels ([`towerguard_llm_core::Tried`]).
+    #[cfg(feature = "llm")]
+    fn record_tried(&self, res: &mut F::Response) {
+        if self.errors.is_empty() {
+            return;
+        }
+        let any: &mut dyn std::any::Any = res;
+        if let Some(resp) = any.downcast_mut::<towerguard_llm_core::LlmResponse>() {
+            let tried = self
+                .errors
+                .iter()
+                .map(|(j, e)| {
+                    (
+                        self.shared.providers[*j].name.clone(),
+                        (self.shared.config.label)(e),
+                    )
+                })
+                .collect();
+            resp.extensions.insert(towerguard_llm_core::Tried(tried));
+        }
     }
 
     /// The error once no attempt is left.
