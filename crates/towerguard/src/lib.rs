@@ -1,0 +1,82 @@
+//! towerguard: tower middleware that makes calls to LLM providers survive rate limits,
+//! outages, timeouts, overloaded models, runaway cost and abusive clients.
+//!
+//! This crate is the front door. It re-exports every towerguard crate under a short name, and
+//! builds the recommended pipeline from a few settings ([`preset`]) or from a TOML file with
+//! environment overrides ([`config`]):
+//!
+//! ```text
+//! aliases -> ErrorRateLimit -> CostMeter -> Fallback over providers
+//!     each provider: Retry -> CircuitBreaker -> Timeout (per attempt) -> client
+//! ```
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! use tower::ServiceExt;
+//! use towerguard::config::Config;
+//! use towerguard::llm::{LlmRequest, Message};
+//!
+//! // the built-in configuration: three simulated providers, budgets and limits
+//! let config = Config::embedded_default();
+//! let (pipeline, handle) = config.pipeline()?;
+//! let req = LlmRequest::new("gpt-4o-mini", vec![Message::user("Hello")])
+//!     .with_max_tokens(64)
+//!     .with_client_key("tenant-1");
+//! let answer = pipeline.oneshot(req).await?;
+//! println!("{} answered: {}", answer.provider(), answer.text());
+//! for p in handle.health() {
+//!     println!("{}: {} (last error {:?})", p.name, p.state, p.last_error);
+//! }
+//! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+//!
+//! # Features
+//!
+//! Each crate is behind a feature of its short name, all on by default:
+//!
+//! | feature | module | crate |
+//! |---|---|---|
+//! | `llm` | [`llm`] | `towerguard-llm-core`: requests, responses, the error model |
+//! | `outcome` | [`outcome`] | `towerguard-outcome`: verdicts, classification, `ConfigError`, the clock |
+//! | `retry` | [`retry`] | `towerguard-retry-backoff` |
+//! | `breaker` | [`breaker`] | `towerguard-circuit-breaker` |
+//! | `fallback` | [`fallback`] | `towerguard-provider-fallback` |
+//! | `cost` | [`cost`] | `towerguard-cost-meter` |
+//! | `limit` | [`limit`] | `towerguard-error-rate-limit` |
+//! | `providers` | [`providers`] | `towerguard-providers`: HTTP clients |
+//! | `testkit` | [`testkit`] | `towerguard-testkit`: fake providers |
+//! | `config` | [`config`] | TOML configuration (needs all of the above) |
+//!
+//! [`preset`] is there when `retry`, `breaker`, `fallback`, `cost` and `limit` are.
+
+#[cfg(feature = "breaker")]
+pub use towerguard_circuit_breaker as breaker;
+#[cfg(feature = "cost")]
+pub use towerguard_cost_meter as cost;
+#[cfg(feature = "limit")]
+pub use towerguard_error_rate_limit as limit;
+#[cfg(feature = "llm")]
+pub use towerguard_llm_core as llm;
+#[cfg(feature = "outcome")]
+pub use towerguard_outcome as outcome;
+#[cfg(feature = "fallback")]
+pub use towerguard_provider_fallback as fallback;
+#[cfg(feature = "providers")]
+pub use towerguard_providers as providers;
+#[cfg(feature = "retry")]
+pub use towerguard_retry_backoff as retry;
+#[cfg(feature = "testkit")]
+pub use towerguard_testkit as testkit;
+
+#[cfg(all(
+    feature = "outcome",
+    feature = "retry",
+    feature = "breaker",
+    feature = "fallback",
+    feature = "cost",
+    feature = "limit"
+))]
+pub mod preset;
+
+#[cfg(all(feature = "config", feature = "outcome"))]
+pub mod config;
