@@ -18,12 +18,14 @@
 //! the crate's README.
 
 mod error;
+mod handle;
 mod metrics;
 mod ops;
 mod server;
 mod settings;
 
 pub use error::{Format, error_body, error_response, retry_after, status_for};
+pub use handle::PipelineOps;
 pub use ops::{BoxFuture, ModelInfo, Operations, ProviderHealth};
 pub use server::{
     ATTEMPTS, COST, FALLBACKS, Gateway, LOCAL_TENANT, PROVIDER, Pipeline, REQUEST_ID, TENANT,

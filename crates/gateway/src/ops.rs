@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Serialize;
-use towerguard_llm_core::LlmResponse;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -68,11 +67,12 @@ pub trait Operations: Send + Sync + 'static {
     /// this error), so the gateway answers 429 instead of 400.
     fn client_error<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Option<Duration>>;
 
+    /// Whether `tenant` may send a request now, before it reaches the pipeline: `Some(retry_after)`
+    /// when it is throttled for malformed requests. Default: always.
+    fn admit<'a>(&'a self, _tenant: &'a str) -> BoxFuture<'a, Option<Duration>> {
+        Box::pin(std::future::ready(None))
+    }
+
     /// The models `GET /v1/models` lists.
     fn models(&self) -> Vec<ModelInfo>;
-
-    /// The cost of a complete answer in USD, if its model has a price.
-    fn cost_usd(&self, _response: &LlmResponse) -> Option<f64> {
-        None
-    }
 }

@@ -28,7 +28,7 @@ use towerguard_llm_core::stream::Ended;
 use towerguard_llm_core::wire::{anthropic_sse, openai_sse};
 use towerguard_llm_core::{
     Attempts, Chunk, ChunkStream, ClientKey, ErrorKind, LlmError, LlmRequest, LlmResponse, Part,
-    RequestId, ToolCallDelta,
+    RequestId, ToolCallDelta, Tried,
 };
 
 use crate::error::{Format, error_response, status_for, unauthorized};
@@ -46,8 +46,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const PROVIDER: HeaderName = HeaderName::from_static("x-towerguard-provider");
 /// `x-towerguard-attempts`: the attempts made on the provider that served (1 without retries).
 pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-towerguard-attempts");
-/// `x-towerguard-fallbacks`: the providers tried and failed, each `name=error_kind`,
-/// comma-separated (on an error answer after every provider failed).
+/// `x-towerguard-fallbacks`: the providers tried and failed before the one that served (or,
+/// on an error answer, every provider tried), each `name=error_kind`, comma-separated.
 pub const FALLBACKS: HeaderName = HeaderName::from_static("x-towerguard-fallbacks");
 /// `x-towerguard-cost-usd`: the cost of a complete answer in USD (when its model is priced).
 pub const COST: HeaderName = HeaderName::from_static("x-towerguard-cost-usd");
@@ -380,6 +380,14 @@ async fn serve_model_in(
         Err(err) => return malformed(&inner, format, &tenant, &err).await,
     };
     span.record("gen_ai.request.model", req.model());
+    if let Some(after) = inner.ops.admit(tenant.as_str()).await {
+        inner.metrics.error_kind(format, ErrorKind::Throttled);
+        return error_response(
+            format,
+            &LlmError::throttled(Some(after)),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
     req.set_client_key(Some(tenant.clone()));
     let req = req.with_request_id(id.clone());
     let stream = req.options().stream;
@@ -452,6 +460,17 @@ fn add_served_headers(headers: &mut HeaderMap, resp: &LlmResponse, tenant: Optio
         headers.insert(PROVIDER, v);
     }
     let attempts = resp.extensions.get::<Attempts>().map_or(1, |a| a.0);
+    if let Some(tried) = resp.extensions.get::<Tried>() {
+        let list = tried
+            .0
+            .iter()
+            .map(|(name, label)| format!("{name}={label}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(v) = HeaderValue::from_str(&list) {
+            headers.insert(FALLBACKS, v);
+        }
+    }
     headers.insert(ATTEMPTS, HeaderValue::from(attempts));
     if let Some(v) = tenant.and_then(|t| HeaderValue::from_str(t.as_str()).ok()) {
         headers.insert(TENANT, v);
@@ -473,7 +492,7 @@ fn complete_response(
 ) -> Response {
     span.record("gen_ai.usage.input_tokens", resp.usage.total_input_tokens());
     span.record("gen_ai.usage.output_tokens", resp.usage.output_tokens);
-    let cost = inner.ops.cost_usd(&resp);
+    let cost = resp.cost_nanos.map(|n| n as f64 / 1e9);
     inner.metrics.usage(resp.provider(), &resp.usage, cost);
     let encoded = match format {
         Format::OpenAi => {
