@@ -24,6 +24,7 @@ impl Alerts {
         if kept.len() == KEPT_ALERTS {
             kept.pop_front();
         }
+        tracing::warn!(budget = %alert.budget, spent = alert.spent, limit = alert.limit, "budget alert");
         kept.push_back(alert);
     }
 
@@ -44,7 +45,8 @@ pub(crate) struct HandleInner {
     pub(crate) providers: Vec<ProviderEntry>,
     pub(crate) fallback: Option<FallbackHandle>,
     pub(crate) ledger: Ledger,
-    pub(crate) limiter: LimiterHandle,
+    /// The default limiter, then each tenant's own.
+    pub(crate) limiters: Vec<(Option<Arc<str>>, LimiterHandle)>,
     pub(crate) alerts: Alerts,
     pub(crate) aliases: Vec<(Arc<str>, Arc<str>, Arc<str>)>,
 }
@@ -154,8 +156,8 @@ impl PipelineHandle {
             ledger: i.ledger.snapshot(),
             rows: i.ledger.stats(),
             fallback: i.fallback.as_ref().map(FallbackHandle::stats),
-            throttled: i.limiter.throttled().await,
-            limiter: i.limiter.stats().await,
+            throttled: self.throttled().await,
+            limiter: self.limiter_stats().await,
             alerts: i.alerts.read(),
         }
     }
@@ -191,6 +193,37 @@ impl PipelineHandle {
     /// Lifts tenant `name`'s throttle and forgets its errors and offences. False if the
     /// limiter does not track that tenant.
     pub async fn unthrottle(&self, name: &str) -> bool {
-        self.inner.limiter.unthrottle(name).await
+        let limiters = &self.inner.limiters;
+        let own = limiters.iter().find(|(t, _)| t.as_deref() == Some(name));
+        match own.or(limiters.first()) {
+            Some((_, limiter)) => limiter.unthrottle(name).await,
+            None => false,
+        }
+    }
+
+    /// Tenants throttled now, sorted by name.
+    pub async fn throttled(&self) -> Vec<ThrottledKey> {
+        let mut all = Vec::new();
+        for (_, limiter) in &self.inner.limiters {
+            all.extend(limiter.throttled().await);
+        }
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// The limiters' counts, summed.
+    async fn limiter_stats(&self) -> LimiterStats {
+        let mut sum = LimiterStats::default();
+        for (_, limiter) in &self.inner.limiters {
+            let s = limiter.stats().await;
+            sum.keys += s.keys;
+            sum.throttled += s.throttled;
+            sum.rejected += s.rejected;
+            sum.errors += s.errors;
+            sum.offences += s.offences;
+            sum.evicted += s.evicted;
+            sum.overflowed += s.overflowed;
+        }
+        sum
     }
 }

@@ -34,6 +34,7 @@
 //! ```
 
 mod handle;
+mod router;
 mod settings;
 mod stack;
 
@@ -55,7 +56,7 @@ pub use crate::cost::Price;
 pub use crate::fallback::Strategy;
 pub use crate::outcome::ConfigError;
 pub use handle::{PipelineHandle, PipelineStats, ProviderHealth};
-pub use settings::{BreakerSettings, BudgetSettings, LimitSettings, RateSettings, RetrySettings};
+pub use settings::{MAX_RETRIES, BreakerSettings, BudgetSettings, LimitSettings, RateSettings, RetrySettings};
 
 use handle::{Alerts, HandleInner, ProviderEntry};
 use stack::LastError;
@@ -181,6 +182,7 @@ pub struct Preset {
     prices: Vec<(String, Price)>,
     limits: LimitSettings,
     aliases: Vec<(String, Arc<str>, Arc<str>)>,
+    tenant_limits: Vec<(Arc<str>, LimitSettings)>,
 }
 
 impl fmt::Debug for Preset {
@@ -214,6 +216,7 @@ impl Preset {
             prices: Vec::new(),
             limits: LimitSettings::default(),
             aliases: Vec::new(),
+            tenant_limits: Vec::new(),
         }
     }
 
@@ -276,6 +279,13 @@ impl Preset {
         self
     }
 
+    /// Limits of its own for tenant `tenant` (requests whose client key is `tenant`), instead
+    /// of [`limits`](Self::limits). Such a tenant's requests take one more boxed call.
+    pub fn tenant_limits(mut self, tenant: impl Into<Arc<str>>, limits: LimitSettings) -> Self {
+        self.tenant_limits.push((tenant.into(), limits));
+        self
+    }
+
     /// Checks every setting and builds the pipeline and its handle. The first invalid
     /// setting is a [`ConfigError`] naming it (`providers.<name>.<field>`, `budgets.<field>`,
     /// `limits.<field>`, `aliases.<name>`).
@@ -334,13 +344,33 @@ impl Preset {
             (BoxCloneSyncService::new(layer.layer(primary)), Some(handle))
         };
 
-        let limiter = limiter_layer(&self.limits)?;
-        let limiter_handle = limiter.handle();
-        let metered = ServiceBuilder::new()
-            .layer(limiter)
-            .layer(CostMeterLayer::new(ledger.clone()))
-            .service(core);
-        let mut pipeline = BoxCloneSyncService::new(metered);
+        let limiter = limiter_layer(&self.limits).map_err(|e| e.under("limits"))?;
+        let mut limiters = vec![(None, limiter.handle())];
+        let mut pipeline: Pipeline = if self.tenant_limits.is_empty() {
+            BoxCloneSyncService::new(
+                ServiceBuilder::new()
+                    .layer(limiter)
+                    .layer(CostMeterLayer::new(ledger.clone()))
+                    .service(core),
+            )
+        } else {
+            let metered: Pipeline =
+                BoxCloneSyncService::new(CostMeterLayer::new(ledger.clone()).layer(core));
+            let mut tenants = HashMap::new();
+            for (tenant, limits) in &self.tenant_limits {
+                let own = limiter_layer(limits)
+                    .map_err(|e| e.under(&format!("tenants.{tenant}.limits")))?;
+                limiters.push((Some(tenant.clone()), own.handle()));
+                tenants.insert(
+                    tenant.clone(),
+                    BoxCloneSyncService::new(own.layer(metered.clone())),
+                );
+            }
+            BoxCloneSyncService::new(router::TenantRouter::new(
+                BoxCloneSyncService::new(limiter.layer(metered)),
+                tenants,
+            ))
+        };
         if !self.aliases.is_empty() {
             let map: HashMap<Box<str>, Arc<str>> = self
                 .aliases
@@ -358,7 +388,7 @@ impl Preset {
             providers: entries,
             fallback,
             ledger,
-            limiter: limiter_handle,
+            limiters,
             alerts,
             aliases: self
                 .aliases
@@ -412,6 +442,17 @@ impl Preset {
             self.budgets.check().map_err(|e| e.under("budgets"))?;
         }
         self.limits.check().map_err(|e| e.under("limits"))?;
+        for (i, (tenant, limits)) in self.tenant_limits.iter().enumerate() {
+            if tenant.is_empty() || self.tenant_limits[..i].iter().any(|(o, _)| o == tenant) {
+                return Err(ConfigError::new(
+                    format!("tenants.{tenant}"),
+                    "needs a name of its own",
+                ));
+            }
+            limits
+                .check()
+                .map_err(|e| e.under(&format!("tenants.{tenant}.limits")))?;
+        }
         for (public, provider, model) in &self.aliases {
             let at = format!("aliases.{public}");
             if public.is_empty() || model.is_empty() {
@@ -490,5 +531,5 @@ fn limiter_layer(limits: &LimitSettings) -> Result<ErrorRateLimitLayer, ConfigEr
     if let Some(tpm) = limits.tpm {
         b = b.tokens_per_minute(tpm);
     }
-    b.build().map_err(|e| e.under("limits"))
+    b.build()
 }
