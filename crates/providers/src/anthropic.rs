@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use towerguard_llm_core::wire::anthropic_sse;
 use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse};
 
 use crate::key::{ApiKey, Env, ProcessEnv, key_from};
-use crate::transport::{ConfigError, Limits, Transport, endpoint, secret_header};
+use crate::transport::{ConfigError, Limits, Post, Transport, endpoint, secret_header};
 
 /// The `anthropic-version` header sent.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -155,17 +156,23 @@ impl Inner {
             Some(beta) => &[headers[0].clone(), headers[1].clone(), beta],
             None => &headers,
         };
-        self.transport
-            .post_json(
-                &self.name,
-                &self.url,
-                headers,
-                [&self.headers, &req.options().extra_headers],
-                body,
-                req.model_arc(),
-                LlmResponse::from_anthropic_json,
-            )
-            .await
+        let post = Post {
+            provider: &self.name,
+            url: &self.url,
+            headers,
+            extra: [&self.headers, &req.options().extra_headers],
+            body,
+            asked: req.model_arc(),
+        };
+        if req.options().stream {
+            self.transport
+                .post_stream::<anthropic_sse::StreamDecoder>(post)
+                .await
+        } else {
+            self.transport
+                .post_json(post, LlmResponse::from_anthropic_json)
+                .await
+        }
     }
 }
 

@@ -13,7 +13,18 @@
 //! - Keys from configuration or the usual environment variables, never in logs, errors or
 //!   `Debug` ([`ApiKey`]).
 //!
-//! Non-streaming for now; the request and response types leave room for server-sent events.
+//! - Streams: a request with `stream: true` is sent as a stream (OpenAI-compatible servers are
+//!   also asked for usage with `stream_options.include_usage`, unless the request sets
+//!   `stream_options`) and answered with a streamed [`LlmResponse`] once its first chunk has
+//!   arrived (the commit point of [`towerguard_llm_core::stream`]): before it, every failure
+//!   is the call's error, so retry and fallback work as for a complete answer; after it, a
+//!   failure is the stream's one error item. The body is read as server-sent events only as
+//!   the caller reads the stream; [`Limits`] bounds the wait for the first chunk, the gap
+//!   between chunks and the size of one event. A stream that stops without its terminator
+//!   ends with a [`Connection`](towerguard_llm_core::ErrorKind::Connection) error, never as
+//!   a success.
+//!
+//! [`LlmResponse`]: towerguard_llm_core::LlmResponse
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,6 +44,7 @@ mod anthropic;
 mod key;
 mod openai;
 mod ratelimit;
+mod sse;
 mod transport;
 
 pub use anthropic::{ANTHROPIC_VERSION, Anthropic, AnthropicBuilder};

@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use towerguard_llm_core::wire::openai_sse;
 use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse};
 
 use crate::key::{ApiKey, Env, ProcessEnv, key_from};
-use crate::transport::{ConfigError, Limits, Transport, endpoint, secret_header};
+use crate::transport::{ConfigError, Limits, Post, Transport, endpoint, secret_header};
 
 /// A provider with an OpenAI-compatible API, and where its key comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,22 +246,36 @@ impl OpenAiCompatible {
 }
 
 impl Inner {
-    async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
+    async fn complete(&self, mut req: LlmRequest) -> Result<LlmResponse, LlmError> {
         let headers: &[(&'static str, HeaderValue)] = match &self.auth {
             Some(auth) => &[("authorization", auth.clone())],
             None => &[],
         };
-        self.transport
-            .post_json(
-                &self.name,
-                &self.url,
-                headers,
-                [&self.headers, &req.options().extra_headers],
-                req.to_openai_json(),
-                req.model_arc(),
-                LlmResponse::from_openai_json,
-            )
-            .await
+        let stream = req.options().stream;
+        if stream && !req.options().extra_body.contains_key("stream_options") {
+            // Usage comes only when asked, in a last chunk with no choices.
+            req.options_mut().extra_body.insert(
+                "stream_options".into(),
+                serde_json::json!({ "include_usage": true }),
+            );
+        }
+        let post = Post {
+            provider: &self.name,
+            url: &self.url,
+            headers,
+            extra: [&self.headers, &req.options().extra_headers],
+            body: req.to_openai_json(),
+            asked: req.model_arc(),
+        };
+        if stream {
+            self.transport
+                .post_stream::<openai_sse::StreamDecoder>(post)
+                .await
+        } else {
+            self.transport
+                .post_json(post, LlmResponse::from_openai_json)
+                .await
+        }
     }
 }
 

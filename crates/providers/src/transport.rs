@@ -7,16 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures_core::Stream;
 use http::{HeaderMap, HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Builder, Client};
 use hyper_util::rt::TokioExecutor;
-use towerguard_llm_core::{ErrorKind, LlmError, LlmResponse, classify_http_error_at};
+use towerguard_llm_core::{
+    Chunk, ChunkStream, ErrorKind, LlmError, LlmResponse, classify_http_error_at,
+};
 
 use crate::key::Secrets;
 use crate::ratelimit::RateLimitInfo;
+use crate::sse::{Decode, SseChunks, StreamParts};
 
 /// The `User-Agent` sent on every request: `towerguard/<version of this crate>`.
 pub(crate) const USER_AGENT: &str = concat!("towerguard/", env!("CARGO_PKG_VERSION"));
@@ -55,14 +59,41 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Timeouts and limits of a provider client.
+///
+/// ```
+/// use std::time::Duration;
+/// use towerguard_providers::Limits;
+///
+/// let limits = Limits {
+///     first_chunk_timeout: Duration::from_secs(20),
+///     idle_timeout: Duration::from_secs(30),
+///     ..Limits::default()
+/// };
+/// # let _ = limits;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest wait to open a connection (default 10 s).
     pub connect_timeout: Duration,
-    /// Longest wait for the whole answer, body included (default 120 s).
+    /// Longest wait for the whole answer, body included (default 120 s). Not applied to a
+    /// stream, whose answer may rightly take longer: `first_chunk_timeout` and
+    /// `idle_timeout` bound it instead.
     pub request_timeout: Duration,
     /// Largest response body read (default 8 MiB): a broken upstream cannot exhaust memory.
+    /// For a stream, the error body of a failed status is capped by it; the stream itself by
+    /// `max_event_bytes`.
     pub max_response_bytes: usize,
+    /// For a stream (`stream: true`): the longest wait from sending the request to its first
+    /// chunk (default 60 s). Until then a failure is the call's error, which retry and
+    /// fallback handle like any other; a timeout is [`ErrorKind::Timeout`].
+    pub first_chunk_timeout: Duration,
+    /// For a stream: the longest wait for the next chunk once the caller asks for it (default
+    /// 60 s); the stream then ends with an [`ErrorKind::Timeout`] error item.
+    pub idle_timeout: Duration,
+    /// For a stream: the largest server-sent event (or line) read, in bytes (default 1 MiB);
+    /// a larger one ends the stream with an [`ErrorKind::Server`] error item (or fails the
+    /// call, before the first chunk), so a broken upstream cannot exhaust memory.
+    pub max_event_bytes: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +102,9 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
             max_response_bytes: 8 * 1024 * 1024,
+            first_chunk_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_event_bytes: 1024 * 1024,
         }
     }
 }
@@ -91,6 +125,18 @@ impl Limits {
         }
         if self.max_response_bytes == 0 {
             return Err(ConfigError::new("max_response_bytes", "must be above zero"));
+        }
+        if self.first_chunk_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "first_chunk_timeout",
+                "must be longer than zero",
+            ));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError::new("idle_timeout", "must be longer than zero"));
+        }
+        if self.max_event_bytes == 0 {
+            return Err(ConfigError::new("max_event_bytes", "must be above zero"));
         }
         Ok(())
     }
@@ -190,27 +236,39 @@ impl Transport {
                 }
             };
         if !status.is_success() {
-            let now = SystemTime::now();
-            // The body may echo our key: replaced before classification builds the detail.
-            let body = secrets.scrub_bytes(&body);
-            let mut err = classify_http_error_at(status.as_u16(), &headers, &body, now)
-                .with_provider(provider.clone());
-            if let Some(info) = RateLimitInfo::from_headers(&headers, now) {
-                if status.as_u16() == 429 && err.retry_after().is_none() {
-                    err.set_retry_after(info.retry_hint());
-                }
-                err.extensions_mut().insert(info);
-            }
-            tracing::debug!(
-                provider = &**provider,
-                status = status.as_u16(),
-                kind = err.kind().as_str(),
-                "provider answered with an error"
-            );
-            return Err(err);
+            return Err(status_error(provider, status, &headers, &body, secrets));
         }
         Ok(Answer { headers, body })
     }
+}
+
+/// The classified error of a failed status: the body scrubbed of the request's keys, the
+/// Retry-After hint (from the rate-limit headers for a 429 without one), the rate-limit info.
+fn status_error(
+    provider: &Arc<str>,
+    status: http::StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: Secrets<'_>,
+) -> LlmError {
+    let now = SystemTime::now();
+    // The body may echo our key: replaced before classification builds the detail.
+    let body = secrets.scrub_bytes(body);
+    let mut err = classify_http_error_at(status.as_u16(), headers, &body, now)
+        .with_provider(provider.clone());
+    if let Some(info) = RateLimitInfo::from_headers(headers, now) {
+        if status.as_u16() == 429 && err.retry_after().is_none() {
+            err.set_retry_after(info.retry_hint());
+        }
+        err.extensions_mut().insert(info);
+    }
+    tracing::debug!(
+        provider = &**provider,
+        status = status.as_u16(),
+        kind = err.kind().as_str(),
+        "provider answered with an error"
+    );
+    err
 }
 
 fn transport_error(e: &hyper_util::client::legacy::Error, secrets: Secrets<'_>) -> LlmError {
@@ -243,7 +301,7 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(err) = cur {
@@ -303,48 +361,60 @@ pub(crate) use provider_service;
 /// Parses a provider's success body: `(body, provider, model asked for)`.
 pub(crate) type Parse = fn(&[u8], &Arc<str>, &Arc<str>) -> Result<LlmResponse, LlmError>;
 
-impl Transport {
-    /// POSTs a JSON `body` to `url` with `headers` and then the `extra` ones (the provider's
-    /// configured headers, then the request's: see [`forwardable`]), parses the answer with
-    /// `parse`, and puts the rate-limit hints in the response's extensions. Every error names
-    /// the provider.
-    ///
-    /// The values of `headers` marked sensitive (see [`secret_header`]) are the request's
-    /// secrets: their exact text is replaced in every error detail ([`Secrets`]).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn post_json(
-        &self,
-        provider: &Arc<str>,
-        url: &Uri,
-        headers: &[(&'static str, HeaderValue)],
-        extra: [&HeaderMap; 2],
-        body: Result<Vec<u8>, LlmError>,
-        asked: &Arc<str>,
-        parse: Parse,
-    ) -> Result<LlmResponse, LlmError> {
-        let named = |e: LlmError| e.with_provider(provider.clone());
+/// What a provider sends: where, its own headers (the sensitive ones are the request's
+/// secrets), the extra headers (the provider's configured ones, then the request's: see
+/// [`forwardable`]), the JSON body, and the model asked for.
+pub(crate) struct Post<'a> {
+    pub(crate) provider: &'a Arc<str>,
+    pub(crate) url: &'a Uri,
+    pub(crate) headers: &'a [(&'static str, HeaderValue)],
+    pub(crate) extra: [&'a HeaderMap; 2],
+    pub(crate) body: Result<Vec<u8>, LlmError>,
+    pub(crate) asked: &'a Arc<str>,
+}
+
+impl Post<'_> {
+    fn request(self, accept: &'static str) -> Result<Request<Full<Bytes>>, LlmError> {
+        let named = |e: LlmError| e.with_provider(self.provider.clone());
         let mut http = Request::builder()
             .method(http::Method::POST)
-            .uri(url.clone())
+            .uri(self.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json");
-        for (name, value) in headers {
+            .header(http::header::ACCEPT, accept);
+        for (name, value) in self.headers {
             http = http.header(*name, value.clone());
         }
-        for (name, value) in extra.into_iter().flatten() {
+        for (name, value) in self.extra.into_iter().flatten() {
             if forwardable(name) {
                 http = http.header(name, value.clone());
             }
         }
-        let secrets = Secrets::of(headers);
-        let http = http
-            .body(Full::new(Bytes::from(body.map_err(named)?)))
+        let secrets = Secrets::of(self.headers);
+        http.body(Full::new(Bytes::from(self.body.map_err(named)?)))
             .map_err(|e| {
                 named(
                     LlmError::new(ErrorKind::InvalidRequest)
                         .with_detail(secrets.scrub(&e.to_string())),
                 )
-            })?;
+            })
+    }
+}
+
+impl Transport {
+    /// POSTs the JSON body, parses the answer with `parse`, and puts the rate-limit hints in
+    /// the response's extensions. Every error names the provider.
+    ///
+    /// The values of the headers marked sensitive (see [`secret_header`]) are the request's
+    /// secrets: their exact text is replaced in every error detail ([`Secrets`]).
+    pub(crate) async fn post_json(
+        &self,
+        post: Post<'_>,
+        parse: Parse,
+    ) -> Result<LlmResponse, LlmError> {
+        let (provider, asked) = (post.provider, post.asked);
+        let secrets = Secrets::of(post.headers);
+        let named = |e: LlmError| e.with_provider(provider.clone());
+        let http = post.request("application/json")?;
         let answer = self.send(provider, http, secrets).await?;
         let mut resp = match parse(&answer.body, provider, asked) {
             Ok(resp) => resp,
@@ -362,6 +432,110 @@ impl Transport {
             }
         };
         if let Some(info) = RateLimitInfo::from_headers(&answer.headers, SystemTime::now()) {
+            resp.extensions.insert(info);
+        }
+        Ok(resp)
+    }
+
+    /// POSTs the JSON body of a `stream: true` request (`Accept: text/event-stream`) and
+    /// answers once the first chunk has arrived (the commit point, see
+    /// [`towerguard_llm_core::stream`]), with a streamed response whose model is the one the
+    /// stream names (else the one asked) and whose extensions hold the rate-limit hints.
+    ///
+    /// Until the first chunk, every failure is this call's error: a failed status (its body
+    /// read and classified as [`send`](Self::send) does), a connection failure, an error event
+    /// or a malformed event first, the stream ending, or no first chunk within
+    /// [`Limits::first_chunk_timeout`]. After it, failures are the stream's error items
+    /// ([`SseChunks`]).
+    pub(crate) async fn post_stream<D: Decode>(
+        &self,
+        post: Post<'_>,
+    ) -> Result<LlmResponse, LlmError> {
+        let (provider, asked) = (post.provider, post.asked);
+        let owned: Vec<(&'static str, HeaderValue)> = post
+            .headers
+            .iter()
+            .filter(|(_, v)| v.is_sensitive())
+            .cloned()
+            .collect();
+        let mut http = post.request("text/event-stream")?;
+        http.headers_mut()
+            .entry(http::header::USER_AGENT)
+            .or_insert(HeaderValue::from_static(USER_AGENT));
+        let limits = self.limits;
+        let open = async {
+            let secrets = Secrets::of(&owned);
+            let resp = self
+                .client
+                .request(http)
+                .await
+                .map_err(|e| transport_error(&e, secrets).with_provider(provider.clone()))?;
+            let (parts, body) = resp.into_parts();
+            if !parts.status.is_success() {
+                let body = Limited::new(body, limits.max_response_bytes)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        body_error(&*e, limits.max_response_bytes, secrets)
+                            .with_provider(provider.clone())
+                    })?
+                    .to_bytes();
+                return Err(status_error(
+                    provider,
+                    parts.status,
+                    &parts.headers,
+                    &body,
+                    secrets,
+                ));
+            }
+            let mut chunks = SseChunks::<D>::new(
+                body,
+                StreamParts {
+                    provider: provider.clone(),
+                    idle_timeout: limits.idle_timeout,
+                    max_event_bytes: limits.max_event_bytes,
+                    secrets: owned.clone(),
+                },
+            );
+            match std::future::poll_fn(|cx| std::pin::Pin::new(&mut chunks).poll_next(cx)).await {
+                Some(Ok(first)) => Ok((parts.headers, first, chunks)),
+                Some(Err(e)) => Err(e),
+                None => Err(LlmError::new(ErrorKind::Server)
+                    .with_provider(provider.clone())
+                    .with_detail("the stream ended before its first chunk")),
+            }
+        };
+        let (headers, first, mut chunks) =
+            match tokio::time::timeout(limits.first_chunk_timeout, open).await {
+                Ok(Ok(opened)) => opened,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(LlmError::new(ErrorKind::Timeout)
+                        .with_provider(provider.clone())
+                        .with_detail(format!(
+                            "no first stream chunk within {:?}",
+                            limits.first_chunk_timeout
+                        )));
+                }
+            };
+        let (id, model) = match &first {
+            Chunk::Start { id, model } => (
+                id.clone(),
+                model
+                    .as_deref()
+                    .filter(|m| !m.is_empty())
+                    .map(Arc::<str>::from),
+            ),
+            _ => (None, None),
+        };
+        chunks.unread(first);
+        let mut resp = LlmResponse::streaming(
+            ChunkStream::new(chunks),
+            model.unwrap_or_else(|| asked.clone()),
+            provider.clone(),
+        );
+        resp.id = id;
+        if let Some(info) = RateLimitInfo::from_headers(&headers, SystemTime::now()) {
             resp.extensions.insert(info);
         }
         Ok(resp)

@@ -185,14 +185,18 @@ impl StreamDecoder {
         if self.done {
             return Ok(Step::Done);
         }
-        let wire: WireEvent<'_> = match serde_json::from_str(data) {
+        let parsed = if data.trim_start().starts_with('{') {
+            serde_json::from_str::<WireEvent<'_>>(data).map_err(|e| e.to_string())
+        } else {
+            Err("not a JSON object".to_owned())
+        };
+        let wire = match parsed {
             Ok(w) => w,
-            Err(e) if event == "error" => {
-                return Err(error_event(500, data).with_detail(format!(
-                    "error event in the stream, not JSON ({e})"
-                )));
+            Err(why) if event == "error" => {
+                return Err(error_event(500, data)
+                    .with_detail(format!("error event in the stream, unreadable ({why})")));
             }
-            Err(e) => return Err(malformed_event(format_args!("not an event object ({e})"))),
+            Err(why) => return Err(malformed_event(format_args!("not an event object ({why})"))),
         };
         let kind: &str = match &wire.kind {
             Some(k) => k,
@@ -458,12 +462,16 @@ struct OutBlockDelta<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum OutDelta<'a> {
-    TextDelta { text: &'a str },
-    ThinkingDelta { thinking: &'a str },
-    SignatureDelta { signature: &'a str },
-    InputJsonDelta { partial_json: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
 }
 
 #[derive(Serialize)]
@@ -574,19 +582,19 @@ impl StreamWriter {
             }
             Chunk::Text { choice: 0, text } | Chunk::Refusal { choice: 0, text } => {
                 self.open(Open::Text, out);
-                let delta = OutDelta::TextDelta { text };
+                let delta = OutDelta::Text { text };
                 self.delta(delta, out);
             }
             Chunk::Reasoning { choice: 0, text } => {
                 self.open(Open::Thinking, out);
-                self.delta(OutDelta::ThinkingDelta { thinking: text }, out);
+                self.delta(OutDelta::Thinking { thinking: text }, out);
             }
             Chunk::Signature {
                 choice: 0,
                 signature,
             } => {
                 self.open(Open::Thinking, out);
-                self.delta(OutDelta::SignatureDelta { signature }, out);
+                self.delta(OutDelta::Signature { signature }, out);
             }
             Chunk::RedactedThinking { choice: 0, data } => {
                 self.start(out);
@@ -624,7 +632,7 @@ impl StreamWriter {
                     self.open = Open::Tool(d.index);
                 }
                 if !d.arguments.is_empty() {
-                    let delta = OutDelta::InputJsonDelta {
+                    let delta = OutDelta::InputJson {
                         partial_json: &d.arguments,
                     };
                     self.delta(delta, out);
@@ -781,9 +789,9 @@ fn error_type(kind: ErrorKind) -> &'static str {
         ErrorKind::Authentication => "authentication_error",
         ErrorKind::PermissionDenied => "permission_error",
         ErrorKind::ModelNotFound => "not_found_error",
-        ErrorKind::InvalidRequest
-        | ErrorKind::ContextLengthExceeded
-        | ErrorKind::ContentPolicy => "invalid_request_error",
+        ErrorKind::InvalidRequest | ErrorKind::ContextLengthExceeded | ErrorKind::ContentPolicy => {
+            "invalid_request_error"
+        }
         ErrorKind::Timeout => "timeout_error",
         _ => "api_error",
     }

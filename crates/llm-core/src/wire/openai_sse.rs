@@ -208,14 +208,18 @@ impl StreamDecoder {
             self.done = true;
             return Ok(Step::Done);
         }
-        let chunk: WireChunk = match serde_json::from_str(trimmed) {
+        let parsed = if trimmed.starts_with('{') {
+            serde_json::from_str::<WireChunk>(trimmed).map_err(|e| e.to_string())
+        } else {
+            Err("not a JSON object".to_owned())
+        };
+        let chunk = match parsed {
             Ok(c) => c,
-            Err(e) if event == "error" => {
-                return Err(error_event(500, data).with_detail(format!(
-                    "error event in the stream, not JSON ({e})"
-                )));
+            Err(why) if event == "error" => {
+                return Err(error_event(500, data)
+                    .with_detail(format!("error event in the stream, unreadable ({why})")));
             }
-            Err(e) => return Err(malformed_event(format_args!("not a chunk object ({e})"))),
+            Err(why) => return Err(malformed_event(format_args!("not a chunk object ({why})"))),
         };
         if let Some(error) = chunk.error.as_ref().filter(|e| !e.is_null()) {
             return Err(error_event(status_of(error), data));
@@ -500,11 +504,9 @@ impl StreamWriter {
                     prompt_tokens_details: (u.cached_input_tokens > 0).then_some(OutCached {
                         cached_tokens: u.cached_input_tokens,
                     }),
-                    completion_tokens_details: (u.reasoning_tokens > 0).then_some(
-                        OutReasoning {
-                            reasoning_tokens: u.reasoning_tokens,
-                        },
-                    ),
+                    completion_tokens_details: (u.reasoning_tokens > 0).then_some(OutReasoning {
+                        reasoning_tokens: u.reasoning_tokens,
+                    }),
                 };
                 self.event(&[], Some(usage), out);
             }
