@@ -17,6 +17,7 @@
 //! The binary `towerguard` loads `towerguard.toml` (or the embedded default) and serves; see
 //! the crate's README.
 
+pub mod config;
 mod error;
 mod handle;
 mod metrics;

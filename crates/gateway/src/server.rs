@@ -114,6 +114,14 @@ impl Gateway {
         }
     }
 
+    /// The same gateway (pipeline, operations, metrics) with other settings.
+    pub fn with_settings(self, settings: Settings) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => Self::new(inner.pipeline, inner.ops, settings),
+            Err(shared) => Self::new(shared.pipeline.clone(), shared.ops.clone(), settings),
+        }
+    }
+
     /// Its settings.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
