@@ -413,7 +413,7 @@ async fn serve_model_in(
     span.record("gen_ai.provider.name", resp.provider());
     span.record("gen_ai.response.model", resp.model());
     if stream {
-        return stream_response(&inner, format, resp, &id, &span);
+        return stream_response(&inner, format, resp, &id, &tenant, &span);
     }
     if resp.is_stream() {
         resp = match resp.into_complete().await {
@@ -424,7 +424,7 @@ async fn serve_model_in(
             }
         };
     }
-    complete_response(&inner, format, resp, &id, &span)
+    complete_response(&inner, format, resp, &id, &tenant, &span)
 }
 
 /// A request that could not be decoded: 400 naming the field, counted against the tenant
@@ -496,6 +496,7 @@ fn complete_response(
     format: Format,
     mut resp: LlmResponse,
     id: &RequestId,
+    tenant: &ClientKey,
     span: &Span,
 ) -> Response {
     span.record("gen_ai.usage.input_tokens", resp.usage.total_input_tokens());
@@ -531,7 +532,7 @@ fn complete_response(
     let mut out = (StatusCode::OK, body).into_response();
     let headers = out.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    add_served_headers(headers, &resp, None);
+    add_served_headers(headers, &resp, Some(tenant));
     if let Some(cost) = cost.and_then(|c| HeaderValue::from_str(&format!("{c:.6}")).ok()) {
         headers.insert(COST, cost);
     }
@@ -630,6 +631,7 @@ fn stream_response(
     format: Format,
     mut resp: LlmResponse,
     id: &RequestId,
+    tenant: &ClientKey,
     span: &Span,
 ) -> Response {
     let mut chunks = match resp.stream.take() {
@@ -709,7 +711,7 @@ fn stream_response(
     let headers = out.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    add_served_headers(headers, &resp, None);
+    add_served_headers(headers, &resp, Some(tenant));
     out
 }
 
