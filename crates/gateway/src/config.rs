@@ -65,9 +65,7 @@ pub fn settings_from_config(config: &Config) -> Settings {
     let s = &config.server;
     let bind = match s.bind.as_str() {
         "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        other => other
-            .parse()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        other => other.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
     };
     Settings {
         bind,
@@ -84,10 +82,7 @@ pub fn settings_from_config(config: &Config) -> Settings {
                 key_sha256: t.key_sha256.clone(),
             })
             .collect(),
-        admin_token: config
-            .admin_token
-            .as_ref()
-            .map(|t| Secret::new(t.expose())),
+        admin_token: config.admin_token.as_ref().map(|t| Secret::new(t.expose())),
         ..Settings::default()
     }
 }

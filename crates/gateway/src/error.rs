@@ -63,8 +63,12 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
 /// The Retry-After a client is told: the error's own hint, else (for a fallback that ran
 /// out of providers) the shortest hint among the providers' errors.
 pub fn retry_after(err: &LlmError) -> Option<Duration> {
-    err.retry_after()
-        .or_else(|| err.attempts().iter().filter_map(LlmError::retry_after).min())
+    err.retry_after().or_else(|| {
+        err.attempts()
+            .iter()
+            .filter_map(LlmError::retry_after)
+            .min()
+    })
 }
 
 /// OpenAI's `type` and `code` for a kind.
@@ -146,8 +150,9 @@ pub fn error_response(format: Format, err: &LlmError, status: StatusCode) -> Res
 
 /// The gateway's own 401 for an unknown or missing client key.
 pub fn unauthorized(format: Format) -> Response {
-    let err = LlmError::new(ErrorKind::Authentication)
-        .with_message("invalid or missing API key (send `Authorization: Bearer <key>` or `x-api-key`)");
+    let err = LlmError::new(ErrorKind::Authentication).with_message(
+        "invalid or missing API key (send `Authorization: Bearer <key>` or `x-api-key`)",
+    );
     error_response(format, &err, StatusCode::UNAUTHORIZED)
 }
 
@@ -165,8 +170,14 @@ mod tests {
                 assert!(!body.contains("upstream said"), "{body}");
             }
         }
-        assert_eq!(status_for(ErrorKind::Throttled), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(status_for(ErrorKind::BudgetExceeded), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(
+            status_for(ErrorKind::Throttled),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status_for(ErrorKind::BudgetExceeded),
+            StatusCode::PAYMENT_REQUIRED
+        );
     }
 
     #[test]

@@ -196,13 +196,13 @@ impl Operations for PipelineOps {
             })
             .collect();
         for p in self.handle.health() {
-            if let Some(model) = p.model {
-                if !out.iter().any(|m| m.id == *model) {
-                    out.push(ModelInfo {
-                        id: model.to_string(),
-                        owned_by: p.name.to_string(),
-                    });
-                }
+            if let Some(model) = p.model
+                && !out.iter().any(|m| m.id == *model)
+            {
+                out.push(ModelInfo {
+                    id: model.to_string(),
+                    owned_by: p.name.to_string(),
+                });
             }
         }
         out

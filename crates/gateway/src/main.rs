@@ -13,10 +13,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use towerguard::config::ProcessEnv;
 use towerguard_gateway::config::{gateway_from_config, load_config};
 use towerguard_gateway::{Gateway, shutdown_signal};
+use tracing_subscriber::EnvFilter;
 
 /// An OpenAI- and Anthropic-compatible gateway over towerguard's pipeline.
 #[derive(Debug, Parser)]
@@ -41,8 +41,13 @@ struct Args {
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -54,9 +59,15 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 
 fn init_logs(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
-        builder.json().with_current_span(true).with_span_list(false).init();
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
         builder.init();
     }
@@ -74,7 +85,10 @@ async fn main() -> ExitCode {
         }
     };
     // --port > TOWERGUARD_PORT > server.port (a file's env override already applied it)
-    if let Some(port) = std::env::var("TOWERGUARD_PORT").ok().and_then(|p| p.parse().ok()) {
+    if let Some(port) = std::env::var("TOWERGUARD_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
         config.server.port = port;
     }
     if let Some(port) = args.port {

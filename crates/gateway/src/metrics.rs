@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use towerguard_llm_core::{ErrorKind, Usage};
 
 use crate::error::Format;

@@ -23,13 +23,13 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tracing::{Instrument, Span, field::Empty};
 use towerguard_llm_core::stream::Ended;
 use towerguard_llm_core::wire::{anthropic_sse, openai_sse};
 use towerguard_llm_core::{
     Attempts, Chunk, ChunkStream, ClientKey, ErrorKind, LlmError, LlmRequest, LlmResponse, Part,
     RequestId, ToolCallDelta, Tried,
 };
+use tracing::{Instrument, Span, field::Empty};
 
 use crate::error::{Format, error_response, status_for, unauthorized};
 use crate::metrics::Metrics;
@@ -227,13 +227,12 @@ async fn outer_middleware(State(inner): State<Arc<Inner>>, req: Request, next: N
     let Some(format) = format else {
         return resp;
     };
-    let plain = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_none_or(|v| !v.as_bytes().starts_with(b"application/json") && !v.as_bytes().starts_with(b"text/event-stream"));
+    let plain = resp.headers().get(CONTENT_TYPE).is_none_or(|v| {
+        !v.as_bytes().starts_with(b"application/json")
+            && !v.as_bytes().starts_with(b"text/event-stream")
+    });
     let status = resp.status();
-    if plain && (status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::GATEWAY_TIMEOUT)
-    {
+    if plain && (status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::GATEWAY_TIMEOUT) {
         let (err, label) = if status == StatusCode::PAYLOAD_TOO_LARGE {
             let err = LlmError::new(ErrorKind::InvalidRequest).with_message(format!(
                 "the request body is larger than {} bytes",
@@ -285,7 +284,12 @@ fn client_key(headers: &HeaderMap) -> Option<&str> {
         })
         .map(str::trim);
     bearer
-        .or_else(|| headers.get(X_API_KEY).and_then(|v| v.to_str().ok()).map(str::trim))
+        .or_else(|| {
+            headers
+                .get(X_API_KEY)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        })
         .filter(|k| !k.is_empty())
 }
 
@@ -324,7 +328,12 @@ impl Inner {
     }
 }
 
-async fn serve_model(inner: Arc<Inner>, format: Format, headers: HeaderMap, body: Body) -> Response {
+async fn serve_model(
+    inner: Arc<Inner>,
+    format: Format,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let id = request_id(&headers);
     let span = tracing::info_span!(
         "gen_ai.request",
@@ -528,7 +537,12 @@ fn complete_response(
             return error_response(format, &err, StatusCode::BAD_GATEWAY);
         }
     };
-    tracing::info!(provider = resp.provider(), input_tokens = resp.usage.total_input_tokens(), output_tokens = resp.usage.output_tokens, "request served");
+    tracing::info!(
+        provider = resp.provider(),
+        input_tokens = resp.usage.total_input_tokens(),
+        output_tokens = resp.usage.output_tokens,
+        "request served"
+    );
     let mut out = (StatusCode::OK, body).into_response();
     let headers = out.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -805,4 +819,3 @@ async fn admin_unthrottle(
     tracing::warn!(tenant = %name, "admin: tenant unthrottled");
     admin_answer(inner.ops.unthrottle(&name).await, "tenant", &name)
 }
-

@@ -19,7 +19,9 @@ pub struct Tenant {
 
 impl fmt::Debug for Tenant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tenant").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Tenant")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -136,7 +138,12 @@ impl Tenants {
         Self {
             by_hash: tenants
                 .iter()
-                .map(|t| (t.key_sha256.to_ascii_lowercase(), Arc::from(t.name.as_str())))
+                .map(|t| {
+                    (
+                        t.key_sha256.to_ascii_lowercase(),
+                        Arc::from(t.name.as_str()),
+                    )
+                })
                 .collect(),
         }
     }

@@ -17,7 +17,15 @@ async fn the_binary_serves_on_its_embedded_default_and_stops_on_sigterm() {
         .current_dir(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    for var in ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "DEEPSEEK_API_KEY", "XAI_API_KEY", "GROK_API_KEY", "OLLAMA_HOST", "TOWERGUARD_PORT"] {
+    for var in [
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "DEEPSEEK_API_KEY",
+        "XAI_API_KEY",
+        "GROK_API_KEY",
+        "OLLAMA_HOST",
+        "TOWERGUARD_PORT",
+    ] {
         cmd.env_remove(var);
     }
     let mut child = cmd.spawn().unwrap();
@@ -27,7 +35,10 @@ async fn the_binary_serves_on_its_embedded_default_and_stops_on_sigterm() {
         BufReader::new(stdout).read_line(&mut line).unwrap();
         line
     });
-    let line = tokio::time::timeout(Duration::from_secs(30), line).await.unwrap().unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(30), line)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(line.contains("embedded default"), "{line}");
     let addr = line
         .split("http://")
@@ -36,12 +47,23 @@ async fn the_binary_serves_on_its_embedded_default_and_stops_on_sigterm() {
         .unwrap()
         .to_owned();
 
-    let r = common::post(&addr, "/v1/chat/completions", &common::openai_request("gpt-4o-mini", false)).await;
+    let r = common::post(
+        &addr,
+        "/v1/chat/completions",
+        &common::openai_request("gpt-4o-mini", false),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

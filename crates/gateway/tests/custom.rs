@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::*;
 use tower::util::BoxCloneSyncService;
-use towerguard_gateway::{BoxFuture, Gateway, ModelInfo, Operations, Pipeline, ProviderHealth, Settings};
+use towerguard_gateway::{
+    BoxFuture, Gateway, ModelInfo, Operations, Pipeline, ProviderHealth, Settings,
+};
 use towerguard_llm_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Usage};
 
 struct NoOps;
@@ -50,7 +52,10 @@ fn gateway(pipeline: Pipeline, settings: Settings) -> Gateway {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_complete_answer_reaches_a_stream_client_as_a_short_stream() {
     let pipeline = BoxCloneSyncService::new(tower::service_fn(|req: LlmRequest| async move {
-        Ok::<_, LlmError>(LlmResponse::new("whole answer", req.model().to_owned(), "stub").with_usage(Usage::new(3, 2)))
+        Ok::<_, LlmError>(
+            LlmResponse::new("whole answer", req.model().to_owned(), "stub")
+                .with_usage(Usage::new(3, 2)),
+        )
     }));
     let gw = start(gateway(pipeline, Settings::default())).await;
     let r = post(&gw.addr, "/v1/messages", &anthropic_request("m", true)).await;
@@ -60,7 +65,11 @@ async fn a_complete_answer_reaches_a_stream_client_as_a_short_stream() {
     assert!(r.body.contains("whole answer"), "{}", r.body);
     assert_eq!(ev.last().unwrap().0, "message_stop");
     let r = post(&gw.addr, "/v1/chat/completions", &openai_request("m", true)).await;
-    assert!(r.body.contains("whole answer") && r.body.contains("\"prompt_tokens\":3"), "{}", r.body);
+    assert!(
+        r.body.contains("whole answer") && r.body.contains("\"prompt_tokens\":3"),
+        "{}",
+        r.body
+    );
     assert_eq!(events(&r.body).last().unwrap().1, "[DONE]");
     // health says down when every breaker is open
     assert_eq!(get(&gw.addr, "/health").await.status, 503);
@@ -80,7 +89,12 @@ async fn the_request_timeout_answers_504_in_the_callers_format() {
     let r = post(&gw.addr, "/v1/messages", &anthropic_request("m", false)).await;
     assert_eq!(r.status, 504, "{}", r.body);
     assert_eq!(r.json()["error"]["type"], "timeout_error");
-    let r = post(&gw.addr, "/v1/chat/completions", &openai_request("m", false)).await;
+    let r = post(
+        &gw.addr,
+        "/v1/chat/completions",
+        &openai_request("m", false),
+    )
+    .await;
     assert_eq!(r.status, 504);
     assert_eq!(r.json()["error"]["type"], "timeout");
 }
@@ -95,11 +109,15 @@ async fn errors_map_to_statuses() {
         (ErrorKind::Authentication, 502),
         (ErrorKind::ContextLengthExceeded, 400),
     ] {
-        let pipeline = BoxCloneSyncService::new(tower::service_fn(move |_req: LlmRequest| async move {
-            Err::<LlmResponse, _>(LlmError::new(kind).with_detail("secret upstream body"))
-        }));
+        let pipeline =
+            BoxCloneSyncService::new(tower::service_fn(move |_req: LlmRequest| async move {
+                Err::<LlmResponse, _>(LlmError::new(kind).with_detail("secret upstream body"))
+            }));
         let gw = start(gateway(pipeline, Settings::default())).await;
-        for (path, body) in [("/v1/messages", anthropic_request("m", false)), ("/v1/chat/completions", openai_request("m", true))] {
+        for (path, body) in [
+            ("/v1/messages", anthropic_request("m", false)),
+            ("/v1/chat/completions", openai_request("m", true)),
+        ] {
             let r = post(&gw.addr, path, &body).await;
             assert_eq!(r.status, status, "{kind:?} {path}: {}", r.body);
             assert!(!r.body.contains("secret upstream body"));

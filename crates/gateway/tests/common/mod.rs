@@ -69,7 +69,13 @@ impl Resp {
 }
 
 /// Sends one request (`Connection: close`) and reads the whole answer.
-pub async fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+pub async fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
     let mut sock = TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
@@ -101,7 +107,14 @@ fn parse(raw: &[u8]) -> Resp {
         .expect("a response head");
     let head = String::from_utf8_lossy(&raw[..end]).to_string();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -234,7 +247,10 @@ async fn read_request(sock: &mut TcpStream) -> Option<String> {
             let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
             let len = head
                 .lines()
-                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
                 .unwrap_or(0);
             while buf.len() < end + 4 + len {
                 let n = sock.read(&mut chunk).await.ok()?;
