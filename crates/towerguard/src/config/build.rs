@@ -29,7 +29,10 @@ pub(crate) fn pipeline(config: &Config) -> Result<(Pipeline, PipelineHandle), Co
         }
     }
     for (model, p) in &config.prices {
-        preset = preset.price(model, price(p.input, p.output, p.cached_input, p.cache_write));
+        preset = preset.price(
+            model,
+            price(p.input, p.output, p.cached_input, p.cache_write),
+        );
     }
     for (public, a) in &config.aliases {
         preset = preset.alias(public, a.provider.as_str(), a.model.as_str());
@@ -111,8 +114,11 @@ fn provider(name: &str, p: &ProviderConfig) -> Result<ProviderSpec, FieldError> 
     let mut spec = match p.kind {
         ProviderKind::Simulated => ProviderSpec::new(name, simulated(name, p)?),
         ProviderKind::Anthropic => {
-            let key = key(p).ok_or_else(|| FieldError::new(at("api_key_env"), "the key is missing"))?;
-            let mut b = Anthropic::builder(key).name(name).limits(http_limits(p.timeout));
+            let key =
+                key(p).ok_or_else(|| FieldError::new(at("api_key_env"), "the key is missing"))?;
+            let mut b = Anthropic::builder(key)
+                .name(name)
+                .limits(http_limits(p.timeout));
             if let Some(url) = &p.base_url {
                 b = b.base_url(url.as_str());
             }
@@ -212,7 +218,10 @@ fn simulated(name: &str, p: &ProviderConfig) -> Result<FakeProvider, FieldError>
         },
     });
     let faults = plan.build().map_err(|e| {
-        FieldError::new(format!("providers.{name}.faults.{}", e.field()), e.to_string())
+        FieldError::new(
+            format!("providers.{name}.faults.{}", e.field()),
+            e.to_string(),
+        )
     })?;
     Ok(FakeProvider::chaotic(Arc::<str>::from(name), faults))
 }

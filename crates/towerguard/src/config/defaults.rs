@@ -16,8 +16,16 @@ pub(crate) fn embedded() -> Config {
 /// is not the first (the first gets the request's model).
 const WELL_KNOWN: &[(&str, ProviderKind, Option<&str>)] = &[
     ("openai", ProviderKind::Openai, Some("gpt-4o-mini")),
-    ("anthropic", ProviderKind::Anthropic, Some("claude-sonnet-4-5")),
-    ("deepseek", ProviderKind::OpenaiCompatible, Some("deepseek-chat")),
+    (
+        "anthropic",
+        ProviderKind::Anthropic,
+        Some("claude-sonnet-4-5"),
+    ),
+    (
+        "deepseek",
+        ProviderKind::OpenaiCompatible,
+        Some("deepseek-chat"),
+    ),
     ("xai", ProviderKind::OpenaiCompatible, Some("grok-3")),
     ("ollama", ProviderKind::OpenaiCompatible, None),
 ];

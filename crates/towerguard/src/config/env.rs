@@ -65,6 +65,18 @@ impl Env for BTreeMap<String, String> {
     }
 }
 
+impl Env for &HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+impl Env for &BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
 /// A set, non-empty value.
 fn get(env: &dyn Env, name: &str) -> Option<String> {
     env.var(name)
@@ -95,7 +107,9 @@ pub(crate) fn key_vars(name: &str, p: &ProviderConfig) -> (Vec<String>, bool) {
         ProviderKind::OpenaiCompatible => match name {
             "xai" | "grok" => (vec!["XAI_API_KEY".into(), "GROK_API_KEY".into()], true),
             "ollama" => (Vec::new(), false),
-            "deepseek" | "groq" | "mistral" => (vec![format!("{}_API_KEY", env_prefix(name))], true),
+            "deepseek" | "groq" | "mistral" => {
+                (vec![format!("{}_API_KEY", env_prefix(name))], true)
+            }
             other => (vec![format!("{}_API_KEY", env_prefix(other))], false),
         },
     }
@@ -156,13 +170,16 @@ impl Config {
     /// Applies the environment's overrides and reads the keys and the admin token; a bad
     /// value is an error naming the variable and the field.
     pub(crate) fn apply_env(&mut self, env: &dyn Env, errors: &mut ConfigErrors) {
-        let mut set = |var: &str, field: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
-            if let Some(v) = get(env, var)
-                && let Err(reason) = apply(&v)
-            {
-                errors.push(FieldError::new(field, reason).from_env(var));
-            }
-        };
+        let sources = &mut self.from_env;
+        let mut set =
+            |var: &str, field: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
+                if let Some(v) = get(env, var) {
+                    sources.insert(field.to_owned(), var.to_owned());
+                    if let Err(reason) = apply(&v) {
+                        errors.push(FieldError::new(field, reason).from_env(var));
+                    }
+                }
+            };
         let b = &mut self.budgets;
         set("LLM_DAILY_COST_LIMIT", "budgets.daily_usd", &mut |v| {
             b.daily_usd = Some(parse_usd(v)?);
@@ -172,14 +189,22 @@ impl Config {
             b.monthly_usd = Some(parse_usd(v)?);
             Ok(())
         });
-        set("LLM_MAX_COST_PER_REQUEST", "budgets.max_per_request_usd", &mut |v| {
-            b.max_per_request_usd = Some(parse_usd(v)?);
-            Ok(())
-        });
-        set("LLM_BUDGET_ALERT_THRESHOLD", "budgets.alert_threshold", &mut |v| {
-            b.alert_threshold = Some(parse_share(v)?);
-            Ok(())
-        });
+        set(
+            "LLM_MAX_COST_PER_REQUEST",
+            "budgets.max_per_request_usd",
+            &mut |v| {
+                b.max_per_request_usd = Some(parse_usd(v)?);
+                Ok(())
+            },
+        );
+        set(
+            "LLM_BUDGET_ALERT_THRESHOLD",
+            "budgets.alert_threshold",
+            &mut |v| {
+                b.alert_threshold = Some(parse_share(v)?);
+                Ok(())
+            },
+        );
         let fallback = &mut self.fallback;
         set("LLM_FALLBACK_STRATEGY", "fallback.strategy", &mut |v| {
             fallback.strategy = StrategyName::parse(v).ok_or_else(|| {
@@ -195,26 +220,39 @@ impl Config {
         for (name, p) in self.providers.0.iter_mut() {
             let pre = env_prefix(name);
             let at = |f: &str| format!("providers.{name}.{f}");
-            set(&format!("{pre}_RATE_LIMIT_RPM"), &at("rate_limit.rpm"), &mut |v| {
-                p.rate_limit.rpm = Some(parse_int(v)?);
-                Ok(())
-            });
-            set(&format!("{pre}_RATE_LIMIT_TPM"), &at("rate_limit.tpm"), &mut |v| {
-                p.rate_limit.tpm = Some(parse_int(v)?);
-                Ok(())
-            });
+            set(
+                &format!("{pre}_RATE_LIMIT_RPM"),
+                &at("rate_limit.rpm"),
+                &mut |v| {
+                    p.rate_limit.rpm = Some(parse_int(v)?);
+                    Ok(())
+                },
+            );
+            set(
+                &format!("{pre}_RATE_LIMIT_TPM"),
+                &at("rate_limit.tpm"),
+                &mut |v| {
+                    p.rate_limit.tpm = Some(parse_int(v)?);
+                    Ok(())
+                },
+            );
             set(&format!("{pre}_TIMEOUT"), &at("timeout"), &mut |v| {
                 p.timeout = parse_duration(v)?;
                 Ok(())
             });
-            set(&format!("{pre}_MAX_RETRIES"), &at("retry.max_retries"), &mut |v| {
-                p.retry.max_retries = parse_int(v)?;
-                Ok(())
-            });
-            if name == "ollama"
-                && let Some(host) = get(env, "OLLAMA_HOST")
-            {
-                p.base_url = Some(ollama_base_url(&host));
+            set(
+                &format!("{pre}_MAX_RETRIES"),
+                &at("retry.max_retries"),
+                &mut |v| {
+                    p.retry.max_retries = parse_int(v)?;
+                    Ok(())
+                },
+            );
+            if name == "ollama" {
+                set("OLLAMA_HOST", &at("base_url"), &mut |v| {
+                    p.base_url = Some(ollama_base_url(v));
+                    Ok(())
+                });
             }
             let (vars, _) = key_vars(name, p);
             p.api_key = vars.iter().find_map(|v| get(env, v).and_then(Secret::new));

@@ -75,11 +75,6 @@ impl ConfigErrors {
         self.errors.push(e);
     }
 
-    /// `field` is wrong because of `reason`.
-    pub(crate) fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.push(FieldError::new(field, reason));
-    }
-
     pub(crate) fn into_result<T>(self, ok: T) -> Result<T, Self> {
         if self.errors.is_empty() {
             Ok(ok)

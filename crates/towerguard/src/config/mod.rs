@@ -93,6 +93,9 @@ pub struct Config {
     /// The admin token, read from `server.admin_token_env`.
     #[serde(skip)]
     pub admin_token: Option<Secret>,
+    /// The fields the environment set, with the variable that set each.
+    #[serde(skip)]
+    from_env: BTreeMap<String, String>,
 }
 
 /// `[server]`: where and how the gateway listens.
@@ -509,7 +512,10 @@ impl Config {
     /// Parses `text` only: no environment, no validation.
     pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
         let de = toml::Deserializer::parse(text).map_err(|e| {
-            ConfigErrors::one(FieldError::new("", format!("not valid TOML: {}", e.message())))
+            ConfigErrors::one(FieldError::new(
+                "",
+                format!("not valid TOML: {}", e.message()),
+            ))
         })?;
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -549,6 +555,11 @@ impl Config {
     ) -> Result<(crate::preset::Pipeline, crate::preset::PipelineHandle), ConfigErrors> {
         self.validate()?;
         build::pipeline(self)
+    }
+
+    /// The fields the environment set, each with the variable that set it.
+    pub fn env_overrides(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.from_env.iter().map(|(f, v)| (f.as_str(), v.as_str()))
     }
 
     /// The tenant whose key hashes to `sha256_hex` (64 hex digits, any case).

@@ -1,10 +1,11 @@
 //! Every check of a configuration, each mistake reported with its field path.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::env::key_vars;
-use super::errors::ConfigErrors;
+use super::errors::{ConfigErrors, FieldError};
 use super::{Config, ProviderConfig, ProviderKind};
 use crate::llm::ErrorKind;
 use crate::preset::MAX_PROVIDERS;
@@ -18,11 +19,18 @@ const MAX_RETRIES: u32 = crate::preset::MAX_RETRIES;
 
 struct Check<'a> {
     errors: &'a mut ConfigErrors,
+    /// Fields set by the environment, and by which variable.
+    sources: &'a BTreeMap<String, String>,
 }
 
 impl Check<'_> {
     fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.errors.add(field, reason);
+        let field = field.into();
+        let e = FieldError::new(field.as_str(), reason);
+        match self.sources.get(&field) {
+            Some(var) => self.errors.push(e.from_env(var.as_str())),
+            None => self.errors.push(e),
+        }
     }
 
     fn positive(&mut self, field: impl Into<String>, d: Duration) {
@@ -35,7 +43,10 @@ impl Check<'_> {
         if let Some(v) = v
             && !(v.is_finite() && v >= 1e-9)
         {
-            self.fail(field, format!("must be a positive amount of US dollars, got {v}"));
+            self.fail(
+                field,
+                format!("must be a positive amount of US dollars, got {v}"),
+            );
         }
     }
 
@@ -71,7 +82,10 @@ impl Check<'_> {
 impl Config {
     /// Every check, each failure added to `errors`.
     pub(crate) fn validate_into(&self, errors: &mut ConfigErrors) {
-        let mut c = Check { errors };
+        let mut c = Check {
+            errors,
+            sources: &self.from_env,
+        };
         self.check_server(&mut c);
         self.check_providers(&mut c);
         self.check_fallback(&mut c);
@@ -97,8 +111,14 @@ impl Config {
         if s.concurrency_limit == 0 {
             c.fail("server.concurrency_limit", "must be at least 1");
         }
-        if s.admin_token_env.as_deref().is_some_and(|v| v.trim().is_empty()) {
-            c.fail("server.admin_token_env", "is empty: name a variable, or leave it out");
+        if s.admin_token_env
+            .as_deref()
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            c.fail(
+                "server.admin_token_env",
+                "is empty: name a variable, or leave it out",
+            );
         }
         if s.keys_required && self.tenants.is_empty() {
             c.fail(
@@ -160,7 +180,10 @@ impl Config {
         if l.max_penalty < l.penalty {
             c.fail(
                 "limits.max_penalty",
-                format!("({:?}) is below limits.penalty ({:?})", l.max_penalty, l.penalty),
+                format!(
+                    "({:?}) is below limits.penalty ({:?})",
+                    l.max_penalty, l.penalty
+                ),
             );
         }
         c.at_least_one("limits.rpm", l.rpm);

@@ -116,7 +116,11 @@ impl PipelineHandle {
 
     /// The providers' names, in configuration order.
     pub fn providers(&self) -> Vec<Arc<str>> {
-        self.inner.providers.iter().map(|p| p.name.clone()).collect()
+        self.inner
+            .providers
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
     }
 
     /// The aliases: `(public name, provider, model)`.
@@ -179,7 +183,9 @@ impl PipelineHandle {
     /// Closes provider `name`'s breaker and clears its window (after an outage is fixed, or
     /// to end a [`force_open`](Self::force_open)). False if no provider has that name.
     pub fn reset_provider(&self, name: &str) -> bool {
-        self.breaker(name).map(CircuitBreakerHandle::reset).is_some()
+        self.breaker(name)
+            .map(CircuitBreakerHandle::reset)
+            .is_some()
     }
 
     /// Opens provider `name`'s breaker until [`reset_provider`](Self::reset_provider): every

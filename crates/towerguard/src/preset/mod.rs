@@ -42,9 +42,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use tower::Layer;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
-use tower::Layer;
 
 use crate::breaker::CircuitBreakerHandle;
 use crate::cost::{Budget, CostMeterLayer, Ledger, PriceTable, UnknownModel, usd};
@@ -56,7 +56,9 @@ pub use crate::cost::Price;
 pub use crate::fallback::Strategy;
 pub use crate::outcome::ConfigError;
 pub use handle::{PipelineHandle, PipelineStats, ProviderHealth};
-pub use settings::{MAX_RETRIES, BreakerSettings, BudgetSettings, LimitSettings, RateSettings, RetrySettings};
+pub use settings::{
+    BreakerSettings, BudgetSettings, LimitSettings, MAX_RETRIES, RateSettings, RetrySettings,
+};
 
 use handle::{Alerts, HandleInner, ProviderEntry};
 use stack::LastError;
@@ -313,7 +315,10 @@ impl Preset {
 
         let mut stacks = stacks.into_iter();
         let Some(primary) = stacks.next() else {
-            return Err(ConfigError::new("providers", "at least one provider is needed"));
+            return Err(ConfigError::new(
+                "providers",
+                "at least one provider is needed",
+            ));
         };
         let (core, fallback) = if self.providers.len() == 1 {
             (primary, None)
@@ -402,7 +407,10 @@ impl Preset {
     /// Every check that does not need a layer built.
     fn check(&self) -> Result<(), ConfigError> {
         if self.providers.is_empty() {
-            return Err(ConfigError::new("providers", "at least one provider is needed"));
+            return Err(ConfigError::new(
+                "providers",
+                "at least one provider is needed",
+            ));
         }
         if self.providers.len() > MAX_PROVIDERS {
             let reason = format!(

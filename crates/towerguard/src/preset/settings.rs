@@ -133,7 +133,10 @@ impl BreakerSettings {
         if !(1..=max).contains(&self.half_open_permits) {
             return Err(ConfigError::new(
                 at("half_open_permits"),
-                format!("must be between 1 and {max}, got {}", self.half_open_permits),
+                format!(
+                    "must be between 1 and {max}, got {}",
+                    self.half_open_permits
+                ),
             ));
         }
         Ok(())

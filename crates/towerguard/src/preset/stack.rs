@@ -28,7 +28,8 @@ impl LastError {
 
     pub(crate) fn get(&self) -> Option<ErrorKind> {
         let i = usize::from(self.0.load(Ordering::Relaxed));
-        i.checked_sub(1).and_then(|i| ErrorKind::ALL.get(i).copied())
+        i.checked_sub(1)
+            .and_then(|i| ErrorKind::ALL.get(i).copied())
     }
 }
 
