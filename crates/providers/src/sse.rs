@@ -286,6 +286,9 @@ impl<D: Decode> Stream for SseChunks<D> {
                 return Poll::Ready(None);
             };
             if this.done {
+                // The terminator came: one look for the body's end, which lets the connection
+                // go back to the pool; whatever else there is, is not read.
+                let _ = Pin::new(events).poll_next(cx);
                 this.events = None;
                 return Poll::Ready(None);
             }
