@@ -1,0 +1,135 @@
+//! The gateway from the facade's [`Config`]: [`gateway_from_config`], [`settings_from_config`]
+//! and [`load_config`] (what the binary runs).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use towerguard::config::{Config, ConfigErrors, Env};
+use towerguard::preset::{ConfigError, LimitSettings};
+
+use crate::handle::PipelineOps;
+use crate::server::Gateway;
+use crate::settings::{Secret, Settings, Tenant};
+
+/// The default configuration file, read from the working directory when present.
+pub const DEFAULT_CONFIG_FILE: &str = "towerguard.toml";
+
+/// Where a configuration came from (for the start-up log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file.
+    File(PathBuf),
+    /// The well-known providers whose keys the environment holds.
+    Environment,
+    /// [`Config::embedded_default`]: simulated providers, no keys needed.
+    EmbeddedDefault,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::Environment => f.write_str("the environment's provider keys"),
+            ConfigSource::EmbeddedDefault => {
+                f.write_str("the embedded default (simulated providers)")
+            }
+        }
+    }
+}
+
+/// The configuration the binary runs: `path` if given; else `./towerguard.toml` if it
+/// exists; else the providers whose keys `env` holds; else [`Config::embedded_default`].
+/// Every mistake is reported at once, each with its field path.
+pub fn load_config(
+    path: Option<&Path>,
+    env: impl Env,
+) -> Result<(Config, ConfigSource), ConfigErrors> {
+    let file = path.map(Path::to_path_buf).or_else(|| {
+        let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+        p.is_file().then_some(p)
+    });
+    if let Some(file) = file {
+        let config = Config::load_with(&file, env)?;
+        return Ok((config, ConfigSource::File(file)));
+    }
+    match Config::from_env(env) {
+        Some(config) => Ok((config?, ConfigSource::Environment)),
+        None => Ok((Config::embedded_default(), ConfigSource::EmbeddedDefault)),
+    }
+}
+
+/// The server settings of `config`'s `[server]` section, its `[[tenants]]` and its admin
+/// token (the shutdown deadline is the default 30 s: the file has no field for it).
+pub fn settings_from_config(config: &Config) -> Settings {
+    let s = &config.server;
+    let bind = match s.bind.as_str() {
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        other => other.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    };
+    Settings {
+        bind,
+        port: s.port,
+        max_body_bytes: s.max_body_bytes,
+        request_timeout: s.request_timeout,
+        concurrency_limit: s.concurrency_limit,
+        keys_required: s.keys_required,
+        tenants: config
+            .tenants
+            .iter()
+            .map(|t| Tenant {
+                name: t.name.clone(),
+                key_sha256: t.key_sha256.clone(),
+            })
+            .collect(),
+        admin_token: config.admin_token.as_ref().map(|t| Secret::new(t.expose())),
+        ..Settings::default()
+    }
+}
+
+/// Why a gateway could not be built from a configuration.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The configuration's mistakes, each with its field path.
+    Config(ConfigErrors),
+    /// The `[limits]` rules the gateway's malformed-request counter refused.
+    Limits(ConfigError),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::Config(e) => e.fmt(f),
+            BuildError::Limits(e) => write!(f, "limits: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl From<ConfigErrors> for BuildError {
+    fn from(e: ConfigErrors) -> Self {
+        BuildError::Config(e)
+    }
+}
+
+/// The gateway of a configuration: its pipeline and handle (validated in full first), and
+/// its server settings.
+pub fn gateway_from_config(config: &Config) -> Result<Gateway, BuildError> {
+    let (pipeline, handle) = config.pipeline()?;
+    let l = &config.limits;
+    let limits = LimitSettings {
+        error_threshold: l.error_threshold,
+        window: l.window,
+        penalty: l.penalty,
+        max_penalty: l.max_penalty,
+        rpm: None,
+        tpm: None,
+    };
+    let ops = PipelineOps::new(handle, &limits).map_err(BuildError::Limits)?;
+    Ok(Gateway::new(
+        pipeline,
+        Arc::new(ops),
+        settings_from_config(config),
+    ))
+}

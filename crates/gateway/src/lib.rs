@@ -1,0 +1,35 @@
+//! towerguard's gateway: an HTTP server that any OpenAI or Anthropic client can point at,
+//! over the recommended pipeline (error-rate limiter, cost meter, fallback across providers,
+//! each behind retry, a circuit breaker and a per-attempt timeout).
+//!
+//! It is a thin axum shell: it decodes either wire format into an
+//! [`LlmRequest`](towerguard_llm_core::LlmRequest), maps the caller's key to a tenant, calls
+//! the [`Pipeline`], and encodes the answer or error back in the caller's format. Health,
+//! statistics, metrics and admin routes read and act through [`Operations`] (the facade's
+//! `PipelineHandle`); nothing here re-implements a layer.
+//!
+//! Routes: `POST /v1/chat/completions` (OpenAI, complete and `stream: true`),
+//! `POST /v1/messages` (Anthropic, complete and streamed), `GET /v1/models`, `GET /health`,
+//! `GET /stats`, `GET /metrics` (Prometheus), and with an admin token
+//! `POST /admin/providers/{name}/reset|open`, `POST /admin/tenants/{name}/unthrottle`.
+//! Errors answer in the caller's format with the status of [`status_for`] and Retry-After.
+//!
+//! The binary `towerguard` loads `towerguard.toml` (or the embedded default) and serves; see
+//! the crate's README.
+
+pub mod config;
+mod error;
+mod handle;
+mod metrics;
+mod ops;
+mod server;
+mod settings;
+
+pub use error::{Format, error_body, error_response, retry_after, status_for};
+pub use handle::PipelineOps;
+pub use ops::{BoxFuture, ModelInfo, Operations, ProviderHealth};
+pub use server::{
+    ATTEMPTS, COST, FALLBACKS, Gateway, LOCAL_TENANT, PROVIDER, Pipeline, REQUEST_ID, TENANT,
+    shutdown_signal,
+};
+pub use settings::{Secret, Settings, Tenant, key_sha256};
