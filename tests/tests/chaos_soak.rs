@@ -322,7 +322,7 @@ async fn the_pipeline_loses_nothing_under_chaos() {
         "one answer per request"
     );
     assert_eq!(complete + streams + errors, requests);
-    let violations = watch.violations.lock().unwrap();
+    let violations = watch.violations.lock().unwrap().clone();
     assert!(
         violations.is_empty(),
         "{:?}",
