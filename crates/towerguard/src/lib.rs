@@ -46,6 +46,7 @@
 //! | `providers` | [`providers`] | `towerguard-providers`: HTTP clients |
 //! | `testkit` | [`testkit`] | `towerguard-testkit`: fake providers |
 //! | `config` | [`config`] | TOML configuration (needs all of the above) |
+//! | `axum` | [`axum`](mod@axum) | extractors and responses for axum services, both wire formats |
 //!
 //! [`preset`] is there when `retry`, `breaker`, `fallback`, `cost` and `limit` are.
 
@@ -80,3 +81,6 @@ pub mod preset;
 
 #[cfg(all(feature = "config", feature = "outcome"))]
 pub mod config;
+
+#[cfg(feature = "axum")]
+pub mod axum;
