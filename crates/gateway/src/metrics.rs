@@ -18,7 +18,7 @@ use metrics_exporter_prometheus::{
 };
 use towerguard_llm_core::{ErrorKind, Usage};
 
-use crate::error::Format;
+use towerguard::axum::Format;
 use crate::ops::ProviderHealth;
 
 const DURATION: &str = "towerguard_request_duration_seconds";
