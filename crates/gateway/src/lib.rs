@@ -26,9 +26,6 @@ mod ops;
 mod server;
 mod settings;
 
-pub use towerguard::axum::{
-    Format, error_body, error_response, error_response_with_status, retry_after, status_for,
-};
 pub use handle::PipelineOps;
 pub use ops::{BoxFuture, ModelInfo, Operations, ProviderHealth};
 pub use server::{
@@ -36,3 +33,6 @@ pub use server::{
     shutdown_signal,
 };
 pub use settings::{Secret, Settings, Tenant, key_sha256};
+pub use towerguard::axum::{
+    Format, error_body, error_response, error_response_with_status, retry_after, status_for,
+};

@@ -290,7 +290,10 @@ async fn extract<S: Send + Sync>(
                 "the request body is larger than the limit",
             )
         } else {
-            (StatusCode::BAD_REQUEST, "the request body could not be read")
+            (
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            )
         };
         RequestRejection {
             format,

@@ -2,6 +2,8 @@
 //! `oneshot`: both formats complete and streamed, malformed and oversized bodies, an error
 //! status with Retry-After, and a stream written as the client reads it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use axum::Router;
@@ -105,7 +107,11 @@ async fn openai_complete_and_streamed() {
     let content: String = data[..data.len() - 1]
         .iter()
         .map(|d| serde_json::from_str::<Value>(d).unwrap())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect();
     assert!(!content.is_empty(), "{body}");
 }
@@ -227,8 +233,10 @@ async fn a_stream_is_written_as_the_client_reads_and_a_failure_ends_it_in_format
     let pending = tokio::time::timeout(Duration::from_millis(50), next(&mut body)).await;
     assert!(pending.is_err(), "the body ran ahead of the answer");
 
-    tx.send(Err(LlmError::new(ErrorKind::Server).with_detail("secret detail")))
-        .unwrap();
+    tx.send(Err(
+        LlmError::new(ErrorKind::Server).with_detail("secret detail")
+    ))
+    .unwrap();
     let mut rest = String::new();
     while let Some(bytes) = next(&mut body).await {
         rest.push_str(std::str::from_utf8(&bytes).unwrap());
@@ -245,7 +253,10 @@ async fn as_requested_shapes_the_answer() {
     let resp = axum::response::IntoResponse::into_response(AnthropicResponse(Ok(streamed)));
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let body = text(resp).await;
-    assert!(body.contains("hello") && body.contains("message_stop"), "{body}");
+    assert!(
+        body.contains("hello") && body.contains("message_stop"),
+        "{body}"
+    );
 
     let chunks = ChunkStream::from_items(vec![
         Ok(Chunk::Text {
