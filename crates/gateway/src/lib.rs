@@ -2,9 +2,10 @@
 //! over the recommended pipeline (error-rate limiter, cost meter, fallback across providers,
 //! each behind retry, a circuit breaker and a per-attempt timeout).
 //!
-//! It is a thin axum shell: it decodes either wire format into an
-//! [`LlmRequest`](towerguard_llm_core::LlmRequest), maps the caller's key to a tenant, calls
-//! the [`Pipeline`], and encodes the answer or error back in the caller's format. Health,
+//! It is a thin axum shell over the facade's axum glue ([`towerguard::axum`]): that decodes
+//! either wire format into an [`LlmRequest`](towerguard_llm_core::LlmRequest) and encodes
+//! the answer or error back in the caller's format; the gateway maps the caller's key to a
+//! tenant, calls the [`Pipeline`], and adds its headers, metrics and spans. Health,
 //! statistics, metrics and admin routes read and act through [`Operations`] (the facade's
 //! `PipelineHandle`); nothing here re-implements a layer.
 //!
@@ -25,7 +26,6 @@ mod ops;
 mod server;
 mod settings;
 
-pub use error::{Format, error_body, error_response, retry_after, status_for};
 pub use handle::PipelineOps;
 pub use ops::{BoxFuture, ModelInfo, Operations, ProviderHealth};
 pub use server::{
@@ -33,3 +33,6 @@ pub use server::{
     shutdown_signal,
 };
 pub use settings::{Secret, Settings, Tenant, key_sha256};
+pub use towerguard::axum::{
+    Format, error_body, error_response, error_response_with_status, retry_after, status_for,
+};

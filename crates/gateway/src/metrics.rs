@@ -18,8 +18,8 @@ use metrics_exporter_prometheus::{
 };
 use towerguard_llm_core::{ErrorKind, Usage};
 
-use crate::error::Format;
 use crate::ops::ProviderHealth;
+use towerguard::axum::Format;
 
 const DURATION: &str = "towerguard_request_duration_seconds";
 

@@ -1,18 +1,15 @@
 //! The axum application: routes, handlers, the server and its graceful shutdown.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::StreamExt;
-use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -23,15 +20,17 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use towerguard::axum::{
+    AnthropicRequest, Format, OpenAiRequest, RequestRejection, as_requested, error_response,
+    error_response_with_status, response,
+};
 use towerguard_llm_core::stream::Ended;
-use towerguard_llm_core::wire::{anthropic_sse, openai_sse};
 use towerguard_llm_core::{
-    Attempts, Chunk, ChunkStream, ClientKey, ErrorKind, LlmError, LlmRequest, LlmResponse, Part,
-    RequestId, ToolCallDelta, Tried,
+    Attempts, ClientKey, ErrorKind, LlmError, LlmRequest, LlmResponse, RequestId, Tried,
 };
 use tracing::{Instrument, Span, field::Empty};
 
-use crate::error::{Format, error_response, status_for, unauthorized};
+use crate::error::unauthorized;
 use crate::metrics::Metrics;
 use crate::ops::Operations;
 use crate::settings::{Settings, Tenants, key_sha256};
@@ -155,6 +154,7 @@ impl Gateway {
                         outer_middleware,
                     ))
                     .layer(RequestBodyLimitLayer::new(s.max_body_bytes))
+                    .layer(DefaultBodyLimit::max(s.max_body_bytes))
                     .layer(TimeoutLayer::with_status_code(
                         StatusCode::GATEWAY_TIMEOUT,
                         s.request_timeout,
@@ -244,7 +244,7 @@ async fn outer_middleware(State(inner): State<Arc<Inner>>, req: Request, next: N
             (LlmError::new(ErrorKind::Timeout), "timeout")
         };
         inner.metrics.error(format, label);
-        resp = error_response(format, &err, status);
+        resp = error_response_with_status(format, &err, status);
     }
     inner
         .metrics
@@ -252,16 +252,23 @@ async fn outer_middleware(State(inner): State<Arc<Inner>>, req: Request, next: N
     resp
 }
 
+/// A request body as the facade's extractors decode it (or why they refused it).
+type Decoded = Result<LlmRequest, RequestRejection>;
+
 async fn chat_completions(
     State(inner): State<Arc<Inner>>,
     headers: HeaderMap,
-    body: Body,
+    body: Result<OpenAiRequest, RequestRejection>,
 ) -> Response {
-    serve_model(inner, Format::OpenAi, headers, body).await
+    serve_model(inner, Format::OpenAi, headers, body.map(|r| r.0)).await
 }
 
-async fn messages(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Body) -> Response {
-    serve_model(inner, Format::Anthropic, headers, body).await
+async fn messages(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    body: Result<AnthropicRequest, RequestRejection>,
+) -> Response {
+    serve_model(inner, Format::Anthropic, headers, body.map(|r| r.0)).await
 }
 
 /// The caller's `x-request-id` if it is a short printable token, else a fresh one.
@@ -332,7 +339,7 @@ async fn serve_model(
     inner: Arc<Inner>,
     format: Format,
     headers: HeaderMap,
-    body: Body,
+    body: Decoded,
 ) -> Response {
     let id = request_id(&headers);
     let span = tracing::info_span!(
@@ -366,7 +373,7 @@ async fn serve_model_in(
     inner: Arc<Inner>,
     format: Format,
     headers: HeaderMap,
-    body: Body,
+    body: Decoded,
     id: RequestId,
     span: Span,
 ) -> Response {
@@ -376,34 +383,22 @@ async fn serve_model_in(
         return unauthorized(format);
     };
     span.record("tenant", tenant.as_str());
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(b) => b,
-        Err(_) => {
-            // the body limit's error (or a broken upload)
+    let mut req = match body {
+        Ok(r) => r,
+        Err(rejection) if rejection.is_too_large() => {
             let err = LlmError::new(ErrorKind::InvalidRequest).with_message(format!(
-                "the request body is larger than {} bytes or could not be read",
+                "the request body is larger than {} bytes",
                 inner.settings.max_body_bytes
             ));
             inner.metrics.error(format, "body_too_large");
-            return error_response(format, &err, StatusCode::PAYLOAD_TOO_LARGE);
+            return error_response_with_status(format, &err, StatusCode::PAYLOAD_TOO_LARGE);
         }
-    };
-    let decoded = match format {
-        Format::OpenAi => LlmRequest::from_openai_json(&bytes),
-        Format::Anthropic => LlmRequest::from_anthropic_json(&bytes),
-    };
-    let mut req = match decoded {
-        Ok(r) => r,
-        Err(err) => return malformed(&inner, format, &tenant, &err).await,
+        Err(rejection) => return malformed(&inner, format, &tenant, rejection.error()).await,
     };
     span.record("gen_ai.request.model", req.model());
     if let Some(after) = inner.ops.admit(tenant.as_str()).await {
         inner.metrics.error_kind(format, ErrorKind::Throttled);
-        return error_response(
-            format,
-            &LlmError::throttled(Some(after)),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
+        return error_response(format, &LlmError::throttled(Some(after)));
     }
     req.set_client_key(Some(tenant.clone()));
     let req = req.with_request_id(id.clone());
@@ -414,26 +409,32 @@ async fn serve_model_in(
         Err(err) => {
             tracing::warn!(kind = %err.kind(), provider = err.provider().unwrap_or(""), detail = err.detail().unwrap_or(""), "request failed");
             inner.metrics.error_kind(format, err.kind());
-            let mut resp = error_response(format, &err, status_for(err.kind()));
+            let mut resp = error_response(format, &err);
             add_error_headers(resp.headers_mut(), &err);
             return resp;
         }
     };
     span.record("gen_ai.provider.name", resp.provider());
     span.record("gen_ai.response.model", resp.model());
+    // the shape the client asked for, whatever the provider answered
+    resp = match as_requested(resp, stream).await {
+        Ok(r) => r,
+        Err(err) => {
+            inner.metrics.error_kind(format, err.kind());
+            return error_response(format, &err);
+        }
+    };
+    if resp.id.is_none() {
+        resp.id = Some(match format {
+            Format::OpenAi => format!("chatcmpl-{id}"),
+            Format::Anthropic => format!("msg_{id}"),
+        });
+    }
     if stream {
-        return stream_response(&inner, format, resp, &id, &tenant, &span);
+        stream_response(&inner, format, resp, &tenant, &span)
+    } else {
+        complete_response(&inner, format, resp, &tenant, &span)
     }
-    if resp.is_stream() {
-        resp = match resp.into_complete().await {
-            Ok(r) => r,
-            Err(err) => {
-                inner.metrics.error_kind(format, err.kind());
-                return error_response(format, &err, status_for(err.kind()));
-            }
-        };
-    }
-    complete_response(&inner, format, resp, &id, &tenant, &span)
 }
 
 /// A request that could not be decoded: 400 naming the field, counted against the tenant
@@ -443,12 +444,11 @@ async fn malformed(inner: &Inner, format: Format, tenant: &ClientKey, err: &LlmE
     match inner.ops.client_error(tenant.as_str()).await {
         Some(after) => {
             inner.metrics.error_kind(format, ErrorKind::Throttled);
-            let err = LlmError::throttled(Some(after));
-            error_response(format, &err, StatusCode::TOO_MANY_REQUESTS)
+            error_response(format, &LlmError::throttled(Some(after)))
         }
         None => {
             inner.metrics.error_kind(format, ErrorKind::InvalidRequest);
-            error_response(format, err, StatusCode::BAD_REQUEST)
+            error_response_with_status(format, err, StatusCode::BAD_REQUEST)
         }
     }
 }
@@ -494,17 +494,12 @@ fn add_served_headers(headers: &mut HeaderMap, resp: &LlmResponse, tenant: Optio
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
+/// A complete answer: the facade's JSON in the caller's format, with the gateway's headers
+/// (provider, attempts, fallbacks, tenant, cost), its metrics and its span fields.
 fn complete_response(
     inner: &Inner,
     format: Format,
-    mut resp: LlmResponse,
-    id: &RequestId,
+    resp: LlmResponse,
     tenant: &ClientKey,
     span: &Span,
 ) -> Response {
@@ -512,161 +507,44 @@ fn complete_response(
     span.record("gen_ai.usage.output_tokens", resp.usage.output_tokens);
     let cost = resp.cost_nanos.map(|n| n as f64 / 1e9);
     inner.metrics.usage(resp.provider(), &resp.usage, cost);
-    let encoded = match format {
-        Format::OpenAi => {
-            if resp.id.is_none() {
-                resp.id = Some(format!("chatcmpl-{id}"));
-            }
-            if resp.created.is_none() {
-                resp.created = Some(now_secs());
-            }
-            resp.to_openai_json()
-        }
-        Format::Anthropic => {
-            if resp.id.is_none() {
-                resp.id = Some(format!("msg_{id}"));
-            }
-            resp.to_anthropic_json()
-        }
-    };
-    let body = match encoded {
-        Ok(b) => b,
-        Err(err) => {
-            tracing::warn!(kind = %err.kind(), detail = err.detail().unwrap_or(""), "answer could not be encoded");
-            inner.metrics.error_kind(format, err.kind());
-            return error_response(format, &err, StatusCode::BAD_GATEWAY);
-        }
-    };
+    let mut served = HeaderMap::new();
+    add_served_headers(&mut served, &resp, Some(tenant));
+    let (provider, input, output) = (
+        resp.provider().to_owned(),
+        resp.usage.total_input_tokens(),
+        resp.usage.output_tokens,
+    );
+    let mut out = response(format, Ok(resp));
+    if let Some(kind) = out.extensions().get::<ErrorKind>() {
+        tracing::warn!(kind = %kind, "answer could not be encoded");
+        inner.metrics.error_kind(format, *kind);
+        return out;
+    }
     tracing::info!(
-        provider = resp.provider(),
-        input_tokens = resp.usage.total_input_tokens(),
-        output_tokens = resp.usage.output_tokens,
+        provider = provider,
+        input_tokens = input,
+        output_tokens = output,
         "request served"
     );
-    let mut out = (StatusCode::OK, body).into_response();
     let headers = out.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    add_served_headers(headers, &resp, Some(tenant));
+    headers.extend(served);
     if let Some(cost) = cost.and_then(|c| HeaderValue::from_str(&format!("{c:.6}")).ok()) {
         headers.insert(COST, cost);
     }
     out
 }
 
-/// The format's SSE writer.
-enum Writer {
-    OpenAi(openai_sse::StreamWriter),
-    Anthropic(anthropic_sse::StreamWriter),
-}
-
-impl Writer {
-    fn write(&mut self, chunk: &Chunk, out: &mut Vec<u8>) {
-        match self {
-            Writer::OpenAi(w) => w.write(chunk, out),
-            Writer::Anthropic(w) => w.write(chunk, out),
-        }
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        match self {
-            Writer::OpenAi(w) => w.finish(out),
-            Writer::Anthropic(w) => w.finish(out),
-        }
-    }
-
-    fn error(&mut self, err: &LlmError, out: &mut Vec<u8>) {
-        match self {
-            Writer::OpenAi(w) => w.error(err, out),
-            Writer::Anthropic(w) => w.error(err, out),
-        }
-    }
-}
-
-/// The chunks of a complete answer, for a client that asked for a stream.
-fn chunks_of(resp: &mut LlmResponse) -> Vec<Result<Chunk, LlmError>> {
-    let mut out = vec![Ok(Chunk::Start {
-        id: resp.id.clone(),
-        model: Some(resp.model().to_owned()),
-    })];
-    for c in std::mem::take(&mut resp.choices) {
-        let choice = c.index;
-        for part in c.message.content.parts().iter() {
-            match part {
-                Part::Thinking {
-                    thinking,
-                    signature,
-                } => {
-                    out.push(Ok(Chunk::Reasoning {
-                        choice,
-                        text: thinking.clone(),
-                    }));
-                    if let Some(signature) = signature {
-                        out.push(Ok(Chunk::Signature {
-                            choice,
-                            signature: signature.clone(),
-                        }));
-                    }
-                }
-                Part::RedactedThinking { data } => out.push(Ok(Chunk::RedactedThinking {
-                    choice,
-                    data: data.clone(),
-                })),
-                Part::Text { text, .. } if !text.is_empty() => out.push(Ok(Chunk::Text {
-                    choice,
-                    text: text.clone(),
-                })),
-                Part::Refusal { refusal } => out.push(Ok(Chunk::Refusal {
-                    choice,
-                    text: refusal.clone(),
-                })),
-                _ => {}
-            }
-        }
-        for (index, call) in c.message.tool_calls.iter().enumerate() {
-            out.push(Ok(Chunk::ToolCall(ToolCallDelta {
-                choice,
-                index: index as u32,
-                id: Some(call.id.clone()),
-                name: Some(call.name.clone()),
-                arguments: call.arguments.clone(),
-            })));
-        }
-        out.push(Ok(Chunk::Finish {
-            choice,
-            reason: c.finish_reason,
-        }));
-    }
-    out.push(Ok(Chunk::Usage(resp.usage)));
-    out
-}
-
+/// A streamed answer: the facade's server-sent events in the caller's format, with the
+/// gateway's headers; usage, failures and the client leaving are counted when it ends.
 fn stream_response(
     inner: &Arc<Inner>,
     format: Format,
     mut resp: LlmResponse,
-    id: &RequestId,
     tenant: &ClientKey,
     span: &Span,
 ) -> Response {
-    let mut chunks = match resp.stream.take() {
-        Some(s) => s,
-        // the provider answered complete: a short stream
-        None => ChunkStream::from_items(chunks_of(&mut resp)),
-    };
-    let model = resp.model().to_owned();
-    let writer = match format {
-        Format::OpenAi => Writer::OpenAi(openai_sse::StreamWriter::new(
-            resp.id.clone().unwrap_or_else(|| format!("chatcmpl-{id}")),
-            model,
-            resp.created.unwrap_or_else(now_secs),
-        )),
-        Format::Anthropic => Writer::Anthropic(anthropic_sse::StreamWriter::new(
-            resp.id.clone().unwrap_or_else(|| format!("msg_{id}")),
-            model,
-        )),
-    };
     let provider = resp.provider().to_owned();
-    {
+    if let Some(chunks) = resp.stream.as_mut() {
         let inner = inner.clone();
         let span = span.clone();
         chunks.on_end(move |end| {
@@ -685,47 +563,10 @@ fn stream_response(
             }
         });
     }
-    struct St {
-        chunks: ChunkStream,
-        writer: Writer,
-        done: bool,
-    }
-    let state = St {
-        chunks,
-        writer,
-        done: false,
-    };
-    let body = futures_util::stream::unfold(state, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        let mut out = Vec::new();
-        loop {
-            match st.chunks.next().await {
-                Some(Ok(chunk)) => {
-                    st.writer.write(&chunk, &mut out);
-                    if !out.is_empty() {
-                        return Some((Ok::<_, Infallible>(Bytes::from(out)), st));
-                    }
-                }
-                Some(Err(err)) => {
-                    st.writer.error(&err, &mut out);
-                    st.done = true;
-                    return Some((Ok(Bytes::from(out)), st));
-                }
-                None => {
-                    st.writer.finish(&mut out);
-                    st.done = true;
-                    return Some((Ok(Bytes::from(out)), st));
-                }
-            }
-        }
-    });
-    let mut out = Response::new(Body::from_stream(body));
-    let headers = out.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    add_served_headers(headers, &resp, Some(tenant));
+    let mut served = HeaderMap::new();
+    add_served_headers(&mut served, &resp, Some(tenant));
+    let mut out = response(format, Ok(resp));
+    out.headers_mut().extend(served);
     out
 }
 

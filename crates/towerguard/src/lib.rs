@@ -30,6 +30,23 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
+//! In an axum service that is not the gateway, [`axum`](mod@axum) decodes and answers both
+//! wire formats; a handler is three lines:
+//!
+//! ```
+//! use axum::extract::State;
+//! use tower::ServiceExt;
+//! use towerguard::axum::{OpenAiRequest, OpenAiResponse};
+//! use towerguard::preset::Pipeline;
+//!
+//! async fn chat(State(p): State<Pipeline>, OpenAiRequest(req): OpenAiRequest) -> OpenAiResponse {
+//!     OpenAiResponse(p.oneshot(req).await)
+//! }
+//! # let _: axum::Router = axum::Router::new()
+//! #     .route("/v1/chat/completions", axum::routing::post(chat))
+//! #     .with_state(towerguard::config::Config::embedded_default().pipeline().unwrap().0);
+//! ```
+//!
 //! # Features
 //!
 //! Each crate is behind a feature of its short name, all on by default:
@@ -46,6 +63,7 @@
 //! | `providers` | [`providers`] | `towerguard-providers`: HTTP clients |
 //! | `testkit` | [`testkit`] | `towerguard-testkit`: fake providers |
 //! | `config` | [`config`] | TOML configuration (needs all of the above) |
+//! | `axum` | [`axum`](mod@axum) | extractors and responses for axum services, both wire formats |
 //!
 //! [`preset`] is there when `retry`, `breaker`, `fallback`, `cost` and `limit` are.
 
@@ -80,3 +98,6 @@ pub mod preset;
 
 #[cfg(all(feature = "config", feature = "outcome"))]
 pub mod config;
+
+#[cfg(feature = "axum")]
+pub mod axum;
