@@ -12,8 +12,8 @@ use crate::handle::PipelineOps;
 use crate::server::Gateway;
 use crate::settings::{Secret, Settings, Tenant};
 
-/// The default configuration file, read from the working directory when present.
-pub const DEFAULT_CONFIG_FILE: &str = "towerguard.toml";
+/// The environment variable naming a configuration file (when `--config` is not given).
+pub const CONFIG_ENV: &str = "TOWERGUARD_CONFIG";
 
 /// Where a configuration came from (for the start-up log).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,16 +38,19 @@ impl std::fmt::Display for ConfigSource {
     }
 }
 
-/// The configuration the binary runs: `path` if given; else `./towerguard.toml` if it
-/// exists; else the providers whose keys `env` holds; else [`Config::embedded_default`].
-/// Every mistake is reported at once, each with its field path.
+/// The configuration the binary runs: `path` if given; else the file `TOWERGUARD_CONFIG`
+/// names; else the providers whose keys `env` holds; else [`Config::embedded_default`]. A
+/// file is never picked up from the working directory by itself, so the same command runs
+/// the same configuration wherever it is started. Every mistake is reported at once, each
+/// with its field path.
 pub fn load_config(
     path: Option<&Path>,
     env: impl Env,
 ) -> Result<(Config, ConfigSource), ConfigErrors> {
     let file = path.map(Path::to_path_buf).or_else(|| {
-        let p = PathBuf::from(DEFAULT_CONFIG_FILE);
-        p.is_file().then_some(p)
+        env.var(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
     });
     if let Some(file) = file {
         let config = Config::load_with(&file, env)?;
@@ -132,4 +135,26 @@ pub fn gateway_from_config(config: &Config) -> Result<Gateway, BuildError> {
         Arc::new(ops),
         settings_from_config(config),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_unless_a_file_or_keys_are_given() {
+        let none = BTreeMap::<String, String>::new();
+        let (_, source) = load_config(None, &none).unwrap();
+        assert_eq!(source, ConfigSource::EmbeddedDefault, "wherever it starts");
+
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../towerguard.toml");
+        let named = BTreeMap::from([(CONFIG_ENV.to_owned(), example.to_owned())]);
+        let (_, source) = load_config(None, &named).unwrap();
+        assert_eq!(source, ConfigSource::File(PathBuf::from(example)));
+
+        let (_, source) = load_config(Some(Path::new(example)), &none).unwrap();
+        assert_eq!(source, ConfigSource::File(PathBuf::from(example)));
+    }
 }

@@ -15,7 +15,7 @@
 //! `POST /admin/providers/{name}/reset|open`, `POST /admin/tenants/{name}/unthrottle`.
 //! Errors answer in the caller's format with the status of [`status_for`] and Retry-After.
 //!
-//! The binary `towerguard` loads `towerguard.toml` (or the embedded default) and serves; see
+//! The binary `towerguard` loads `--config <file>` (or the embedded default) and serves; see
 //! the crate's README.
 
 pub mod config;

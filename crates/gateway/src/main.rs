@@ -4,7 +4,7 @@
 //! towerguard [--config towerguard.toml] [--port 8080] [--bind 127.0.0.1] [--log-json]
 //! ```
 //!
-//! Without `--config` it reads `./towerguard.toml` if present, else the providers whose keys
+//! Without `--config` it reads the file `TOWERGUARD_CONFIG` names, else the providers whose keys
 //! the environment holds, else the embedded default (simulated providers, no keys needed).
 //! The port is `--port`, else `TOWERGUARD_PORT`, else the file's `server.port`, else 8080.
 
@@ -22,8 +22,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "towerguard", version, about)]
 struct Args {
-    /// The configuration file (default: ./towerguard.toml if present, else the environment's
-    /// provider keys, else the embedded default with simulated providers).
+    /// The configuration file (default: the file TOWERGUARD_CONFIG names, else the
+    /// environment's provider keys, else the embedded default with simulated providers).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The port (overrides TOWERGUARD_PORT and server.port; 0 picks a free one).
