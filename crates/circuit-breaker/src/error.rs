@@ -91,6 +91,7 @@ impl From<CircuitOpenError> for std::io::Error {
 }
 
 #[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 impl From<CircuitOpenError> for towerguard_llm_core::LlmError {
     fn from(e: CircuitOpenError) -> Self {
         let err = towerguard_llm_core::LlmError::circuit_open(e.retry_after());

@@ -46,6 +46,20 @@
 //! assert_eq!(provider.calls(), 2, "the open breaker did not call the provider");
 //! # });
 //! ```
+//!
+//! # Features
+//!
+//! - `llm` (default): `From<CircuitOpenError> for LlmError`, and a streamed `LlmResponse`
+//!   judged when its stream ends.
+//!
+//! Without it (`default-features = false`) the crate works on any `Service<Req>` and does not
+//! depend on `towerguard-llm-core`.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod future;

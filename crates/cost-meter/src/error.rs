@@ -105,6 +105,7 @@ impl From<CostError> for AttemptRefused {
 }
 
 #[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 impl From<CostError> for towerguard_llm_core::LlmError {
     /// `BudgetExceeded` (the detail names the budget; the client message stays generic),
     /// or `Configuration` for a model without a price (the detail names the model).

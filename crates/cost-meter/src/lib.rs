@@ -41,6 +41,21 @@
 //! assert!(err.detail().unwrap().contains("client acme daily"));
 //! # });
 //! ```
+//!
+//! # Features
+//!
+//! - `llm` (default): [`CostRequest`] and [`CostResponse`] for `LlmRequest` / `LlmResponse`
+//!   (usage, client keys), `From<CostError> for LlmError`, and a streamed answer billed when
+//!   its stream ends.
+//!
+//! Without it (`default-features = false`) the crate works on any `Service<Req>` and does not
+//! depend on `towerguard-llm-core`.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod budget;
 mod builder;

@@ -75,6 +75,7 @@ pub(crate) mod llm {
     use super::*;
     use towerguard_llm_core::{LlmRequest, LlmResponse};
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
     impl CostRequest for LlmRequest {
         fn model(&self) -> &str {
             LlmRequest::model(self)
@@ -138,6 +139,7 @@ pub(crate) mod llm {
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
     impl CostResponse for LlmResponse {
         /// `None` when both input and output tokens are 0: a provider that answered
         /// reported no usage (a real call always has input tokens).

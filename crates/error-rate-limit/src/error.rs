@@ -67,6 +67,7 @@ impl ClassifyError for ThrottledError {
 }
 
 #[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 impl From<ThrottledError> for towerguard_llm_core::LlmError {
     fn from(e: ThrottledError) -> Self {
         towerguard_llm_core::LlmError::throttled(Some(e.retry_after))

@@ -26,6 +26,7 @@ pub trait Keyed {
 }
 
 #[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 impl Keyed for towerguard_llm_core::LlmRequest {
     fn rate_key(&self) -> Option<&str> {
         self.client_key().map(|k| k.as_str())

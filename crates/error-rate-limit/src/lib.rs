@@ -39,6 +39,20 @@
 //! assert_eq!(svc.oneshot(("198.51.100.7", true)).await.unwrap(), "welcome");
 //! # Ok::<_, BoxError>(()) }).unwrap();
 //! ```
+//!
+//! # Features
+//!
+//! - `llm` (default): [`Keyed`] for `LlmRequest` (its client key and token weight),
+//!   `From<ThrottledError> for LlmError`, and a streamed answer judged when its stream ends.
+//!
+//! Without it (`default-features = false`) the crate works on any `Service<Req>` and does not
+//! depend on `towerguard-llm-core`.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod future;

@@ -17,6 +17,23 @@
 //!
 //! The binary `towerguard` loads `--config <file>` (or the embedded default) and serves; see
 //! the crate's README.
+//!
+//! Install and run the binary:
+//!
+//! ```sh
+//! cargo install towerguard-gateway
+//! towerguard --port 8080    # the embedded default: simulated providers, no API key needed
+//! ```
+//!
+//! # Features
+//!
+//! None.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;
 mod error;

@@ -22,6 +22,16 @@
 //! assert_eq!(err.kind(), ErrorKind::Overloaded);
 //! assert!(err.is_retryable() && err.counts_for_breaker() && err.should_fallback());
 //! ```
+//!
+//! # Features
+//!
+//! None.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod classify;
 mod error;

@@ -29,6 +29,17 @@
 //! let bad = std::io::Error::from(std::io::ErrorKind::InvalidInput);
 //! assert_eq!(bad.verdict(), Verdict::client_fault());
 //! ```
+//!
+//! # Features
+//!
+//! None: no optional parts and no LLM types; the one dependency is tokio (`time`), for the
+//! clock.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod attempt;
 mod classify;

@@ -64,6 +64,7 @@ impl<E> ClassifyError for AllProvidersFailed<E> {
 }
 
 #[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 impl From<AllProvidersFailed<towerguard_llm_core::LlmError>> for towerguard_llm_core::LlmError {
     fn from(all: AllProvidersFailed<towerguard_llm_core::LlmError>) -> Self {
         let attempts = all

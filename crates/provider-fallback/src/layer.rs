@@ -67,6 +67,7 @@ impl<S, F, Req, E> Layer<S> for FallbackLayer<F, Req, E> {
 }
 
 #[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 impl<F> FallbackLayer<F, towerguard_llm_core::LlmRequest, towerguard_llm_core::LlmError> {
     /// A builder for LLM providers: `LlmError`'s verdicts (the design's table),
     /// [`model_for`](FallbackLayerBuilder::model_for) sets the request's model per provider,

@@ -44,6 +44,22 @@
 //! assert_eq!(tried, [(Some("deepseek"), ErrorKind::Overloaded), (Some("openai"), ErrorKind::Server)]);
 //! # });
 //! ```
+//!
+//! # Features
+//!
+//! - `llm` (default): [`FallbackLayer::builder`] for `LlmRequest` / `LlmError` (model
+//!   mapping per provider, the cost meter's attempt hook),
+//!   `From<AllProvidersFailed<LlmError>> for LlmError`, and the providers tried before the
+//!   one that answered in the response's extensions.
+//!
+//! Without it (`default-features = false`) the crate works on any `Service<Req>` and does not
+//! depend on `towerguard-llm-core`.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod attempts;
 mod error;

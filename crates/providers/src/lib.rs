@@ -39,6 +39,17 @@
 //! println!("{} ({} tokens)", answer.text(), answer.usage.total_tokens());
 //! # let _ = claude; Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! None. TLS is rustls with the ring provider and the webpki roots: no OpenSSL, no system
+//! certificate store.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod anthropic;
 mod key;

@@ -39,6 +39,20 @@
 //! assert_eq!(attempts(&resp.extensions), 3);
 //! # });
 //! ```
+//!
+//! # Features
+//!
+//! - `llm` (default): [`LlmAttempts`] and [`attempts`], the attempt count recorded in an
+//!   `LlmResponse`'s or `LlmError`'s extensions (adds `towerguard-llm-core` and `http`).
+//!
+//! Without it (`default-features = false`) the crate works on any `Service<Req>` and does not
+//! depend on `towerguard-llm-core`.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
 mod budget;
@@ -54,6 +68,7 @@ pub use error::ConfigError;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER, RetryLayer, RetryLayerBuilder};
 #[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 pub use policy::{LlmAttempts, attempts};
 pub use policy::{OnGiveUp, OnRetry, RecordAttempts, RetryIf, StopOn};
 pub use service::Retry;

@@ -127,6 +127,7 @@ where
 }
 
 #[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 pub use llm::{LlmAttempts, attempts};
 
 #[cfg(feature = "llm")]
@@ -138,6 +139,7 @@ mod llm {
     /// than one attempt was made (a first-try success stays allocation-free). Read it with
     /// [`attempts`].
     #[derive(Debug, Clone, Copy, Default)]
+    #[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
     pub struct LlmAttempts;
 
     impl RecordAttempts<LlmResponse, LlmError> for LlmAttempts {
@@ -157,6 +159,7 @@ mod llm {
 
     /// The number of attempts [`LlmAttempts`] recorded in a response's or error's
     /// extensions: 1 when nothing was recorded.
+    #[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
     pub fn attempts(extensions: &http::Extensions) -> u32 {
         extensions.get::<Attempts>().map_or(1, |a| a.0)
     }

@@ -49,6 +49,16 @@
 //! assert_eq!((cut.streams_started(), cut.streams_failed()), (1, 1));
 //! # });
 //! ```
+//!
+//! # Features
+//!
+//! None.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod faults;
 mod outcome;

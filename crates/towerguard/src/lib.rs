@@ -66,24 +66,39 @@
 //! | `axum` | [`axum`](mod@axum) | extractors and responses for axum services, both wire formats |
 //!
 //! [`preset`] is there when `retry`, `breaker`, `fallback`, `cost` and `limit` are.
+//!
+//! # MSRV
+//!
+//! Rust 1.88 (the workspace's `rust-version`, edition 2024).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 pub use towerguard_circuit_breaker as breaker;
 #[cfg(feature = "cost")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cost")))]
 pub use towerguard_cost_meter as cost;
 #[cfg(feature = "limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
 pub use towerguard_error_rate_limit as limit;
 #[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 pub use towerguard_llm_core as llm;
 #[cfg(feature = "outcome")]
+#[cfg_attr(docsrs, doc(cfg(feature = "outcome")))]
 pub use towerguard_outcome as outcome;
 #[cfg(feature = "fallback")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
 pub use towerguard_provider_fallback as fallback;
 #[cfg(feature = "providers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "providers")))]
 pub use towerguard_providers as providers;
 #[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use towerguard_retry_backoff as retry;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use towerguard_testkit as testkit;
 
 #[cfg(all(
@@ -94,9 +109,21 @@ pub use towerguard_testkit as testkit;
     feature = "cost",
     feature = "limit"
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "outcome",
+        feature = "retry",
+        feature = "breaker",
+        feature = "fallback",
+        feature = "cost",
+        feature = "limit"
+    )))
+)]
 pub mod preset;
 
 #[cfg(all(feature = "config", feature = "outcome"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
 
 #[cfg(feature = "axum")]
