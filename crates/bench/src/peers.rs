@@ -114,7 +114,7 @@ pub fn resilience_rate_limiter() -> tower_resilience_ratelimiter::RateLimiterLay
 }
 
 /// tower-resilience's time limiter of 30 s.
-pub fn resilience_time_limiter() -> tower_resilience_timelimiter::TimeLimiterLayer<LlmRequest> {
+pub fn resilience_time_limiter() -> tower_resilience_timelimiter::TimeLimiterLayer {
     tower_resilience_timelimiter::TimeLimiterLayer::builder()
         .timeout_duration(Duration::from_secs(30))
         .build()
