@@ -212,7 +212,10 @@ fn ours_throttled() -> impl Service<LlmRequest> {
         .penalty(Duration::from_secs(3600), Duration::from_secs(3600))
         .build()
         .unwrap();
-    tripped(limiter.layer(FailingClient::BAD_REQUEST), ErrorKind::Throttled)
+    tripped(
+        limiter.layer(FailingClient::BAD_REQUEST),
+        ErrorKind::Throttled,
+    )
 }
 
 /// governor's keyed limiter at one request per client per hour, after that request.
@@ -254,15 +257,27 @@ fn success(v: &mut impl Cases) {
     v.case("towerguard_error_rate_limit", true, ours_error_rate_limit);
     v.case("towerguard_readme_pipeline", true, ours_readme_pipeline);
     v.case("towerguard_preset", true, ours_preset);
-    v.case("towerguard_preset_two_providers", true, ours_preset_two_providers);
+    v.case(
+        "towerguard_preset_two_providers",
+        true,
+        ours_preset_two_providers,
+    );
     v.case("tower_retry_tps_budget", true, tower_retry);
     v.case("tower_rate_limit", true, tower_rate_limit);
     v.case("tower_concurrency_limit", true, tower_concurrency_limit);
     v.case("tower_timeout", true, tower_timeout);
     v.case("tower_resilience_retry", true, resilience_retry);
     v.case("tower_resilience_circuit_breaker", true, resilience_breaker);
-    v.case("tower_resilience_rate_limiter", true, resilience_rate_limiter);
-    v.case("tower_resilience_time_limiter", true, resilience_time_limiter);
+    v.case(
+        "tower_resilience_rate_limiter",
+        true,
+        resilience_rate_limiter,
+    );
+    v.case(
+        "tower_resilience_time_limiter",
+        true,
+        resilience_time_limiter,
+    );
     v.case(
         "tower_resilience_fallback_primary_succeeds",
         true,
@@ -281,7 +296,11 @@ fn success(v: &mut impl Cases) {
 fn failure(v: &mut impl Cases) {
     v.case("bare_failing_client", false, bare_failing);
     v.case("towerguard_breaker_open", false, ours_breaker_open);
-    v.case("tower_resilience_breaker_open", false, resilience_breaker_open);
+    v.case(
+        "tower_resilience_breaker_open",
+        false,
+        resilience_breaker_open,
+    );
     v.case("failsafe_breaker_open", false, failsafe_open);
     v.case("towerguard_one_fallback_step", true, ours_fallback_step);
     v.case(
