@@ -19,9 +19,10 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use tower::{Layer, Service, ServiceBuilder};
+use tower_resilience_circuitbreaker::CircuitBreakerError;
 use towerguard_bench::clients::{FailingClient, error_now};
 use towerguard_bench::peers::{
-    self, Failsafe, GovernorDirect, GovernorKeyed, failsafe_breaker, resilience_stack,
+    self, Failsafe, GovernorDirect, GovernorKeyed, PeerError, failsafe_breaker, resilience_stack,
 };
 use towerguard_bench::readme::{self, request};
 use towerguard_bench::{call_now, preset};
@@ -180,6 +181,8 @@ fn ours_breaker_open() -> impl Service<LlmRequest> {
 fn resilience_breaker_open() -> impl Service<LlmRequest> {
     let mut svc = peers::resilience_breaker_tripping().layer(FailingClient::DOWN);
     let _ = error_now(&mut svc, request(0));
+    let refused = error_now(&mut svc, request(0));
+    assert!(matches!(refused, Some(CircuitBreakerError::OpenCircuit)));
     svc
 }
 
@@ -188,6 +191,10 @@ fn failsafe_open() -> impl Service<LlmRequest> {
     let breaker = failsafe_breaker(1, Duration::from_secs(3600));
     let mut svc = Failsafe::new(breaker, FailingClient::DOWN);
     let _ = error_now(&mut svc, request(0));
+    assert!(matches!(
+        error_now(&mut svc, request(0)),
+        Some(PeerError::Refused)
+    ));
     svc
 }
 
@@ -222,6 +229,10 @@ fn ours_throttled() -> impl Service<LlmRequest> {
 fn governor_keyed_refusing() -> impl Service<LlmRequest> {
     let mut svc = GovernorKeyed::one_per_hour(ReadyClient);
     assert!(call_now(&mut svc, request(0)));
+    assert!(matches!(
+        error_now(&mut svc, request(0)),
+        Some(PeerError::Refused)
+    ));
     svc
 }
 
