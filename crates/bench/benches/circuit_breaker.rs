@@ -54,15 +54,8 @@ fn resilience_consecutive() -> tower_resilience_circuitbreaker::CircuitBreakerLa
         .unwrap()
 }
 
-fn failsafe_consecutive() -> failsafe::StateMachine<
-    failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>,
-    (),
-> {
-    let policy = failsafe::failure_policy::consecutive_failures(
-        5,
-        failsafe::backoff::constant(Duration::from_secs(60)),
-    );
-    failsafe::Config::new().failure_policy(policy).build()
+fn failsafe_consecutive() -> towerguard_bench::peers::FailsafeBreaker {
+    towerguard_bench::peers::failsafe_breaker(5, Duration::from_secs(60))
 }
 
 fn closed(c: &mut Criterion) {
@@ -158,12 +151,7 @@ fn open(c: &mut Criterion) {
         b.iter(|| assert!(!call_now(&mut s, black_box(1u64))))
     });
 
-    let fs = failsafe::Config::new()
-        .failure_policy(failsafe::failure_policy::consecutive_failures(
-            1,
-            failsafe::backoff::constant(Duration::from_secs(3600)),
-        ))
-        .build();
+    let fs = towerguard_bench::peers::failsafe_breaker(1, Duration::from_secs(3600));
     {
         use failsafe::CircuitBreaker;
         let _ = fs.call(|| Err::<(), ()>(()));

@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tower::{BoxError, Service, ServiceBuilder};
+use tower::{BoxError, Service};
 use towerguard_bench::{call_now, hammer};
 use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse};
 use towerguard_testkit::ReadyClient;
@@ -27,37 +27,9 @@ fn ours(
     common::ours(ReadyClient, global)
 }
 
-fn to_box<E: Into<BoxError>>(e: E) -> BoxError {
-    e.into()
-}
-
 /// tower-resilience's retry -> circuit breaker -> rate limiter -> time limiter on the client.
 fn theirs() -> impl Service<LlmRequest, Response = LlmResponse, Error = BoxError> + Clone + Send {
-    let retry = tower_resilience_retry::RetryLayer::<LlmRequest, LlmResponse, BoxError>::builder()
-        .max_attempts(3)
-        .exponential_backoff(Duration::from_millis(500))
-        .build();
-    let breaker = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
-        .sliding_window_size(100)
-        .build()
-        .unwrap();
-    let limiter = tower_resilience_ratelimiter::RateLimiterLayer::builder()
-        .limit_for_period(usize::MAX / 2)
-        .refresh_period(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let timeout = tower_resilience_timelimiter::TimeLimiterLayer::builder()
-        .timeout_duration(Duration::from_secs(30))
-        .build();
-    ServiceBuilder::new()
-        .layer(retry)
-        .map_err(to_box)
-        .layer(breaker)
-        .map_err(to_box)
-        .layer(limiter)
-        .map_err(to_box)
-        .layer(timeout)
-        .service(ReadyClient)
+    towerguard_bench::peers::resilience_stack(ReadyClient)
 }
 
 /// Heap allocations per call, averaged over many calls after a warm-up.

@@ -6,39 +6,14 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::Layer;
-use tower::retry::budget::{Budget, TpsBudget};
 use towerguard_bench::{Noop, call_now, hammer};
 use towerguard_llm_core::{LlmRequest, Message};
 use towerguard_retry_backoff::RetryLayer;
-
-/// tower's retry with its budget, as its docs build it: deposit on success, withdraw on error.
-#[derive(Clone)]
-struct TowerBudgetPolicy(Arc<TpsBudget>);
-
-impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for TowerBudgetPolicy {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        match result {
-            Ok(_) => {
-                self.0.deposit();
-                None
-            }
-            Err(_) => self.0.withdraw().then(|| ready(())),
-        }
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(req.clone())
-    }
-}
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("retry_success_path");
@@ -67,8 +42,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| assert!(call_now(&mut ours_nb, black_box(1u64))))
     });
 
-    let policy = TowerBudgetPolicy(Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)));
-    let mut tower_retry = tower::retry::RetryLayer::new(policy).layer(Noop);
+    let mut tower_retry = towerguard_bench::peers::tower_retry().layer(Noop);
     g.bench_function("tower_retry_tps_budget", |b| {
         b.iter(|| assert!(call_now(&mut tower_retry, black_box(1u64))))
     });

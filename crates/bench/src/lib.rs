@@ -32,6 +32,9 @@ impl<Req> Service<Req> for Noop {
 
 pub use towerguard_testkit::call_now;
 
+pub mod clients;
+pub mod peers;
+pub mod preset;
 pub mod readme;
 
 /// Times `threads` pieces of work started together: `prepare(t)` builds thread `t`'s work

@@ -18,7 +18,9 @@ use towerguard_retry_backoff::RetryLayer;
 use towerguard_testkit::ReadyClient;
 
 /// The cases, as `scripts/instructions` names them.
-const CASES: [&str; 6] = ["bare", "pipeline", "retry", "breaker", "meter", "limiter"];
+const CASES: [&str; 7] = [
+    "bare", "pipeline", "preset", "retry", "breaker", "meter", "limiter",
+];
 
 fn run(case: &str, calls: u64) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -38,6 +40,7 @@ fn run(case: &str, calls: u64) -> Result<(), String> {
     match case {
         "bare" => drive!(ReadyClient),
         "pipeline" => drive!(ours(ReadyClient, true)),
+        "preset" => drive!(towerguard_bench::preset::one_provider(ReadyClient)),
         "retry" => drive!(
             RetryLayer::builder()
                 .max_retries(2)
