@@ -93,20 +93,17 @@ fn init_logs(json: bool, otlp_endpoint: Option<&str>) -> Result<Telemetry, Strin
         fmt.boxed()
     };
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
-    let mut telemetry = Telemetry::default();
     #[cfg(feature = "otlp")]
     {
-        let otel = match otlp_endpoint {
-            Some(endpoint) => {
-                let provider = towerguard_gateway::telemetry::otlp_tracer_provider(endpoint)
-                    .map_err(|e| format!("server.otlp_endpoint: {e}"))?;
-                let layer = towerguard_gateway::telemetry::otel_layer(&provider);
-                telemetry.provider = Some(provider);
-                Some(layer)
-            }
-            None => None,
-        };
+        let provider = otlp_endpoint
+            .map(towerguard_gateway::telemetry::otlp_tracer_provider)
+            .transpose()
+            .map_err(|e| format!("server.otlp_endpoint: {e}"))?;
+        let otel = provider
+            .as_ref()
+            .map(towerguard_gateway::telemetry::otel_layer);
         registry.with(otel).init();
+        Ok(Telemetry { provider })
     }
     #[cfg(not(feature = "otlp"))]
     {
@@ -116,8 +113,8 @@ fn init_logs(json: bool, otlp_endpoint: Option<&str>) -> Result<Telemetry, Strin
             );
         }
         registry.init();
+        Ok(Telemetry::default())
     }
-    Ok(telemetry)
 }
 
 #[tokio::main]
