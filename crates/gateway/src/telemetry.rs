@@ -36,8 +36,15 @@ pub fn traces_url(endpoint: &str) -> String {
 /// A tracer provider that exports spans in batches over OTLP/HTTP to `endpoint` (the
 /// collector's base URL, e.g. `http://127.0.0.1:4318`; see [`traces_url`]). Nothing is sent
 /// until spans end; an unreachable collector costs dropped batches, never requests. Call
-/// [`SdkTracerProvider::shutdown`] before exiting to flush the last batch.
+/// [`SdkTracerProvider::shutdown`] before exiting to flush the last batch. Only `http://`
+/// endpoints: this build has no TLS for the exporter, so an `https://` one is refused here
+/// rather than failing every export later.
 pub fn otlp_tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, ExporterBuildError> {
+    if !endpoint.starts_with("http://") {
+        return Err(ExporterBuildError::InvalidConfiguration(format!(
+            "`{endpoint}`: only http:// endpoints are supported (the exporter is built without TLS)"
+        )));
+    }
     let exporter = SpanExporter::builder()
         .with_http()
         .with_endpoint(traces_url(endpoint))

@@ -54,6 +54,11 @@ fn the_exporter_builds_from_the_configuration() {
     // nothing was sent (no span ended), so nothing waits on the absent collector
     provider.shutdown().unwrap();
 
+    assert!(
+        otlp_tracer_provider("https://collector:4318").is_err(),
+        "no TLS in this build"
+    );
+
     // off by default
     assert_eq!(
         settings_from_config(&Config::embedded_default()).otlp_endpoint,
