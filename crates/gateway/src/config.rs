@@ -86,6 +86,7 @@ pub fn settings_from_config(config: &Config) -> Settings {
             })
             .collect(),
         admin_token: config.admin_token.as_ref().map(|t| Secret::new(t.expose())),
+        otlp_endpoint: s.otlp_endpoint.clone(),
         ..Settings::default()
     }
 }

@@ -15,6 +15,11 @@
 //! `POST /admin/providers/{name}/reset|open`, `POST /admin/tenants/{name}/unthrottle`.
 //! Errors answer in the caller's format with the status of [`status_for`] and Retry-After.
 //!
+//! Tracing: a `gen_ai.request` span per request with a `gen_ai.attempt` child per attempt
+//! (OpenTelemetry's generative-AI field names). With the `otlp` cargo feature (off by
+//! default), the spans are exported over OTLP when `server.otlp_endpoint` is set, and the
+//! caller's `traceparent` becomes the request span's parent (see `telemetry`).
+//!
 //! The binary `towerguard` loads `--config <file>` (or the embedded default) and serves; see
 //! the crate's README.
 //!
@@ -42,6 +47,8 @@ mod metrics;
 mod ops;
 mod server;
 mod settings;
+#[cfg(feature = "otlp")]
+pub mod telemetry;
 
 pub use handle::PipelineOps;
 pub use ops::{BoxFuture, ModelInfo, Operations, ProviderHealth};

@@ -7,6 +7,8 @@
 //! Without `--config` it reads the file `TOWERGUARD_CONFIG` names, else the providers whose keys
 //! the environment holds, else the embedded default (simulated providers, no keys needed).
 //! The port is `--port`, else `TOWERGUARD_PORT`, else the file's `server.port`, else 8080.
+//! Built with the `otlp` feature, it exports its spans over OTLP/HTTP to the file's
+//! `server.otlp_endpoint` when that is set.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +18,9 @@ use clap::Parser;
 use towerguard::config::ProcessEnv;
 use towerguard_gateway::config::{gateway_from_config, load_config};
 use towerguard_gateway::{Gateway, shutdown_signal};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// An OpenAI- and Anthropic-compatible gateway over towerguard's pipeline.
 #[derive(Debug, Parser)]
@@ -57,33 +61,90 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
-fn init_logs(json: bool) {
+/// What has to be flushed before exiting: the OTLP exporter's last batch.
+#[derive(Default)]
+struct Telemetry {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    fn shutdown(self) {
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("towerguard: flushing the spans to the OTLP endpoint failed: {e}");
+        }
+    }
+}
+
+/// Logs (JSON lines or text) to stderr, filtered by `RUST_LOG` (default `info`), and with
+/// the `otlp` feature the spans exported to `otlp_endpoint` when it is set.
+fn init_logs(json: bool, otlp_endpoint: Option<&str>) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder
-            .json()
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json()
             .with_current_span(true)
             .with_span_list(false)
-            .init();
+            .boxed()
     } else {
-        builder.init();
+        fmt.boxed()
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otlp")]
+    {
+        let provider = otlp_endpoint
+            .map(towerguard_gateway::telemetry::otlp_tracer_provider)
+            .transpose()
+            .map_err(|e| format!("server.otlp_endpoint: {e}"))?;
+        let otel = provider
+            .as_ref()
+            .map(towerguard_gateway::telemetry::otel_layer);
+        registry.with(otel).init();
+        Ok(Telemetry { provider })
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        if otlp_endpoint.is_some() {
+            eprintln!(
+                "towerguard: server.otlp_endpoint is set, but this build has no `otlp` feature: no spans are exported"
+            );
+        }
+        registry.init();
+        Ok(Telemetry::default())
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_logs(args.log_json);
-    let (mut config, source) = match load_config(args.config.as_deref(), ProcessEnv) {
+    let (config, source) = match load_config(args.config.as_deref(), ProcessEnv) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("towerguard: the configuration has mistakes:\n{errors}");
             return ExitCode::from(2);
         }
     };
+    let telemetry = match init_logs(args.log_json, config.server.otlp_endpoint.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("towerguard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = run(args, config, source).await;
+    // the exporter's flush blocks: off the runtime's workers
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
+}
+
+async fn run(
+    args: Args,
+    mut config: towerguard::config::Config,
+    source: towerguard_gateway::config::ConfigSource,
+) -> ExitCode {
     // --port > TOWERGUARD_PORT > server.port (a file's env override already applied it)
     if let Some(port) = std::env::var("TOWERGUARD_PORT")
         .ok()

@@ -346,6 +346,7 @@ async fn serve_model(
         "gen_ai.request",
         request_id = %id,
         format = format.as_str(),
+        otel.kind = "server",
         tenant = Empty,
         traceparent = Empty,
         gen_ai.operation.name = "chat",
@@ -359,6 +360,9 @@ async fn serve_model(
     if let Some(tp) = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()) {
         span.record("traceparent", tp);
     }
+    // the caller's trace context as the parent, before the span is first entered
+    #[cfg(feature = "otlp")]
+    crate::telemetry::set_remote_parent(&span, &headers);
     let mut resp = serve_model_in(inner, format, headers, body, id.clone(), span.clone())
         .instrument(span.clone())
         .await;

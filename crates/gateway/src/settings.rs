@@ -48,6 +48,9 @@ pub struct Settings {
     pub tenants: Vec<Tenant>,
     /// The admin token; admin routes exist only when it is set.
     pub admin_token: Option<Secret>,
+    /// Where the binary exports its spans over OTLP/HTTP (`server.otlp_endpoint`); used only
+    /// when the gateway is built with its `otlp` feature. Default: unset, no export.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Settings {
@@ -62,6 +65,7 @@ impl Default for Settings {
             keys_required: false,
             tenants: Vec::new(),
             admin_token: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -78,6 +82,7 @@ impl fmt::Debug for Settings {
             .field("keys_required", &self.keys_required)
             .field("tenants", &self.tenants)
             .field("admin_token", &self.admin_token)
+            .field("otlp_endpoint", &self.otlp_endpoint)
             .finish()
     }
 }

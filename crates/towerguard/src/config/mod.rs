@@ -26,7 +26,7 @@
 //!
 //! | section | keys |
 //! |---|---|
-//! | `[server]` | `bind` (`"127.0.0.1"`), `port` (8080), `max_body_bytes` (1 MiB), `request_timeout` (`"300s"`), `concurrency_limit` (256), `admin_token_env` (the variable holding the admin token; admin routes are off without it), `keys_required` (false) |
+//! | `[server]` | `bind` (`"127.0.0.1"`), `port` (8080), `max_body_bytes` (1 MiB), `request_timeout` (`"300s"`), `concurrency_limit` (256), `admin_token_env` (the variable holding the admin token; admin routes are off without it), `keys_required` (false), `otlp_endpoint` (unset: where the gateway built with its `otlp` feature exports its spans over OTLP/HTTP, e.g. `"http://127.0.0.1:4318"`; off when unset) |
 //! | `[fallback]` | `strategy` (`priority`, `cheapest`, `round-robin`, `fail-fast`), `order` (provider names; unlisted providers follow in file order), `health_aware` (true) |
 //! | `[budgets]` | `daily_usd`, `monthly_usd`, `max_per_request_usd`, `alert_threshold` (share of a budget, in (0, 1]), `per_tenant_daily_usd`, `unknown_models` (`reject` or `free`) |
 //! | `[limits]` | per tenant: `error_threshold` (5), `window` (`"60s"`), `penalty` (`"30s"`), `max_penalty` (`"1h"`), `rpm`, `tpm` |
@@ -118,6 +118,9 @@ pub struct ServerConfig {
     pub admin_token_env: Option<String>,
     /// Whether callers must present a tenant's key (default false: local use).
     pub keys_required: bool,
+    /// The OTLP/HTTP endpoint (`http://host:4318`) the gateway exports its spans to, when
+    /// it is built with its `otlp` feature (default unset: no export).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +133,7 @@ impl Default for ServerConfig {
             concurrency_limit: 256,
             admin_token_env: None,
             keys_required: false,
+            otlp_endpoint: None,
         }
     }
 }

@@ -120,6 +120,15 @@ impl Config {
                 "is empty: name a variable, or leave it out",
             );
         }
+        if let Some(url) = &s.otlp_endpoint
+            && !url.starts_with("http://")
+            && !url.starts_with("https://")
+        {
+            c.fail(
+                "server.otlp_endpoint",
+                format!("`{url}` is not an http:// URL (e.g. http://127.0.0.1:4318)"),
+            );
+        }
         if s.keys_required && self.tenants.is_empty() {
             c.fail(
                 "server.keys_required",
