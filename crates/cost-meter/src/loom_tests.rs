@@ -13,7 +13,10 @@ use towerguard_outcome::ManualClock;
 use crate::budget::Counter;
 use crate::reservation::{Handle, Raise};
 use crate::store::{ClientRef, CounterRef, Hold};
-use crate::{Budget, BudgetStore, MemoryClient, CostRequest, Ledger, MemoryStore, Price, UnknownModel, WorstCase};
+use crate::{
+    Budget, BudgetStore, CostRequest, Ledger, MemoryClient, MemoryStore, Price, UnknownModel,
+    WorstCase,
+};
 
 /// Runs `f(0)` and `f(1)` on two threads and returns what they return.
 fn both<T: Send + 'static>(f: impl Fn(usize) -> T + Send + Sync + 'static) -> [T; 2] {
@@ -198,7 +201,12 @@ fn loom_store_reservations_are_all_or_nothing() {
             };
             st.spent(counter).into_inner()
         };
-        let client_ref = || Some(ClientRef { key: "acme", state: cl });
+        let client_ref = || {
+            Some(ClientRef {
+                key: "acme",
+                state: cl,
+            })
+        };
         // the other request may have been refused while acme's 50 was briefly held: the
         // store errs towards refusing, never towards passing a limit
         assert_eq!(spent(0, None), if other.is_ok() { 60 } else { 0 });
