@@ -6,6 +6,9 @@
 //! double-counts spend and never goes below zero, raises are all or nothing, the per-window
 //! alert fires once, and a reservation raised while it is released leaves nothing held.
 
+// clippy allows `expect` in `#[test]` functions, not in these tests' helpers
+#![allow(clippy::expect_used)]
+
 use loom::sync::Arc;
 use loom::thread;
 use towerguard_outcome::ManualClock;

@@ -5,6 +5,9 @@
 //! and when the window moves on to a new slot at the same moment), a refused retry never
 //! leaves a count behind, and a deposit racing a withdrawal is neither lost nor counted twice.
 
+// clippy allows `expect` in `#[test]` functions, not in these tests' helpers
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use loom::sync::Arc;
