@@ -1,6 +1,7 @@
 //! What each fuzz target checks, shared by the targets in `fuzz_targets/`. Every check is
-//! "no panic" plus what must hold for any input: what we encode, we can decode again; what
-//! a stream writer writes, the same format's stream decoder reads without a malformed event.
+//! "no panic" plus what must hold for any input: what we encode in a format, we decode again
+//! (and encode to the same bytes); what a stream writer writes, the same format's stream
+//! decoder reads without a malformed event.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,7 +11,10 @@ use towerguard_llm_core::wire::{Step, anthropic_sse, openai_sse};
 use towerguard_llm_core::{Chunk, LlmError, LlmRequest, LlmResponse};
 
 /// A request body read as a client of that format would send it: decoded, then encoded in
-/// both formats (what the gateway sends a provider), each encoding decoded again.
+/// both formats (what the gateway sends a provider). Its own format's encoding decodes again
+/// to the same request. (The other format's may not decode: a field the source format does
+/// not name is sent on unchanged, and may be one the other format names with a value it
+/// refuses; see `crates/llm-core/tests/fuzz_regressions.rs`.)
 pub fn request(body: &[u8], anthropic: bool) {
     let decoded = if anthropic {
         LlmRequest::from_anthropic_json(body)
@@ -18,20 +22,30 @@ pub fn request(body: &[u8], anthropic: bool) {
         LlmRequest::from_openai_json(body)
     };
     let Ok(req) = decoded else { return };
-    if let Ok(json) = req.to_openai_json() {
-        if let Err(e) = LlmRequest::from_openai_json(&json) {
-            panic!("our OpenAI encoding does not decode: {e}: {}", String::from_utf8_lossy(&json));
-        }
-    }
-    if let Ok(json) = req.to_anthropic_json(1024) {
-        if let Err(e) = LlmRequest::from_anthropic_json(&json) {
-            panic!("our Anthropic encoding does not decode: {e}: {}", String::from_utf8_lossy(&json));
-        }
+    let openai = req.to_openai_json();
+    let anthropic_json = req.to_anthropic_json(1024);
+    let (own, again) = if anthropic {
+        let Ok(json) = anthropic_json else { return };
+        let again = LlmRequest::from_anthropic_json(&json);
+        (json, again.map(|r| r.to_anthropic_json(1024)))
+    } else {
+        let Ok(json) = openai else { return };
+        let again = LlmRequest::from_openai_json(&json);
+        (json, again.map(|r| r.to_openai_json()))
+    };
+    match again {
+        Ok(Ok(twice)) => assert_eq!(
+            String::from_utf8_lossy(&twice),
+            String::from_utf8_lossy(&own),
+            "encoding what our own encoding decodes to changes it"
+        ),
+        Ok(Err(e)) => panic!("a request decoded from our encoding does not encode: {e}"),
+        Err(e) => panic!("our encoding does not decode: {e}: {}", String::from_utf8_lossy(&own)),
     }
 }
 
 /// A provider's answer: decoded, then encoded in both formats (what the gateway answers its
-/// client), each encoding decoded again.
+/// client); its own format's encoding decodes again to the same answer.
 pub fn response(body: &[u8], anthropic: bool) {
     let provider: Arc<str> = Arc::from("p");
     let model: Arc<str> = Arc::from("m");
@@ -41,15 +55,25 @@ pub fn response(body: &[u8], anthropic: bool) {
         LlmResponse::from_openai_json(body, &provider, &model)
     };
     let Ok(resp) = decoded else { return };
-    if let Ok(json) = resp.to_openai_json() {
-        if let Err(e) = LlmResponse::from_openai_json(&json, &provider, &model) {
-            panic!("our OpenAI encoding does not decode: {e}: {}", String::from_utf8_lossy(&json));
-        }
-    }
-    if let Ok(json) = resp.to_anthropic_json() {
-        if let Err(e) = LlmResponse::from_anthropic_json(&json, &provider, &model) {
-            panic!("our Anthropic encoding does not decode: {e}: {}", String::from_utf8_lossy(&json));
-        }
+    let openai = resp.to_openai_json();
+    let anthropic_json = resp.to_anthropic_json();
+    let (own, again) = if anthropic {
+        let Ok(json) = anthropic_json else { return };
+        let again = LlmResponse::from_anthropic_json(&json, &provider, &model);
+        (json, again.map(|r| r.to_anthropic_json()))
+    } else {
+        let Ok(json) = openai else { return };
+        let again = LlmResponse::from_openai_json(&json, &provider, &model);
+        (json, again.map(|r| r.to_openai_json()))
+    };
+    match again {
+        Ok(Ok(twice)) => assert_eq!(
+            String::from_utf8_lossy(&twice),
+            String::from_utf8_lossy(&own),
+            "encoding what our own encoding decodes to changes it"
+        ),
+        Ok(Err(e)) => panic!("an answer decoded from our encoding does not encode: {e}"),
+        Err(e) => panic!("our encoding does not decode: {e}: {}", String::from_utf8_lossy(&own)),
     }
 }
 
