@@ -40,7 +40,10 @@ pub fn request(body: &[u8], anthropic: bool) {
             "encoding what our own encoding decodes to changes it"
         ),
         Ok(Err(e)) => panic!("a request decoded from our encoding does not encode: {e}"),
-        Err(e) => panic!("our encoding does not decode: {e}: {}", String::from_utf8_lossy(&own)),
+        Err(e) => panic!(
+            "our encoding does not decode: {e}: {}",
+            String::from_utf8_lossy(&own)
+        ),
     }
 }
 
@@ -73,7 +76,10 @@ pub fn response(body: &[u8], anthropic: bool) {
             "encoding what our own encoding decodes to changes it"
         ),
         Ok(Err(e)) => panic!("an answer decoded from our encoding does not encode: {e}"),
-        Err(e) => panic!("our encoding does not decode: {e}: {}", String::from_utf8_lossy(&own)),
+        Err(e) => panic!(
+            "our encoding does not decode: {e}: {}",
+            String::from_utf8_lossy(&own)
+        ),
     }
 }
 
@@ -174,7 +180,9 @@ fn reread<D: Decoder>(bytes: &[u8], ended_in_error: bool) {
             Ok(Step::Done) => return,
             Ok(Step::Continue) => {}
             Err(_) if ended_in_error => return,
-            Err(e) => panic!("a stream writer wrote an event its decoder refuses: {e}: {event} {data}"),
+            Err(e) => {
+                panic!("a stream writer wrote an event its decoder refuses: {e}: {event} {data}")
+            }
         }
     }
 }
@@ -203,7 +211,10 @@ pub fn moment(secs: u64) -> SystemTime {
 
 /// The first line of `bytes` as a number (0 if it is not one) and the rest.
 fn first_line_number(bytes: &[u8]) -> (u64, &[u8]) {
-    let end = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(bytes.len());
     let n = std::str::from_utf8(&bytes[..end])
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -225,7 +236,12 @@ pub fn classify(bytes: &[u8]) {
     let headers = header_map(head);
     let status = u16::try_from(status).unwrap_or(u16::MAX);
     let err = towerguard_llm_core::classify_http_error_at(status, &headers, body, moment(now));
-    let _ = (err.to_string(), err.client_message(), err.verdict(), err.retry_after());
+    let _ = (
+        err.to_string(),
+        err.client_message(),
+        err.verdict(),
+        err.retry_after(),
+    );
     let _ = towerguard_llm_core::parse_error_body(body);
 }
 

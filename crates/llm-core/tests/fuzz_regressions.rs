@@ -14,7 +14,7 @@ const ANTHROPIC_WITH_USER: &[u8] = br#"{"model":"m","max_toke":"m","max_tokens":
 const OPENAI_WITH_STOP_SEQUENCES: &[u8] = br#"{"model":"gpt-4o","messages":[{"role":"system","cocall_id":"c1stop","content":"ok"}],"stop_sequences":676,"tempertemperature":0.5,"~op_r":0,"er":"u","qr":"u","see))))sees))))))))))\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\)atureolstop_p":1,"se_format":{"type":"js_ecbonojt"},"ee))))))))))))))))))))))":0,"reasoning_eff%ort":"low"}"#;
 
 fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap()
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
 }
 
 /// Encoding a decoded request in its own format and decoding that again gives the same
@@ -29,7 +29,10 @@ fn requests_with_unknown_fields_round_trip_in_their_own_format() {
     let req = LlmRequest::from_openai_json(OPENAI_WITH_STOP_SEQUENCES).unwrap();
     let again = LlmRequest::from_openai_json(&req.to_openai_json().unwrap()).unwrap();
     assert_eq!(again.options().extra_body, req.options().extra_body);
-    assert_eq!(json(&again.to_openai_json().unwrap())["stop_sequences"], 676);
+    assert_eq!(
+        json(&again.to_openai_json().unwrap())["stop_sequences"],
+        676
+    );
 }
 
 /// What the fuzzers flagged: an unknown field is sent on unchanged to the other format too
