@@ -1,6 +1,9 @@
 //! Model checking of the permits, the transitions and the open time with loom. Run with
 //! `LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg towerguard_loom" cargo test --release -p towerguard-circuit-breaker --lib loom`.
 
+// clippy allows `expect` in `#[test]` functions, not in these tests' helpers
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -58,8 +61,11 @@ fn both<T: Send + 'static>(f: impl Fn(usize) -> T + Send + Sync + 'static) -> [T
     [a.join().expect("thread"), b.join().expect("thread")]
 }
 
+/// The transitions an observer saw, with the thread that made each.
+type Log = Arc<Mutex<Vec<(State, thread::ThreadId)>>>;
+
 /// An observer that logs every transition, with the thread that made it.
-fn logged() -> (Observer, Arc<Mutex<Vec<(State, thread::ThreadId)>>>) {
+fn logged() -> (Observer, Log) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
     let observer: Observer =
@@ -178,5 +184,84 @@ fn loom_racing_failures_trip_once() {
         both(move |_| b2.record(b2.admit(0), FAIL, None, 0));
         assert_eq!(b.state(), State::Open);
         assert_eq!(b.stats().trips, 1);
+    });
+}
+
+/// With two permits and two successes needed, one probe fails while the other succeeds: the
+/// failure reopens the breaker, and the success (of a half-open period that is over) never
+/// closes it.
+#[test]
+fn loom_a_failed_probe_beats_a_successful_one() {
+    loom::model(|| {
+        let b = tripped(2);
+        let b2 = b.clone();
+        both(move |i| {
+            let a = b2.admit(0);
+            if matches!(a, Admission::Probe(_)) {
+                b2.record(a, if i == 0 { Outcome::Success } else { FAIL }, None, 0);
+            }
+        });
+        // the failing probe was admitted: either both probed, or the success came first and
+        // the failure was then still a probe of the same period (one success of two)
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(b.stats().trips, 2);
+        assert_eq!(b.probes_in_flight(), 0);
+    });
+}
+
+/// A probe cancelled (its caller gave up) while another call asks to probe: the permit comes
+/// back, so the other call probes then or is refused while it is taken; never two at once,
+/// and none is left taken.
+#[test]
+fn loom_a_cancelled_probe_gives_its_permit_back() {
+    loom::model(|| {
+        let b = tripped(1);
+        let first = b.admit(0);
+        assert!(matches!(first, Admission::Probe(_)));
+        let b2 = b.clone();
+        let [_, second] = both(move |i| {
+            if i == 0 {
+                b2.cancel(first, 0);
+                None
+            } else {
+                Some(b2.admit(0))
+            }
+        });
+        match second.expect("admitted") {
+            a @ Admission::Probe(_) => {
+                assert_eq!(b.probes_in_flight(), 1);
+                b.record(a, Outcome::Success, None, 0);
+                assert_eq!(b.state(), State::Closed);
+            }
+            Admission::Reject(State::HalfOpen, _) => {
+                assert_eq!(b.probes_in_flight(), 0, "the permit came back");
+                assert!(matches!(b.admit(0), Admission::Probe(_)));
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+/// An operator forces the breaker open while a probe succeeds: the breaker ends forced open
+/// (a probe of the half-open period never closes a breaker that left it).
+#[test]
+fn loom_forcing_open_wins_over_a_probe() {
+    loom::model(|| {
+        let b = tripped(1);
+        let probe = b.admit(0);
+        assert!(matches!(probe, Admission::Probe(_)));
+        let b2 = b.clone();
+        both(move |i| {
+            if i == 0 {
+                b2.record(probe, Outcome::Success, None, 0);
+            } else {
+                b2.force(State::ForcedOpen);
+            }
+        });
+        assert_eq!(b.state(), State::ForcedOpen);
+        assert!(matches!(
+            b.admit(0),
+            Admission::Reject(State::ForcedOpen, _)
+        ));
     });
 }

@@ -1,9 +1,20 @@
 //! Budgets: what they limit, the windows they count over, and the counter that keeps a
 //! window's spend.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+// the counters from loom when model checking (`--cfg towerguard_loom`)
+#[cfg(towerguard_loom)]
+use loom::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+#[cfg(not(towerguard_loom))]
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering},
+};
 
 use towerguard_outcome::ConfigError;
 

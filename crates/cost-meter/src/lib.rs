@@ -64,6 +64,8 @@ mod error;
 mod future;
 mod layer;
 mod ledger;
+#[cfg(all(test, towerguard_loom))]
+mod loom_tests;
 mod prices;
 mod request;
 mod reservation;

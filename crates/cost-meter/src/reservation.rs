@@ -4,9 +4,14 @@
 use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
+// the request's state lock from loom when model checking (`--cfg towerguard_loom`)
+#[cfg(towerguard_loom)]
+use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(towerguard_loom))]
+use std::sync::{Mutex, MutexGuard};
 use towerguard_outcome::{AttemptBudget, AttemptCheck, AttemptRefused, Lane};
 
 use crate::budget::MAX_BUDGETS;

@@ -294,7 +294,7 @@ impl LimiterStore for MemoryStore {
             throttled += usize::from(state.penalty.left(now).is_some());
         });
         let c = &self.table.counters;
-        let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+        let load = |n: &crate::key_table::AtomicU64| n.load(Ordering::Relaxed);
         ready(LimiterStats {
             keys,
             throttled,

@@ -2,8 +2,19 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+// the counters from loom when model checking (`--cfg towerguard_loom`)
+#[cfg(towerguard_loom)]
+use loom::sync::{
+    Mutex,
+    atomic::{AtomicU64, AtomicUsize, Ordering},
+};
+#[cfg(not(towerguard_loom))]
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, AtomicUsize, Ordering},
+};
 
 use towerguard_outcome::{Clock, TokioClock};
 
@@ -11,8 +22,9 @@ use crate::ConfigError;
 
 /// Number of time slots the budget's window is cut into.
 const SLOTS: usize = 10;
-/// Number of request counters (see [`RetryBudget`]'s notes on speed).
-const SHARDS: usize = 8;
+/// Number of request counters (see [`RetryBudget`]'s notes on speed); two under loom, to
+/// keep the model small.
+const SHARDS: usize = if cfg!(towerguard_loom) { 2 } else { 8 };
 /// A counter's deposits between two looks at the clock.
 const CLOCK_EVERY: u64 = 64;
 
@@ -33,7 +45,8 @@ struct CacheLine<T>(T);
 /// Requests are counted in 8 counters, each on its own cache line; every clone of a retry
 /// service is given one when it is made, so two threads calling their own clones never write
 /// the same memory. A deposit reads no clock: the window moves on when a retry asks to
-/// withdraw, and on one deposit in 64. Requests counted while the window was not moved on
+/// withdraw, and on one deposit in 64 (moving it takes a lock, once per tenth of `ttl`; no
+/// other call does). Requests counted while the window was not moved on
 /// count for an older slot and expire early: the budget errs towards fewer retries, never
 /// more. Under concurrency a withdrawal may be refused that an exact count would allow, never
 /// the reverse.
@@ -56,6 +69,9 @@ pub struct RetryBudget {
     withdrawals: CacheLine<([AtomicU64; SLOTS], AtomicU64)>,
     /// The time slot deposits go to: slots since `start_nanos`.
     slot: CacheLine<AtomicU64>,
+    /// Held by whoever moves the window on (once per slot), so that a new slot's counts are
+    /// cleared once, before anyone counts in it.
+    moving: Mutex<()>,
     /// The counter the next clone of a retry service will use.
     next_counter: AtomicUsize,
     percent: f64,
@@ -86,6 +102,7 @@ impl RetryBudget {
             deposits: Default::default(),
             withdrawals: Default::default(),
             slot: Default::default(),
+            moving: Mutex::new(()),
             next_counter: AtomicUsize::new(0),
             percent,
             reserve: f64::from(min_per_sec) * ttl.as_secs_f64(),
@@ -123,7 +140,7 @@ impl RetryBudget {
         if self.percent == 0.0 {
             return; // requests earn no retries: nothing to count
         }
-        let slot = slot_index(self.slot.0.load(Ordering::Relaxed));
+        let slot = slot_index(self.slot.0.load(Ordering::Acquire));
         let before = self.deposits[counter % SHARDS].0[slot].fetch_add(1, Ordering::Relaxed);
         if before.is_multiple_of(CLOCK_EVERY) {
             self.move_window();
@@ -133,14 +150,18 @@ impl RetryBudget {
     /// Asks for one retry; `true` if the budget allows it (and takes it).
     pub fn withdraw(&self) -> bool {
         self.move_window();
-        let slot = slot_index(self.slot.0.load(Ordering::Relaxed));
+        let slot = slot_index(self.slot.0.load(Ordering::Acquire));
         let (withdrawals, denied) = &self.withdrawals.0;
         // Take first, then check: two retries racing for the last one cannot both get it.
         withdrawals[slot].fetch_add(1, Ordering::AcqRel);
         if self.balance() >= 0.0 {
             true
         } else {
-            withdrawals[slot].fetch_sub(1, Ordering::AcqRel);
+            // give it back; saturating, in case the slot was cleared meanwhile (the window
+            // moved on by a whole `ttl` since this retry read the slot)
+            let _ = withdrawals[slot].fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(1))
+            });
             denied.fetch_add(1, Ordering::Relaxed);
             false
         }
@@ -169,32 +190,33 @@ impl RetryBudget {
         requests * self.percent + self.reserve - sum(&self.withdrawals.0.0) + 1e-6
     }
 
-    /// Moves the window to now, clearing the slots that fell out of it.
+    /// Moves the window to now, clearing the slots that fell out of it. The new slots are
+    /// cleared before the slot number is published, under a lock taken once per slot, so a
+    /// count made in a new slot is never wiped by a late clear (two retries racing for the
+    /// last one as the window moves could otherwise both get it).
     fn move_window(&self) {
         let elapsed = self.clock.unix_nanos().saturating_sub(self.start_nanos);
         let target = elapsed / self.slot_nanos;
-        let mut current = self.slot.0.load(Ordering::Acquire);
-        while current < target {
-            match self.slot.0.compare_exchange_weak(
-                current,
-                target,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    // the slots of the time between `current` and `target`, at most all
-                    for s in (current + 1..=target).rev().take(SLOTS) {
-                        let s = slot_index(s);
-                        for counter in &self.deposits {
-                            counter.0[s].store(0, Ordering::Release);
-                        }
-                        self.withdrawals.0.0[s].store(0, Ordering::Release);
-                    }
-                    return;
-                }
-                Err(actual) => current = actual,
-            }
+        if self.slot.0.load(Ordering::Acquire) >= target {
+            return;
         }
+        let _moving = self
+            .moving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.slot.0.load(Ordering::Acquire);
+        if current >= target {
+            return; // moved on meanwhile
+        }
+        // the slots of the time between `current` and `target`, at most all
+        for s in (current + 1..=target).rev().take(SLOTS) {
+            let s = slot_index(s);
+            for counter in &self.deposits {
+                counter.0[s].store(0, Ordering::Release);
+            }
+            self.withdrawals.0.0[s].store(0, Ordering::Release);
+        }
+        self.slot.0.store(target, Ordering::Release);
     }
 }
 

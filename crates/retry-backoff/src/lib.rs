@@ -59,6 +59,8 @@ mod budget;
 mod error;
 mod future;
 mod layer;
+#[cfg(all(test, towerguard_loom))]
+mod loom_tests;
 mod policy;
 mod service;
 
