@@ -45,7 +45,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let ops = PipelineOps::new(handle, &limits)?;
     let router = Gateway::new(pipeline, Arc::new(ops), Settings::default()).router();
-    let body = r#"{"model":"gpt-4o-mini","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let body =
+        r#"{"model":"gpt-4o-mini","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
     println!("{:>10} {:>10}", "keys", "RSS MiB");
     println!("{:>10} {:>10.1}", 0, rss_mib());
     let mut peak = 0.0f64;
