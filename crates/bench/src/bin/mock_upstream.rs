@@ -6,7 +6,8 @@
 //! it under `stream_options.include_usage`) and `data: [DONE]`. Every body is built once at
 //! start, so a request costs the HTTP exchange and one small JSON parse, nothing else.
 //!
-//! It runs on one thread (tokio's current-thread runtime), so `taskset` pins it to one core.
+//! It runs on one thread (tokio's current-thread runtime), so `taskset` pins it to one core,
+//! and sets `TCP_NODELAY` on its connections, as the front servers of real upstreams do.
 //!
 //! ```text
 //! cargo run --release -p towerguard-bench --bin mock_upstream -- [--port 0] [--bind 127.0.0.1]
@@ -24,6 +25,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde::Deserialize;
 
 /// The model the answers name (priced in the gateway's built-in table).
@@ -225,6 +227,10 @@ fn main() -> ExitCode {
         };
         let local = listener.local_addr().map_or(addr, |a| a);
         println!("mock_upstream listening on http://{local}");
+        // as real upstreams' front servers do: small writes (stream events) go out at once
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         match axum::serve(listener, app).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
