@@ -179,6 +179,14 @@ impl Gateway {
             tracing::info!("shutting down: finishing in-flight requests");
             notify.notify_one();
         };
+        // A stream is many small writes: without TCP_NODELAY each waits for the client's
+        // delayed ACK (about 40 ms on Linux) behind Nagle's algorithm.
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
         let server = axum::serve(listener, self.router()).with_graceful_shutdown(signal);
         tokio::select! {
             res = server.into_future() => res,

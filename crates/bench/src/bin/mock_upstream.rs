@@ -144,7 +144,10 @@ async fn chat_completions(State(bodies): State<Arc<Bodies>>, body: Bytes) -> Res
         let err = r#"{"error":{"message":"the body is not a chat completion request","type":"invalid_request_error","param":null,"code":null}}"#;
         return (
             StatusCode::BAD_REQUEST,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             err,
         )
             .into_response();
@@ -157,7 +160,10 @@ async fn chat_completions(State(bodies): State<Arc<Bodies>>, body: Bytes) -> Res
         ));
         (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                ),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             ],
             body,
@@ -165,7 +171,10 @@ async fn chat_completions(State(bodies): State<Arc<Bodies>>, body: Bytes) -> Res
             .into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             bodies.complete.clone(),
         )
             .into_response()
@@ -174,8 +183,13 @@ async fn chat_completions(State(bodies): State<Arc<Bodies>>, body: Bytes) -> Res
 
 async fn models() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        format!(r#"{{"object":"list","data":[{{"id":"{MODEL}","object":"model","created":{CREATED},"owned_by":"mock"}}]}}"#),
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        format!(
+            r#"{{"object":"list","data":[{{"id":"{MODEL}","object":"model","created":{CREATED},"owned_by":"mock"}}]}}"#
+        ),
     )
 }
 
@@ -187,7 +201,11 @@ fn parse_args() -> Result<SocketAddr, String> {
         match arg.as_str() {
             "--port" => port = args.next().ok_or("--port needs a value")?,
             "--bind" => bind = args.next().ok_or("--bind needs a value")?,
-            other => return Err(format!("unknown argument `{other}` (--port P, --bind ADDR)")),
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}` (--port P, --bind ADDR)"
+                ));
+            }
         }
     }
     format!("{bind}:{port}")
