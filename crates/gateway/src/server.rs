@@ -141,10 +141,15 @@ impl Gateway {
             .route("/stats", get(stats))
             .route("/metrics", get(metrics));
         if self.inner.admin_digest.is_some() {
-            router = router
+            let admin = Router::new()
                 .route("/admin/providers/{name}/reset", post(admin_reset))
                 .route("/admin/providers/{name}/open", post(admin_open))
-                .route("/admin/tenants/{name}/unthrottle", post(admin_unthrottle));
+                .route("/admin/tenants/{name}/unthrottle", post(admin_unthrottle))
+                .route_layer(middleware::from_fn_with_state(
+                    self.inner.clone(),
+                    admin_only,
+                ));
+            router = router.merge(admin);
         }
         router
             .layer(
@@ -637,38 +642,26 @@ fn admin_refused() -> Response {
         .into_response()
 }
 
-async fn admin_reset(
-    State(inner): State<Arc<Inner>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !inner.is_admin(&headers) {
-        return admin_refused();
+/// The admin routes' guard: the admin token, or 401.
+async fn admin_only(State(inner): State<Arc<Inner>>, req: Request, next: Next) -> Response {
+    if inner.is_admin(req.headers()) {
+        next.run(req).await
+    } else {
+        admin_refused()
     }
+}
+
+async fn admin_reset(State(inner): State<Arc<Inner>>, Path(name): Path<String>) -> Response {
     tracing::warn!(provider = %name, "admin: breaker reset");
     admin_answer(inner.ops.reset_provider(&name), "provider", &name)
 }
 
-async fn admin_open(
-    State(inner): State<Arc<Inner>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !inner.is_admin(&headers) {
-        return admin_refused();
-    }
+async fn admin_open(State(inner): State<Arc<Inner>>, Path(name): Path<String>) -> Response {
     tracing::warn!(provider = %name, "admin: breaker forced open");
     admin_answer(inner.ops.force_open(&name), "provider", &name)
 }
 
-async fn admin_unthrottle(
-    State(inner): State<Arc<Inner>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !inner.is_admin(&headers) {
-        return admin_refused();
-    }
+async fn admin_unthrottle(State(inner): State<Arc<Inner>>, Path(name): Path<String>) -> Response {
     tracing::warn!(tenant = %name, "admin: tenant unthrottled");
     admin_answer(inner.ops.unthrottle(&name).await, "tenant", &name)
 }
