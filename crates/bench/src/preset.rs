@@ -52,13 +52,7 @@ where
         + 'static,
     C::Future: Send + 'static,
 {
-    Preset::new()
-        .provider(spec("openai", client))
-        .budgets(budgets())
-        .limits(limits())
-        .build()
-        .unwrap()
-        .0
+    built(Preset::new().provider(spec("openai", client)))
 }
 
 /// The preset over two providers, both `client`, so the fallback layer is in the pipeline
@@ -72,9 +66,16 @@ where
         + 'static,
     C::Future: Send + 'static,
 {
-    Preset::new()
-        .provider(spec("openai", client.clone()))
-        .provider(spec("anthropic", client))
+    built(
+        Preset::new()
+            .provider(spec("openai", client.clone()))
+            .provider(spec("anthropic", client)),
+    )
+}
+
+/// `preset` with the benchmarks' budgets and limits, built.
+fn built(preset: Preset) -> Pipeline {
+    preset
         .budgets(budgets())
         .limits(limits())
         .build()
