@@ -1,6 +1,7 @@
 //! Budgets: what they limit, the windows they count over, and the counter that keeps a
 //! window's spend.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,6 +106,8 @@ pub struct Budget {
     pub(crate) limit: Nanos,
     pub(crate) window: Window,
     pub(crate) alert_at: Option<f64>,
+    /// Per-client budgets: client keys with a limit of their own.
+    pub(crate) own_limits: BTreeMap<Arc<str>, Nanos>,
 }
 
 impl Budget {
@@ -116,6 +119,7 @@ impl Budget {
             limit,
             window: Window::Total,
             alert_at: None,
+            own_limits: BTreeMap::new(),
         }
     }
 
@@ -132,6 +136,32 @@ impl Budget {
         Self {
             scope: Scope::PerClient,
             ..Self::global(limit)
+        }
+    }
+
+    /// A per-client budget's limit for client `key`, instead of the limit every other client
+    /// has (a tenant's own budget: smaller or larger). Only for [`per_client`](Self::per_client)
+    /// budgets; [`limit`](Self::limit) stays the others' limit.
+    ///
+    /// ```
+    /// use towerguard_cost_meter::{usd, Budget};
+    /// let budget = Budget::per_client(usd(5.0)).daily().limit_for("acme", usd(50.0));
+    /// assert_eq!(budget.limit_of(Some("acme")), usd(50.0));
+    /// assert_eq!(budget.limit_of(Some("someone-else")), usd(5.0));
+    /// ```
+    pub fn limit_for(mut self, key: impl Into<Arc<str>>, limit: Nanos) -> Self {
+        self.own_limits.insert(key.into(), limit);
+        self
+    }
+
+    /// The limit for `client` (a client key): its own with a per-client budget that gives it
+    /// one, else [`limit`](Self::limit).
+    pub fn limit_of(&self, client: Option<&str>) -> Nanos {
+        match client {
+            Some(key) if !self.own_limits.is_empty() => {
+                self.own_limits.get(key).copied().unwrap_or(self.limit)
+            }
+            _ => self.limit,
         }
     }
 
@@ -185,10 +215,11 @@ impl Budget {
         format!("{scope} {}", self.window.name())
     }
 
-    /// The spend at which it alerts, if it does.
-    pub(crate) fn alert_threshold(&self) -> Option<Nanos> {
+    /// The spend at which it alerts for `client`, if it does.
+    pub(crate) fn alert_threshold(&self, client: Option<&str>) -> Option<Nanos> {
+        let limit = self.limit_of(client) as f64;
         self.alert_at
-            .map(|share| (share * self.limit as f64).ceil().min(u64::MAX as f64) as Nanos)
+            .map(|share| (share * limit).ceil().min(u64::MAX as f64) as Nanos)
     }
 
     /// Refuses nonsense, naming the field under `budgets[index]`.
@@ -220,6 +251,19 @@ impl Budget {
             && p.is_empty()
         {
             return Err(ConfigError::new(field("scope"), "names no provider"));
+        }
+        if !self.own_limits.is_empty() && self.scope != Scope::PerClient {
+            let reason = "only a per-client budget has limits of its own per client";
+            return Err(ConfigError::new(field("limit_for"), reason));
+        }
+        for (key, limit) in &self.own_limits {
+            if key.is_empty() {
+                return Err(ConfigError::new(field("limit_for"), "names no client"));
+            }
+            if *limit == 0 {
+                let reason = format!("`{key}`: must be above zero");
+                return Err(ConfigError::new(field("limit_for"), reason));
+            }
         }
         Ok(())
     }

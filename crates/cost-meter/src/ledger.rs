@@ -418,6 +418,15 @@ impl<St: BudgetStore> Inner<St> {
         })
     }
 
+    /// The client key budget `i` counts `client` under: its key for a per-client budget.
+    pub(crate) fn member<'a>(
+        &self,
+        i: usize,
+        client: Option<&'a ClientEntry<St::Client>>,
+    ) -> Option<&'a str> {
+        self.client_ref(i, client).map(|c| c.key)
+    }
+
     /// Bills a served call: prices it at the model that served, adds it to its row and
     /// client, and settles every budget: those that apply to the serving provider and the
     /// client get the cost, the rest of what `held` reserved is released.
@@ -496,7 +505,7 @@ impl<St: BudgetStore> Inner<St> {
                 },
                 reserved: held.amounts[i],
                 actual: actual.unwrap_or(0),
-                alert_at: b.alert_threshold(),
+                alert_at: b.alert_threshold(self.member(i, client)),
             })
         });
         self.store.settle(items)
@@ -511,12 +520,12 @@ impl<St: BudgetStore> Inner<St> {
         requested: Nanos,
     ) -> CostError {
         let b = &self.config.budgets[i];
-        let member = self.client_ref(i, client).map(|c| c.key);
+        let member = self.member(i, client);
         let budget = b.describe(member);
         tracing::warn!(budget = budget.as_str(), "request refused: budget exceeded");
         CostError::BudgetExceeded {
             budget,
-            limit: b.limit,
+            limit: b.limit_of(member),
             spent,
             requested,
         }
@@ -528,16 +537,16 @@ impl<St: BudgetStore> Inner<St> {
             let Some(b) = self.config.budgets.get(a.budget) else {
                 continue;
             };
-            let member = self.client_ref(a.budget, client).map(|c| c.key);
+            let member = self.member(a.budget, client);
             let alert = BudgetAlert {
                 budget: b.describe(member),
                 spent: a.spent,
-                limit: b.limit,
+                limit: b.limit_of(member),
             };
             tracing::warn!(
                 budget = alert.budget.as_str(),
                 spent_usd = a.spent as f64 / 1e9,
-                limit_usd = b.limit as f64 / 1e9,
+                limit_usd = alert.limit as f64 / 1e9,
                 "budget alert threshold reached"
             );
             if let Some(hook) = &self.config.on_alert {

@@ -399,6 +399,60 @@ async fn windows_roll_over_and_alerts_fire_once_per_window() {
 }
 
 #[tokio::test]
+async fn a_client_with_a_limit_of_its_own_is_held_to_it_and_the_others_to_theirs() {
+    let (r, usage) = exact("gpt-4o-mini");
+    let each = usage.input_tokens * MINI_IN + usage.output_tokens * MINI_OUT;
+    let alerts = Arc::new(Mutex::new(Vec::new()));
+    let a = alerts.clone();
+    let ledger = Ledger::builder()
+        .budget(
+            Budget::per_client(2 * each)
+                .daily()
+                .alert_at(0.5)
+                .limit_for("premium", 5 * each)
+                .limit_for("trial", each),
+        )
+        .on_budget_alert(move |alert| a.lock().unwrap().push((alert.budget.clone(), alert.limit)))
+        .build()
+        .unwrap();
+    let provider = FakeProvider::always("openai", Outcome::ok_with_usage(usage));
+    let svc = CostMeterLayer::new(ledger.clone()).layer(provider);
+    let served = |key: &'static str, n: usize| {
+        let (svc, r) = (svc.clone(), r.clone().with_client_key(key));
+        async move {
+            let mut ok = 0;
+            for _ in 0..n {
+                ok += usize::from(svc.clone().oneshot(r.clone()).await.is_ok());
+            }
+            ok
+        }
+    };
+    assert_eq!(served("premium", 8).await, 5, "its own, larger limit");
+    assert_eq!(served("trial", 8).await, 1, "its own, smaller limit");
+    assert_eq!(
+        served("anyone", 8).await,
+        2,
+        "the limit of every other client"
+    );
+    let e = svc
+        .clone()
+        .oneshot(r.clone().with_client_key("premium"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BudgetExceeded);
+    assert!(
+        e.detail().unwrap().contains("client premium daily"),
+        "{e:?}"
+    );
+    assert_eq!(ledger.budget_spent(0, Some("premium")).await, 5 * each);
+    let alerts = alerts.lock().unwrap();
+    assert!(
+        alerts.contains(&("client premium daily".to_owned(), 5 * each)),
+        "alerts at its own limit's share: {alerts:?}"
+    );
+}
+
+#[tokio::test]
 async fn per_request_cap_and_unknown_models() {
     let ledger = Ledger::builder()
         .max_request_cost(usd(0.01))
@@ -569,6 +623,18 @@ fn invalid_configuration_is_rejected_naming_the_field() {
                 .budget(Budget::per_client(5).daily())
                 .budget(Budget::per_client(9).daily()),
             "budgets[1]",
+        ),
+        (
+            Ledger::builder().budget(Budget::global(5).limit_for("acme", 9)),
+            "budgets[0].limit_for",
+        ),
+        (
+            Ledger::builder().budget(Budget::per_client(5).limit_for("acme", 0)),
+            "budgets[0].limit_for",
+        ),
+        (
+            Ledger::builder().budget(Budget::per_client(5).limit_for("", 9)),
+            "budgets[0].limit_for",
         ),
     ] {
         assert_eq!(field(builder), expected);

@@ -93,7 +93,7 @@ where
     Req: Clone + Send + 'static,
     E: From<AllProvidersFailed<E>> + From<AttemptRefused> + Send + 'static,
 {
-    let base = shared.base_order();
+    let base = shared.base_order(&req);
     let plan = match start {
         Start::Fresh { primary_ready } => initial_plan(&shared, base, !primary_ready).await,
         _ => shared.by_health(base).0,

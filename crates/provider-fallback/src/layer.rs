@@ -85,6 +85,7 @@ impl<F> FallbackLayer<F, towerguard_llm_core::LlmRequest, towerguard_llm_core::L
         });
         b.config.hook_of = LlmRequest::attempt_hook;
         b.config.model_of = |req: &LlmRequest| Some(req.model());
+        b.names_models = true;
         b
     }
 }
@@ -95,6 +96,10 @@ pub struct FallbackLayerBuilder<F, Req, E> {
     backups: Vec<F>,
     prices: Vec<Option<f64>>,
     chains: Vec<(Predicate<E>, Vec<Arc<str>>)>,
+    /// Models whose requests start at a given provider: (model, provider index).
+    routes: Vec<(Arc<str>, usize)>,
+    /// Requests name their model (`model_of` is set): routes can apply.
+    names_models: bool,
     config: Config<Req, E>,
     /// The first unknown provider name given to a method, reported by `build`.
     unknown: Option<ConfigError>,
@@ -110,6 +115,8 @@ impl<F, Req, E: ClassifyError> FallbackLayerBuilder<F, Req, E> {
             backups: Vec::new(),
             prices: Vec::new(),
             chains: Vec::new(),
+            routes: Vec::new(),
+            names_models: false,
             config: Config {
                 strategy: Strategy::Priority,
                 health_aware: true,
@@ -171,6 +178,19 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
     pub fn model_for(mut self, name: &str, model: impl Into<Arc<str>>) -> Self {
         if let Some(i) = self.find("model_for", name) {
             self.providers[i].model = Some(model.into());
+        }
+        self
+    }
+
+    /// Requests asking for `model` start at provider `name` (for example the provider a
+    /// model alias names), then go on in the strategy's order; with [`Strategy::FailFast`]
+    /// they are tried on `name` alone. A provider known to be down is still tried last. Only
+    /// for requests that name their model (the LLM [`builder`](FallbackLayer::builder)).
+    pub fn start_with(mut self, model: impl Into<Arc<str>>, name: &str) -> Self {
+        if let Some(i) = self.find("start_with", name) {
+            let model = model.into();
+            self.routes.retain(|(m, _)| *m != model);
+            self.routes.push((model, i));
         }
         self
     }
@@ -333,6 +353,7 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
             round_robin: Padded(AtomicUsize::new(0)),
             starts_on_primary,
             chains,
+            routes: self.routes,
             config,
         };
         Ok(FallbackLayer {
@@ -368,6 +389,10 @@ impl<F, Req, E> FallbackLayerBuilder<F, Req, E> {
         }
         if let Some(e) = &self.unknown {
             return Err(e.clone());
+        }
+        if !self.routes.is_empty() && !self.names_models {
+            let reason = "needs requests that name their model (the LLM builder)";
+            return Err(ConfigError::new("start_with", reason));
         }
         let c = &self.config;
         if c.max_providers == 0 {

@@ -83,7 +83,8 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = self.shared.shared();
         let ready = std::mem::take(&mut self.primary_ready);
-        if !(ready && shared.starts_on_primary && !shared.is_down(0)) {
+        let routed_away = shared.route_of(&req).is_some_and(|i| i != 0);
+        if !(ready && shared.starts_on_primary && !shared.is_down(0)) || routed_away {
             return self.run(
                 Start::Fresh {
                     primary_ready: ready,

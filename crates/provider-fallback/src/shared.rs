@@ -60,6 +60,8 @@ pub(crate) struct Shared<F, Req, E> {
     /// The primary gets the request as it is (no model of its own, no mapper).
     pub(crate) primary_as_is: bool,
     pub(crate) chains: Vec<(Predicate<E>, Plan)>,
+    /// Models whose requests start at a given provider (see `start_with`).
+    pub(crate) routes: Vec<(Arc<str>, usize)>,
     pub(crate) config: Config<Req, E>,
 }
 
@@ -73,8 +75,33 @@ impl<F, Req, E> Shared<F, Req, E> {
         self.config.health_aware && !self.providers[i].health.is_up(&*self.config.clock)
     }
 
-    /// The strategy's order for a new request, before health.
-    pub(crate) fn base_order(&self) -> Plan {
+    /// The provider `req`'s model starts at, if a route names it.
+    pub(crate) fn route_of(&self, req: &Req) -> Option<usize> {
+        if self.routes.is_empty() {
+            return None;
+        }
+        let model = (self.config.model_of)(req)?;
+        self.routes
+            .iter()
+            .find(|(m, _)| &**m == model)
+            .map(|&(_, i)| i)
+    }
+
+    /// The order for a new request, before health: its route's provider first, then the
+    /// strategy's order.
+    pub(crate) fn base_order(&self, req: &Req) -> Plan {
+        let plan = self.strategy_order();
+        match self.route_of(req) {
+            Some(i) if self.config.strategy == Strategy::FailFast => Plan::from_iter([i]),
+            Some(i) => std::iter::once(i)
+                .chain(plan.iter().filter(|&j| j != i))
+                .collect(),
+            None => plan,
+        }
+    }
+
+    /// The strategy's order for a new request.
+    fn strategy_order(&self) -> Plan {
         let n = self.providers.len();
         match self.config.strategy {
             Strategy::Priority => (0..n).collect(),

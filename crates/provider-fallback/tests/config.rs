@@ -70,6 +70,18 @@ fn unknown_names_are_reported_under_the_method_that_used_them() {
     assert!(e.reason().contains("ghost"), "{e}");
     let e = refused(two().chain_when(|_| true, ["b", "b"]));
     assert_eq!(e.field(), "chain_when");
+    assert_eq!(
+        refused(two().start_with("m", "ghost")).field(),
+        "start_with"
+    );
+}
+
+#[test]
+fn routes_need_requests_that_name_their_model() {
+    // generic requests have no model to route by
+    let e = refused(two().start_with("m", "b"));
+    assert_eq!(e.field(), "start_with");
+    assert!(e.reason().contains("name their model"), "{e}");
 }
 
 #[test]

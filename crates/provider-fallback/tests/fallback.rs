@@ -495,3 +495,71 @@ async fn a_backup_that_is_not_ready_does_not_block_the_next_one() {
     assert_eq!(resp.provider(), "third");
     assert_eq!(third.calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_routed_model_starts_at_its_provider_and_falls_back_in_order() {
+    let (primary, second, third) = (
+        FakeProvider::new("openai"),
+        FakeProvider::scripted("anthropic", [Outcome::fail(ErrorKind::Overloaded)]),
+        FakeProvider::new("groq"),
+    );
+    let layer = FallbackLayer::builder()
+        .primary("openai")
+        .provider("anthropic", second.clone())
+        .provider("groq", third.clone())
+        .start_with("claude-sonnet-4-5", "anthropic")
+        .build()
+        .unwrap();
+    let stats = layer.handle();
+    let mut svc = layer.layer(primary.clone());
+    // routed: anthropic first; it is overloaded, so the strategy's order goes on (openai)
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request("claude-sonnet-4-5"))
+        .await
+        .unwrap();
+    assert_eq!(resp.provider(), "openai");
+    assert_eq!((primary.calls(), second.calls(), third.calls()), (1, 1, 0));
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request("claude-sonnet-4-5"))
+        .await
+        .unwrap();
+    assert_eq!(resp.provider(), "anthropic", "served by its route when up");
+    // other models keep the strategy's order
+    assert_eq!(send(&mut svc).await.unwrap().provider(), "openai");
+    let s = stats.stats();
+    assert_eq!(
+        (s.requests, s.served_by_first, s.served_after_failure),
+        (3, 2, 1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_tries_a_routed_model_on_its_provider_alone() {
+    let (primary, second) = (
+        FakeProvider::new("openai"),
+        down("anthropic", ErrorKind::Server),
+    );
+    let mut svc = FallbackLayer::builder()
+        .primary("openai")
+        .provider("anthropic", second.clone())
+        .strategy(Strategy::FailFast)
+        .start_with("claude-sonnet-4-5", "anthropic")
+        .build()
+        .unwrap()
+        .layer(primary.clone());
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request("claude-sonnet-4-5"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server, "its one error, as it is");
+    assert_eq!((primary.calls(), second.calls()), (0, 1));
+}

@@ -288,7 +288,7 @@ fn every_mistake_is_reported_at_once_with_its_field_path() {
         [[tenants]]
         name = "acme"
         key_sha256 = "abc"
-        budget.daily_usd = 3.0
+        budget.daily_usd = -3.0
     "#;
     let errors = Config::from_toml_str(text, no_env).unwrap_err();
     let expected = [
@@ -453,4 +453,37 @@ async fn a_configured_pipeline_applies_prices_aliases_and_budgets() {
     let dear = LlmRequest::new("house", vec![Message::user("hi")]).with_max_tokens(100_000);
     let err = pipeline.oneshot(dear).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BudgetExceeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_with_a_budget_of_its_own_spends_up_to_it() {
+    let text = r#"
+        [budgets]
+        per_tenant_daily_usd = 0.000002
+
+        [providers.sim]
+        kind = "simulated"
+
+        [prices."house-model"]
+        input = 1.0
+        output = 1.0
+
+        [[tenants]]
+        name = "big"
+        key_sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+        budget.daily_usd = 1.0
+    "#;
+    let config = Config::from_toml_str(text, no_env).unwrap();
+    let (pipeline, _) = config.pipeline().unwrap();
+    // 64 output tokens at $1 per million: $0.000064 worst case, over the default budget
+    let ask = |tenant: &str| {
+        LlmRequest::new("house-model", vec![Message::user("hi")])
+            .with_max_tokens(64)
+            .with_client_key(tenant)
+    };
+    let err = pipeline.clone().oneshot(ask("small")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BudgetExceeded);
+    for _ in 0..3 {
+        pipeline.clone().oneshot(ask("big")).await.unwrap();
+    }
 }

@@ -274,6 +274,32 @@ async fn aliases_map_and_unknown_names_pass() {
     assert_eq!(handle.aliases()[0].0.as_ref(), "fast");
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_alias_starts_at_its_provider_and_falls_back_from_there() {
+    let openai = FakeProvider::builder("openai").record_requests().build();
+    let anthropic = FakeProvider::builder("anthropic")
+        .record_requests()
+        .script([Outcome::ok(), Outcome::fail(ErrorKind::Overloaded)])
+        .build();
+    let (pipeline, _) = Preset::new()
+        .provider(ProviderSpec::new("openai", openai.clone()))
+        .provider(ProviderSpec::new("anthropic", anthropic.clone()).max_retries(0))
+        .alias("smart", "anthropic", "claude-sonnet-4-5")
+        .build()
+        .unwrap();
+    let resp = pipeline.clone().oneshot(request("smart")).await.unwrap();
+    assert_eq!(resp.provider(), "anthropic", "the alias's provider first");
+    assert_eq!(openai.calls(), 0);
+    // the alias's provider is overloaded: the others follow in order
+    let resp = pipeline.clone().oneshot(request("smart")).await.unwrap();
+    assert_eq!(resp.provider(), "openai");
+    assert_eq!(openai.recorded()[0].model(), "claude-sonnet-4-5");
+    // a model no alias names keeps the strategy's order
+    let resp = pipeline.oneshot(request("gpt-4o")).await.unwrap();
+    assert_eq!(resp.provider(), "openai");
+    assert_eq!(anthropic.calls(), 2);
+}
+
 #[test]
 fn invalid_settings_name_their_field() {
     let p = || FakeProvider::new("p");
@@ -336,6 +362,14 @@ fn invalid_settings_name_their_field() {
                 .provider(ProviderSpec::new("a", p()).model("x"))
                 .alias("fast", "a", "y"),
             "aliases.fast.model",
+        ),
+        (
+            Preset::new()
+                .provider(ProviderSpec::new("a", p()))
+                .provider(ProviderSpec::new("b", p()))
+                .alias("fast", "a", "m")
+                .alias("quick", "b", "m"),
+            "aliases.quick.provider",
         ),
     ];
     for (preset, field) in cases {

@@ -38,6 +38,9 @@ pub(crate) fn pipeline(config: &Config) -> Result<(Pipeline, PipelineHandle), Co
         preset = preset.alias(public, a.provider.as_str(), a.model.as_str());
     }
     for t in &config.tenants {
+        if let Some(daily) = t.budget.daily_usd {
+            preset = preset.tenant_budget(t.name.as_str(), daily);
+        }
         let l = &t.limits;
         if l.error_threshold.is_some() || l.rpm.is_some() || l.tpm.is_some() {
             let mut own = limits(config);

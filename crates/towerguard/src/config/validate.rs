@@ -211,6 +211,18 @@ impl Config {
                     format!("no provider is named `{}`", a.provider),
                 ),
                 Some(p) => {
+                    let elsewhere = self.aliases.iter().find(|(other, o)| {
+                        *other < public && o.model == a.model && o.provider != a.provider
+                    });
+                    if let Some((other, o)) = elsewhere {
+                        c.fail(
+                            at("provider"),
+                            format!(
+                                "alias `{other}` already sends `{}` to provider `{}`; a model starts at one provider",
+                                a.model, o.provider
+                            ),
+                        );
+                    }
                     if let Some(fixed) = p.model.as_deref().filter(|m| *m != a.model) {
                         c.fail(
                             at("model"),
@@ -258,12 +270,7 @@ impl Config {
             {
                 c.fail(at("key_sha256"), "is another tenant's key");
             }
-            if t.budget.daily_usd.is_some() {
-                c.fail(
-                    at("budget.daily_usd"),
-                    "per-tenant budget overrides are not supported yet (the cost meter has one limit for every tenant): use budgets.per_tenant_daily_usd",
-                );
-            }
+            c.usd(at("budget.daily_usd"), t.budget.daily_usd);
             if let Some(n) = t.limits.error_threshold {
                 c.threshold(at("limits.error_threshold"), n);
             }

@@ -185,6 +185,7 @@ pub struct Preset {
     limits: LimitSettings,
     aliases: Vec<(String, Arc<str>, Arc<str>)>,
     tenant_limits: Vec<(Arc<str>, LimitSettings)>,
+    tenant_budgets: Vec<(Arc<str>, f64)>,
 }
 
 impl fmt::Debug for Preset {
@@ -219,6 +220,7 @@ impl Preset {
             limits: LimitSettings::default(),
             aliases: Vec::new(),
             tenant_limits: Vec::new(),
+            tenant_budgets: Vec::new(),
         }
     }
 
@@ -269,7 +271,8 @@ impl Preset {
     }
 
     /// Requests for the model `public` are sent as requests for `model`, a model that
-    /// provider `provider` serves (unknown model names pass unchanged).
+    /// provider `provider` serves; requests for `model` start at that provider and fall back
+    /// in the strategy's order (unknown model names pass unchanged).
     pub fn alias(
         mut self,
         public: impl Into<String>,
@@ -288,6 +291,14 @@ impl Preset {
         self
     }
 
+    /// A daily budget of its own for tenant `tenant` (requests whose client key is `tenant`),
+    /// in US dollars, instead of [`BudgetSettings::per_tenant_daily_usd`] (without that, the
+    /// other tenants have no daily limit). For the ledger the preset makes.
+    pub fn tenant_budget(mut self, tenant: impl Into<Arc<str>>, daily_usd: f64) -> Self {
+        self.tenant_budgets.push((tenant.into(), daily_usd));
+        self
+    }
+
     /// Checks every setting and builds the pipeline and its handle. The first invalid
     /// setting is a [`ConfigError`] naming it (`providers.<name>.<field>`, `budgets.<field>`,
     /// `limits.<field>`, `aliases.<name>`).
@@ -296,7 +307,12 @@ impl Preset {
         let alerts = Alerts::default();
         let ledger = match self.ledger {
             Some(ledger) => ledger,
-            None => build_ledger(&self.budgets, &self.prices, alerts.clone())?,
+            None => build_ledger(
+                &self.budgets,
+                &self.tenant_budgets,
+                &self.prices,
+                alerts.clone(),
+            )?,
         };
 
         let mut entries = Vec::with_capacity(self.providers.len());
@@ -331,6 +347,9 @@ impl Preset {
                 .max_providers(self.providers.len());
             for (spec, svc) in self.providers.iter().skip(1).zip(stacks) {
                 fb = fb.provider(spec.name.clone(), svc);
+            }
+            for (_, provider, model) in &self.aliases {
+                fb = fb.start_with(model.clone(), provider);
             }
             for (spec, entry) in self.providers.iter().zip(&entries) {
                 if let Some(model) = &spec.model {
@@ -448,6 +467,20 @@ impl Preset {
         }
         if self.ledger.is_none() {
             self.budgets.check().map_err(|e| e.under("budgets"))?;
+        } else if let Some((tenant, _)) = self.tenant_budgets.first() {
+            let reason = "a tenant budget is for the ledger the preset makes: give your ledger a per-client budget with `limit_for` instead";
+            return Err(ConfigError::new(
+                format!("tenants.{tenant}.budget.daily_usd"),
+                reason,
+            ));
+        }
+        for (i, (tenant, usd)) in self.tenant_budgets.iter().enumerate() {
+            let at = format!("tenants.{tenant}.budget.daily_usd");
+            if tenant.is_empty() || self.tenant_budgets[..i].iter().any(|(o, _)| o == tenant) {
+                return Err(ConfigError::new(at, "needs a tenant of its own"));
+            }
+            settings::check_usd("daily_usd", *usd)
+                .map_err(|e| ConfigError::new(at, e.reason().to_owned()))?;
         }
         self.limits.check().map_err(|e| e.under("limits"))?;
         for (i, (tenant, limits)) in self.tenant_limits.iter().enumerate() {
@@ -461,8 +494,17 @@ impl Preset {
                 .check()
                 .map_err(|e| e.under(&format!("tenants.{tenant}.limits")))?;
         }
-        for (public, provider, model) in &self.aliases {
+        for (i, (public, provider, model)) in self.aliases.iter().enumerate() {
             let at = format!("aliases.{public}");
+            if let Some((other, elsewhere, _)) = self.aliases[..i]
+                .iter()
+                .find(|(_, p, m)| m == model && p != provider)
+            {
+                let reason = format!(
+                    "alias `{other}` already sends `{model}` to provider `{elsewhere}`; a model starts at one provider"
+                );
+                return Err(ConfigError::new(format!("{at}.provider"), reason));
+            }
             if public.is_empty() || model.is_empty() {
                 return Err(ConfigError::new(at, "needs a name and a model"));
             }
@@ -494,6 +536,7 @@ fn resolve_alias(map: &HashMap<Box<str>, Arc<str>>, mut req: LlmRequest) -> LlmR
 /// The ledger of `budgets`, with the built-in prices overridden by `prices`.
 fn build_ledger(
     budgets: &BudgetSettings,
+    tenant_budgets: &[(Arc<str>, f64)],
     prices: &[(String, Price)],
     alerts: Alerts,
 ) -> Result<Ledger, ConfigError> {
@@ -518,8 +561,14 @@ fn build_ledger(
     if let Some(m) = budgets.monthly_usd {
         builder = builder.budget(with_alert(Budget::global(usd(m)).monthly()));
     }
-    if let Some(t) = budgets.per_tenant_daily_usd {
-        builder = builder.budget(with_alert(Budget::per_client(usd(t)).daily()));
+    if budgets.per_tenant_daily_usd.is_some() || !tenant_budgets.is_empty() {
+        // the tenants without a budget of their own: the default, or no limit
+        let others = budgets.per_tenant_daily_usd.map_or(u64::MAX, usd);
+        let mut per_tenant = Budget::per_client(others).daily();
+        for (tenant, daily) in tenant_budgets {
+            per_tenant = per_tenant.limit_for(tenant.clone(), usd(*daily));
+        }
+        builder = builder.budget(with_alert(per_tenant));
     }
     if let Some(r) = budgets.max_per_request_usd {
         builder = builder.max_request_cost(usd(r));
