@@ -370,6 +370,72 @@ fn unknown_keys_are_errors_naming_them() {
 }
 
 #[test]
+fn every_unknown_key_and_wrong_type_is_reported_at_once() {
+    let text = r#"
+        [server]
+        prot = 8080
+        port = "high"
+
+        [limits]
+        window = "a while"
+
+        [providers.a]
+        kind = "magic"
+        retry.max_retriess = 3
+
+        [providers.b]
+        kind = "simulated"
+        timeout = 5
+
+        [fallback]
+        order = ["a", 7]
+
+        [aliases]
+        fast = { provider = "b" }
+
+        [[tenants]]
+        name = "t"
+        key_sha256 = "x"
+        key = "plain"
+
+        [[tenants]]
+        key_sha256 = "y"
+
+        [[tenants]]
+        name = "u"
+        key_sha256 = "z"
+        limits.rpm = "many"
+    "#;
+    let errors = Config::from_toml_str(text, no_env).unwrap_err();
+    // in the file's order
+    assert_eq!(
+        fields(&errors),
+        [
+            "server.prot",
+            "server.port",
+            "limits.window",
+            "providers.a.kind",
+            "providers.a.retry.max_retriess",
+            "providers.b.timeout",
+            "fallback.order[1]",
+            "aliases.fast",
+            "tenants[0].key",
+            "tenants[1]",
+            "tenants[2].limits.rpm",
+        ],
+        "{errors}"
+    );
+    let shown = errors.to_string();
+    assert!(shown.contains("missing field `model`"), "{shown}");
+    assert!(shown.contains("missing field `name`"), "{shown}");
+    // a syntax error stops the reading: it is reported alone
+    let errors =
+        Config::from_toml_str("[server\nport = 1\n[limits]\nrpm = \"x\"", no_env).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert!(errors.to_string().contains("not valid TOML"), "{errors}");
+}
+
+#[test]
 fn secrets_never_show() {
     let text = r#"
         [server]

@@ -54,6 +54,7 @@ mod build;
 mod defaults;
 mod env;
 mod errors;
+mod parse;
 mod secret;
 mod validate;
 
@@ -502,9 +503,9 @@ impl Config {
     }
 
     /// Parses `text`, applies `env` (see the [module](self) docs) and validates: every
-    /// mistake is reported at once, each with its field path. A syntax error, an unknown
-    /// key or a value of the wrong type stops the parse and is reported alone, naming its
-    /// path.
+    /// mistake is reported at once, each with its field path. A syntax error is reported
+    /// alone; unknown keys and values of the wrong type are reported together, before the
+    /// checks of what the values mean (which need a file that reads).
     pub fn from_toml_str(text: &str, env: impl Env) -> Result<Self, ConfigErrors> {
         let mut config = Self::parse(text)?;
         let mut errors = ConfigErrors::default();
@@ -513,19 +514,10 @@ impl Config {
         errors.into_result(config)
     }
 
-    /// Parses `text` only: no environment, no validation.
+    /// Parses `text` only: no environment, no validation. A syntax error is reported alone;
+    /// every unknown key and value of the wrong type is reported at once, naming its path.
     pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
-        let de = toml::Deserializer::parse(text).map_err(|e| {
-            ConfigErrors::one(FieldError::new(
-                "",
-                format!("not valid TOML: {}", e.message()),
-            ))
-        })?;
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            ConfigErrors::one(FieldError::new(path, e.into_inner().message().to_owned()))
-        })
+        parse::parse(text)
     }
 
     /// The built-in configuration a gateway runs when it has no file and no provider key:
