@@ -41,9 +41,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             per_tenant_daily_usd: Some(1e6),
             ..BudgetSettings::default()
         })
-        .limits(limits.clone())
+        .limits(limits)
         .build()?;
-    let ops = PipelineOps::new(handle, &limits)?;
+    let ops = PipelineOps::new(handle);
     let router = Gateway::new(pipeline, Arc::new(ops), Settings::default()).router();
     let body =
         r#"{"model":"gpt-4o-mini","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use towerguard::config::{Config, ConfigErrors, Env};
-use towerguard::preset::{ConfigError, LimitSettings};
 
 use crate::handle::PipelineOps;
 use crate::server::Gateway;
@@ -96,15 +95,12 @@ pub fn settings_from_config(config: &Config) -> Settings {
 pub enum BuildError {
     /// The configuration's mistakes, each with its field path.
     Config(ConfigErrors),
-    /// The `[limits]` rules the gateway's malformed-request counter refused.
-    Limits(ConfigError),
 }
 
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BuildError::Config(e) => e.fmt(f),
-            BuildError::Limits(e) => write!(f, "limits: {e}"),
         }
     }
 }
@@ -121,16 +117,7 @@ impl From<ConfigErrors> for BuildError {
 /// its server settings.
 pub fn gateway_from_config(config: &Config) -> Result<Gateway, BuildError> {
     let (pipeline, handle) = config.pipeline()?;
-    let l = &config.limits;
-    let limits = LimitSettings {
-        error_threshold: l.error_threshold,
-        window: l.window,
-        penalty: l.penalty,
-        max_penalty: l.max_penalty,
-        rpm: None,
-        tpm: None,
-    };
-    let ops = PipelineOps::new(handle, &limits).map_err(BuildError::Limits)?;
+    let ops = PipelineOps::new(handle);
     Ok(Gateway::new(
         pipeline,
         Arc::new(ops),

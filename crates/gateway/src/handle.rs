@@ -5,46 +5,26 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use towerguard::cost::{Spend, usd};
-use towerguard::limit::{LimiterStore, MemoryStore, Rules};
-use towerguard::preset::{ConfigError, LimitSettings, PipelineHandle};
+use towerguard::preset::PipelineHandle;
 
 use crate::ops::{BoxFuture, ModelInfo, Operations, ProviderHealth};
 
 /// [`Operations`] over a preset's [`PipelineHandle`].
 ///
-/// Requests the gateway refuses as malformed never reach the pipeline, so its error-rate
-/// limiter cannot see them: they are counted in a limiter store of the gateway's own, with
-/// the same rules as the pipeline's (`[limits]`). A tenant throttled there is refused (429)
-/// before its requests reach the pipeline; `unthrottle` lifts both.
-#[derive(Clone)]
+/// Requests the gateway refuses as malformed never reach the pipeline; they are counted in
+/// the pipeline's own error-rate limiter
+/// ([`record_client_error`](PipelineHandle::record_client_error)), so a tenant sending
+/// garbage is throttled like one whose requests fail by their own fault, with the same
+/// rules, in one place.
+#[derive(Clone, Debug)]
 pub struct PipelineOps {
     handle: PipelineHandle,
-    malformed: Arc<MemoryStore>,
-}
-
-impl std::fmt::Debug for PipelineOps {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PipelineOps")
-            .field("handle", &self.handle)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PipelineOps {
-    /// Operations over `handle`, counting malformed requests with `limits`' error rules (an
-    /// error if they are invalid, which the preset would have refused too).
-    pub fn new(handle: PipelineHandle, limits: &LimitSettings) -> Result<Self, ConfigError> {
-        let rules = Rules {
-            threshold: limits.error_threshold,
-            window: limits.window,
-            base_penalty: limits.penalty,
-            max_penalty: limits.max_penalty,
-            ..Rules::default()
-        };
-        Ok(Self {
-            handle,
-            malformed: Arc::new(MemoryStore::new(rules)?),
-        })
+    /// Operations over `handle`.
+    pub fn new(handle: PipelineHandle) -> Self {
+        Self { handle }
     }
 
     /// The pipeline's handle.
@@ -95,15 +75,11 @@ impl Operations for PipelineOps {
     fn stats(&self) -> BoxFuture<'_, Value> {
         Box::pin(async move {
             let s = self.handle.stats().await;
-            let mut throttled: Vec<Value> = s
+            let throttled: Vec<Value> = s
                 .throttled
                 .iter()
-                .map(|t| json!({"tenant": t.key, "remaining_secs": t.remaining.as_secs_f64(), "offences": t.offences, "why": "errors"}))
+                .map(|t| json!({"tenant": t.key, "remaining_secs": t.remaining.as_secs_f64(), "offences": t.offences}))
                 .collect();
-            for t in self.malformed.throttled().await {
-                throttled.push(json!({"tenant": t.key, "remaining_secs": t.remaining.as_secs_f64(), "offences": t.offences, "why": "malformed_requests"}));
-            }
-            let malformed = self.malformed.stats().await;
             let fallback = s.fallback.as_ref().map(|f| {
                 json!({
                     "requests": f.requests,
@@ -138,8 +114,6 @@ impl Operations for PipelineOps {
                     "rejected": s.limiter.rejected,
                     "errors": s.limiter.errors,
                     "offences": s.limiter.offences,
-                    "malformed_requests": malformed.errors,
-                    "malformed_rejected": malformed.rejected,
                 },
                 "budget_alerts": s.alerts.iter().map(|a| json!({
                     "budget": a.budget, "spent_usd": nanos_usd(a.spent), "limit_usd": nanos_usd(a.limit),
@@ -157,32 +131,11 @@ impl Operations for PipelineOps {
     }
 
     fn unthrottle<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            let a = self.handle.unthrottle(tenant).await;
-            let b = self.malformed.unthrottle(tenant).await;
-            a || b
-        })
+        Box::pin(self.handle.unthrottle(tenant))
     }
 
     fn client_error<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Option<Duration>> {
-        Box::pin(async move {
-            let key = self.malformed.key(tenant);
-            if let Err(t) = self.malformed.admit(&key, tenant, 0).await {
-                return Some(t.retry_after());
-            }
-            self.malformed.record_error(&key).await
-        })
-    }
-
-    fn admit<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Option<Duration>> {
-        Box::pin(async move {
-            let key = self.malformed.key(tenant);
-            self.malformed
-                .admit(&key, tenant, 0)
-                .await
-                .err()
-                .map(|t| t.retry_after())
-        })
+        Box::pin(self.handle.record_client_error(tenant))
     }
 
     fn models(&self) -> Vec<ModelInfo> {

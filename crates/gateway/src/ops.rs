@@ -67,12 +67,6 @@ pub trait Operations: Send + Sync + 'static {
     /// this error), so the gateway answers 429 instead of 400.
     fn client_error<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Option<Duration>>;
 
-    /// Whether `tenant` may send a request now, before it reaches the pipeline: `Some(retry_after)`
-    /// when it is throttled for malformed requests. Default: always.
-    fn admit<'a>(&'a self, _tenant: &'a str) -> BoxFuture<'a, Option<Duration>> {
-        Box::pin(std::future::ready(None))
-    }
-
     /// The models `GET /v1/models` lists.
     fn models(&self) -> Vec<ModelInfo>;
 }

@@ -5,17 +5,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use axum::body::{Body, HttpBody};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tower::limit::ConcurrencyLimitLayer;
+use tokio::sync::Semaphore;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -83,6 +85,8 @@ struct Inner {
     tenants: Tenants,
     metrics: Metrics,
     admin_digest: Option<[u8; 32]>,
+    /// The places of the requests served at once (`concurrency_limit`).
+    places: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -101,6 +105,7 @@ impl Gateway {
             .as_ref()
             .filter(|t| !t.expose().is_empty())
             .map(|t| Sha256::digest(t.expose().as_bytes()).into());
+        let places = Arc::new(Semaphore::new(settings_places(&settings)));
         Self {
             inner: Arc::new(Inner {
                 pipeline,
@@ -109,6 +114,7 @@ impl Gateway {
                 settings,
                 metrics: Metrics::new(),
                 admin_digest,
+                places,
             }),
         }
     }
@@ -133,7 +139,10 @@ impl Gateway {
         let model_routes = Router::new()
             .route("/v1/chat/completions", post(chat_completions))
             .route("/v1/messages", post(messages))
-            .layer(ConcurrencyLimitLayer::new(s.concurrency_limit.max(1)));
+            .route_layer(middleware::from_fn_with_state(
+                self.inner.clone(),
+                one_place_each,
+            ));
         let mut router = Router::new()
             .merge(model_routes)
             .route("/v1/models", get(models))
@@ -413,10 +422,6 @@ async fn serve_model_in(
         Err(rejection) => return malformed(&inner, format, &tenant, rejection.error()).await,
     };
     span.record("gen_ai.request.model", req.model());
-    if let Some(after) = inner.ops.admit(tenant.as_str()).await {
-        inner.metrics.error_kind(format, ErrorKind::Throttled);
-        return error_response(format, &LlmError::throttled(Some(after)));
-    }
     req.set_client_key(Some(tenant.clone()));
     let req = req.with_request_id(id.clone());
     let stream = req.options().stream;
@@ -640,6 +645,31 @@ fn admin_refused() -> Response {
         axum::Json(json!({"ok": false, "error": "admin token required"})),
     )
         .into_response()
+}
+
+/// How many requests are served at once: `concurrency_limit`, at least 1.
+fn settings_places(settings: &Settings) -> usize {
+    settings.concurrency_limit.clamp(1, Semaphore::MAX_PERMITS)
+}
+
+/// The model routes' concurrency limit: a request waits for one of `concurrency_limit`
+/// places and holds it until its answer ends. A streamed answer (a body of unknown length)
+/// holds it until its last event is sent or the client goes away, not only until its
+/// headers, so a thousand open streams cannot pass a limit of 256.
+async fn one_place_each(State(inner): State<Arc<Inner>>, req: Request, next: Next) -> Response {
+    let Ok(place) = inner.places.clone().acquire_owned().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response(); // never closed
+    };
+    let resp = next.run(req).await;
+    if resp.body().size_hint().exact().is_some() {
+        return resp; // in memory already: its place is free
+    }
+    let (parts, body) = resp.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &place;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 /// The admin routes' guard: the admin token, or 401.

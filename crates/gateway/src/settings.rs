@@ -38,7 +38,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How long one request may take until its answer starts (504 after).
     pub request_timeout: Duration,
-    /// How many requests are served at once; the others wait.
+    /// How many model requests are served at once, a stream until its last event; the
+    /// others wait (within `request_timeout`).
     pub concurrency_limit: usize,
     /// How long in-flight requests and streams may take to finish after Ctrl-C / SIGTERM.
     pub shutdown_deadline: Duration,

@@ -5,14 +5,17 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
 use tower::util::BoxCloneSyncService;
 use towerguard_gateway::{
     BoxFuture, Gateway, ModelInfo, Operations, Pipeline, ProviderHealth, Settings,
 };
-use towerguard_llm_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Usage};
+use towerguard_llm_core::stream::{Chunk, ChunkStream};
+use towerguard_llm_core::{ErrorKind, FinishReason, LlmError, LlmRequest, LlmResponse, Usage};
 
 struct NoOps;
 
@@ -124,4 +127,91 @@ async fn errors_map_to_statuses() {
             assert!(r.json()["error"]["message"].is_string());
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_holds_its_place_until_it_ends() {
+    // streams wait for `release`; complete answers come at once
+    let (release, released) = tokio::sync::watch::channel(false);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let pipeline = BoxCloneSyncService::new(tower::service_fn(move |req: LlmRequest| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        let mut released = released.clone();
+        async move {
+            if !req.options().stream {
+                return Ok::<_, LlmError>(LlmResponse::new(
+                    "whole",
+                    req.model().to_owned(),
+                    "stub",
+                ));
+            }
+            let first = futures_util::stream::iter([Ok(Chunk::Text {
+                choice: 0,
+                text: "first".into(),
+            })]);
+            let last = futures_util::stream::once(async move {
+                let _ = released.wait_for(|go| *go).await;
+                Ok(Chunk::Finish {
+                    choice: 0,
+                    reason: FinishReason::Stop,
+                })
+            });
+            let stream = ChunkStream::new(first.chain(last));
+            Ok(LlmResponse::streaming(
+                stream,
+                req.model().to_owned(),
+                "stub",
+            ))
+        }
+    }));
+    let settings = Settings {
+        concurrency_limit: 1,
+        ..Settings::default()
+    };
+    let gw = start(gateway(pipeline, settings)).await;
+
+    // the stream's head and first event arrive, and it stays open
+    let mut sock = tokio::net::TcpStream::connect(&gw.addr).await.unwrap();
+    let body = openai_request("m", true);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut sock, head.as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("first") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::io::AsyncReadExt::read(&mut sock, &mut buf)
+            .await
+            .unwrap();
+        assert!(n > 0, "the stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // a second request waits for the only place: it does not reach the pipeline
+    let addr = gw.addr.clone();
+    let second = tokio::spawn(async move {
+        post(&addr, "/v1/chat/completions", &openai_request("m", false)).await
+    });
+    let waited = tokio::time::timeout(Duration::from_millis(300), async {
+        while calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_err(),
+        "a second request was let in beside the open stream"
+    );
+
+    // the stream ends: its place goes to the second request
+    release.send(true).unwrap();
+    let r = second.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("whole"), "{}", r.body);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

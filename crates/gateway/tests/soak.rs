@@ -51,7 +51,7 @@ async fn every_request_gets_one_answer_and_the_stats_add_up() {
             daily_usd: Some(1_000.0),
             ..BudgetSettings::default()
         })
-        .limits(limits.clone());
+        .limits(limits);
     for (i, (name, model)) in [
         ("deepseek", "deepseek-chat"),
         ("openai", "gpt-4o-mini"),
@@ -68,7 +68,7 @@ async fn every_request_gets_one_answer_and_the_stats_add_up() {
         );
     }
     let (pipeline, handle) = preset.build().unwrap();
-    let ops = PipelineOps::new(handle.clone(), &limits).unwrap();
+    let ops = PipelineOps::new(handle.clone());
     let gw = start(Gateway::new(pipeline, Arc::new(ops), Settings::default())).await;
 
     let addr = Arc::new(gw.addr.clone());

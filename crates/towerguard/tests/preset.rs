@@ -190,6 +190,35 @@ async fn a_throttled_tenant_is_unthrottled() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn errors_caused_outside_the_pipeline_throttle_in_its_limiter() {
+    let openai = FakeProvider::new("openai");
+    let (pipeline, handle) = Preset::new()
+        .provider(ProviderSpec::new("openai", openai.clone()))
+        .limits(LimitSettings {
+            error_threshold: 2,
+            ..LimitSettings::default()
+        })
+        .build()
+        .unwrap();
+    assert_eq!(handle.record_client_error("t1").await, None, "one error");
+    let penalty = handle.record_client_error("t1").await;
+    assert!(penalty.is_some_and(|p| p > Duration::ZERO), "{penalty:?}");
+    // throttled already: refused, with the time left
+    assert!(handle.record_client_error("t1").await.is_some());
+    // the pipeline's own limiter refuses the tenant: one state, not two
+    let refused = pipeline
+        .clone()
+        .oneshot(tenant_request("gpt-4o-mini", "t1"))
+        .await;
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::Throttled);
+    assert_eq!(openai.calls(), 0);
+    assert_eq!(handle.stats().await.limiter.errors, 2);
+    assert!(handle.unthrottle("t1").await);
+    let ok = pipeline.oneshot(tenant_request("gpt-4o-mini", "t1")).await;
+    assert!(ok.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_tenant_with_its_own_limits_is_limited_by_them() {
     let openai = FakeProvider::new("openai");
     let (pipeline, handle) = Preset::new()

@@ -199,12 +199,32 @@ impl PipelineHandle {
     /// Lifts tenant `name`'s throttle and forgets its errors and offences. False if the
     /// limiter does not track that tenant.
     pub async fn unthrottle(&self, name: &str) -> bool {
-        let limiters = &self.inner.limiters;
-        let own = limiters.iter().find(|(t, _)| t.as_deref() == Some(name));
-        match own.or(limiters.first()) {
+        match self.limiter_of(name) {
             Some((_, limiter)) => limiter.unthrottle(name).await,
             None => false,
         }
+    }
+
+    /// Counts an error tenant `name` caused outside the pipeline (for example a request a
+    /// service refused as malformed before sending it) in that tenant's error-rate limiter,
+    /// as a request that failed by its own fault: admitted first (a throttled tenant is
+    /// refused, and the request takes its share of the RPM allowance), then its error
+    /// counted. Answers `Some(retry_after)` when the tenant is throttled, already or by this
+    /// error.
+    pub async fn record_client_error(&self, name: &str) -> Option<std::time::Duration> {
+        let (_, limiter) = self.limiter_of(name)?;
+        let key = limiter.key(name);
+        if let Err(refused) = limiter.admit(&key, name, 0).await {
+            return Some(refused.retry_after());
+        }
+        limiter.record_error(&key).await
+    }
+
+    /// The limiter of tenant `name`: its own, else the default one.
+    fn limiter_of(&self, name: &str) -> Option<&(Option<Arc<str>>, LimiterHandle)> {
+        let limiters = &self.inner.limiters;
+        let own = limiters.iter().find(|(t, _)| t.as_deref() == Some(name));
+        own.or(limiters.first())
     }
 
     /// Tenants throttled now, sorted by name.
