@@ -17,7 +17,14 @@ async fn send<S>(svc: &mut S) -> Result<LlmResponse, LlmError>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
 {
-    svc.ready().await?.call(request("gpt-4o")).await
+    send_for(svc, "gpt-4o").await
+}
+
+async fn send_for<S>(svc: &mut S, model: &str) -> Result<LlmResponse, LlmError>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    svc.ready().await?.call(request(model)).await
 }
 
 fn down(name: &str, kind: ErrorKind) -> FakeProvider {
@@ -513,22 +520,10 @@ async fn a_routed_model_starts_at_its_provider_and_falls_back_in_order() {
     let stats = layer.handle();
     let mut svc = layer.layer(primary.clone());
     // routed: anthropic first; it is overloaded, so the strategy's order goes on (openai)
-    let resp = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request("claude-sonnet-4-5"))
-        .await
-        .unwrap();
+    let resp = send_for(&mut svc, "claude-sonnet-4-5").await.unwrap();
     assert_eq!(resp.provider(), "openai");
     assert_eq!((primary.calls(), second.calls(), third.calls()), (1, 1, 0));
-    let resp = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request("claude-sonnet-4-5"))
-        .await
-        .unwrap();
+    let resp = send_for(&mut svc, "claude-sonnet-4-5").await.unwrap();
     assert_eq!(resp.provider(), "anthropic", "served by its route when up");
     // other models keep the strategy's order
     assert_eq!(send(&mut svc).await.unwrap().provider(), "openai");
@@ -553,13 +548,7 @@ async fn fail_fast_tries_a_routed_model_on_its_provider_alone() {
         .build()
         .unwrap()
         .layer(primary.clone());
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request("claude-sonnet-4-5"))
-        .await
-        .unwrap_err();
+    let err = send_for(&mut svc, "claude-sonnet-4-5").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Server, "its one error, as it is");
     assert_eq!((primary.calls(), second.calls()), (0, 1));
 }
