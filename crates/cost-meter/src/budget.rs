@@ -215,13 +215,6 @@ impl Budget {
         format!("{scope} {}", self.window.name())
     }
 
-    /// The spend at which it alerts for `client`, if it does.
-    pub(crate) fn alert_threshold(&self, client: Option<&str>) -> Option<Nanos> {
-        let limit = self.limit_of(client) as f64;
-        self.alert_at
-            .map(|share| (share * limit).ceil().min(u64::MAX as f64) as Nanos)
-    }
-
     /// Refuses nonsense, naming the field under `budgets[index]`.
     pub(crate) fn check(&self, index: usize) -> Result<(), ConfigError> {
         let field = |name: &str| format!("budgets[{index}].{name}");

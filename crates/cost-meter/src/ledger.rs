@@ -419,12 +419,18 @@ impl<St: BudgetStore> Inner<St> {
     }
 
     /// The client key budget `i` counts `client` under: its key for a per-client budget.
-    pub(crate) fn member<'a>(
-        &self,
-        i: usize,
-        client: Option<&'a ClientEntry<St::Client>>,
-    ) -> Option<&'a str> {
+    fn member<'a>(&self, i: usize, client: Option<&'a ClientEntry<St::Client>>) -> Option<&'a str> {
         self.client_ref(i, client).map(|c| c.key)
+    }
+
+    /// Budget `i`'s limit for `client`: its own limit there, if the budget gives it one.
+    pub(crate) fn limit(&self, i: usize, client: Option<&ClientEntry<St::Client>>) -> Nanos {
+        let b = &self.config.budgets[i];
+        match client {
+            // only per-client budgets have limits of their own (checked when built)
+            Some(c) if !b.own_limits.is_empty() => b.limit_of(Some(&c.key)),
+            _ => b.limit,
+        }
     }
 
     /// Bills a served call: prices it at the model that served, adds it to its row and
@@ -505,7 +511,9 @@ impl<St: BudgetStore> Inner<St> {
                 },
                 reserved: held.amounts[i],
                 actual: actual.unwrap_or(0),
-                alert_at: b.alert_threshold(self.member(i, client)),
+                alert_at: b
+                    .alert_at
+                    .map(|share| share_of(share, self.limit(i, client))),
             })
         });
         self.store.settle(items)
@@ -525,7 +533,7 @@ impl<St: BudgetStore> Inner<St> {
         tracing::warn!(budget = budget.as_str(), "request refused: budget exceeded");
         CostError::BudgetExceeded {
             budget,
-            limit: b.limit_of(member),
+            limit: self.limit(i, client),
             spent,
             requested,
         }
@@ -541,7 +549,7 @@ impl<St: BudgetStore> Inner<St> {
             let alert = BudgetAlert {
                 budget: b.describe(member),
                 spent: a.spent,
-                limit: b.limit_of(member),
+                limit: self.limit(a.budget, client),
             };
             tracing::warn!(
                 budget = alert.budget.as_str(),
@@ -554,6 +562,11 @@ impl<St: BudgetStore> Inner<St> {
             }
         }
     }
+}
+
+/// The spend at which a budget of `limit` alerts at `share`.
+fn share_of(share: f64, limit: Nanos) -> Nanos {
+    (share * limit as f64).ceil().min(u64::MAX as f64) as Nanos
 }
 
 fn add_to(list: &mut Vec<(Arc<str>, Spend)>, key: &Arc<str>, s: &Spend) {

@@ -136,7 +136,7 @@ impl<St: BudgetStore> Reservation<St> {
                 client: ledger.client_ref(i, self.client()),
             },
             amount: add.amounts[i],
-            limit: b.limit_of(ledger.member(i, self.client())),
+            limit: ledger.limit(i, self.client()),
         }));
         match poll_now(&mut future) {
             Some(Ok(())) => {
