@@ -428,6 +428,13 @@ fn every_unknown_key_and_wrong_type_is_reported_at_once() {
     let shown = errors.to_string();
     assert!(shown.contains("missing field `model`"), "{shown}");
     assert!(shown.contains("missing field `name`"), "{shown}");
+    // tenants written inline read the same; tenants that are not a list are one mistake
+    let inline = r#"tenants = [{ name = "t", key_sha256 = "x", key = "plain" }]"#;
+    let errors = Config::from_toml_str(inline, no_env).unwrap_err();
+    assert_eq!(fields(&errors), ["tenants[0].key"], "{errors}");
+    let errors =
+        Config::from_toml_str("tenants = \"all\"\n[server]\nprot = 1", no_env).unwrap_err();
+    assert_eq!(fields(&errors), ["tenants", "server.prot"], "{errors}");
     // a syntax error stops the reading: it is reported alone
     let errors =
         Config::from_toml_str("[server\nport = 1\n[limits]\nrpm = \"x\"", no_env).unwrap_err();
