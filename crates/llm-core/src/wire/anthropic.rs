@@ -92,6 +92,9 @@
 
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -573,7 +576,7 @@ fn decode_part(path: &str, (block, _): (Block, Option<Value>)) -> Result<Part, L
                 Source::Base64 { media_type, data } => MediaSource::Base64 { media_type, data },
                 Source::Text { media_type, data } => MediaSource::Base64 {
                     media_type,
-                    data: base64_encode(data.as_bytes()),
+                    data: BASE64.encode(data.as_bytes()),
                 },
                 Source::Url { url } => MediaSource::Url(url),
                 Source::File { file_id } => MediaSource::FileId(file_id),
@@ -1194,7 +1197,9 @@ fn encode_source(path: &str, source: &MediaSource, document: bool) -> Result<Sou
             file_id: id.clone(),
         },
         MediaSource::Base64 { media_type, data } if document && media_type == "text/plain" => {
-            let text = base64_decode(data)
+            let text = BASE64
+                .decode(data)
+                .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
                 .ok_or_else(|| {
                     invalid(
@@ -1559,49 +1564,12 @@ fn fnv1a(bytes: &[u8], model: &str) -> u64 {
     h
 }
 
-// ---------------------------------------------------------------------------------------------
-// Base64 (standard alphabet, padded), for text/plain documents
-// ---------------------------------------------------------------------------------------------
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(B64[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for c in text.bytes() {
-        let v = B64.iter().position(|&x| x == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
+/// Base64 of a text/plain document: the standard alphabet, written padded, read with or
+/// without its padding.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 #[cfg(test)]
 mod tests {
@@ -1617,12 +1585,15 @@ mod tests {
             "abcd",
             "The grass is green. The sky is blue.",
         ] {
-            let e = base64_encode(s.as_bytes());
-            assert_eq!(base64_decode(&e).as_deref(), Some(s.as_bytes()), "{s}");
+            let e = BASE64.encode(s.as_bytes());
+            assert_eq!(BASE64.decode(&e).ok().as_deref(), Some(s.as_bytes()), "{s}");
         }
-        assert_eq!(base64_encode(b"Man"), "TWFu");
-        assert_eq!(base64_encode(b"Ma"), "TWE=");
-        assert_eq!(base64_encode(b"M"), "TQ==");
-        assert_eq!(base64_decode("not base64!"), None);
+        assert_eq!(BASE64.encode(b"Ma"), "TWE=");
+        assert_eq!(
+            BASE64.decode("TWE").ok().as_deref(),
+            Some(&b"Ma"[..]),
+            "unpadded"
+        );
+        assert!(BASE64.decode("not base64!").is_err());
     }
 }
