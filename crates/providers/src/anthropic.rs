@@ -8,7 +8,8 @@ use towerguard_llm_core::wire::anthropic_sse;
 use towerguard_llm_core::{LlmError, LlmRequest, LlmResponse};
 
 use crate::key::{ApiKey, Env, ProcessEnv, key_from};
-use crate::transport::{ConfigError, Limits, Post, Transport, endpoint, secret_header};
+use crate::limits::{ConfigError, Limits};
+use crate::transport::{Post, Transport, endpoint, secret_header};
 
 /// The `anthropic-version` header sent.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";

@@ -53,6 +53,7 @@
 
 mod anthropic;
 mod key;
+mod limits;
 mod openai;
 mod ratelimit;
 mod sse;
@@ -60,6 +61,6 @@ mod transport;
 
 pub use anthropic::{ANTHROPIC_VERSION, Anthropic, AnthropicBuilder};
 pub use key::{ApiKey, Env, ProcessEnv};
+pub use limits::{ConfigError, Limits};
 pub use openai::{OpenAiCompatible, OpenAiCompatibleBuilder, Preset};
 pub use ratelimit::{RateLimitInfo, parse_go_duration};
-pub use transport::{ConfigError, Limits};
