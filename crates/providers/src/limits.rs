@@ -70,7 +70,7 @@ pub struct Limits {
     /// 60 s); the stream then ends with an [`ErrorKind::Timeout`](towerguard_llm_core::ErrorKind::Timeout) error item.
     pub idle_timeout: Duration,
     /// For a stream: the largest server-sent event (or line) read, in bytes (default 1 MiB);
-    /// a larger one ends the stream with an [`ErrorKind::Server`] error item (or fails the
+    /// a larger one ends the stream with an [`ErrorKind::Server`](towerguard_llm_core::ErrorKind::Server) error item (or fails the
     /// call, before the first chunk), so a broken upstream cannot exhaust memory.
     pub max_event_bytes: usize,
 }
