@@ -1,5 +1,6 @@
 //! The [`Ledger`]: prices, budgets and the running totals, shared by every meter.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -395,11 +396,15 @@ impl<St: BudgetStore> Inner<St> {
 
     /// The tracked entry of a client key (made if new; `"(other)"` past the cap).
     pub(crate) fn client(&self, key: &str) -> Arc<ClientEntry<St::Client>> {
-        let inner = self;
-        inner.clients.get(
+        // the clock is read once, and only if a full shard must look for a client to forget
+        let windows = OnceCell::new();
+        self.clients.get(
             key,
-            || inner.store.client(key),
-            |c| inner.store.client_is_idle(c, &self.windows_now()),
+            || self.store.client(key),
+            |c| {
+                let windows = windows.get_or_init(|| self.windows_now());
+                self.store.client_is_idle(c, windows)
+            },
         )
     }
 
