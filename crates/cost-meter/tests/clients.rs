@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use tower::{Layer, Service, ServiceExt, service_fn};
-use towerguard_cost_meter::{Budget, CostMeterLayer, Ledger, Window};
+use towerguard_cost_meter::{Budget, CostMeterLayer, Ledger, ManualClock, Window};
 use towerguard_llm_core::{ErrorKind, LlmError, LlmRequest, LlmResponse, Message, Usage};
 use towerguard_testkit::call_now;
 
@@ -123,6 +123,67 @@ async fn clients_that_still_matter_are_kept_and_reset_clears_the_overflow() {
             .unwrap();
     }
     svc.clone().oneshot(req("late-1")).await.unwrap();
+}
+
+/// `reset` gives the `"(other)"` entry a fresh budget within the same window: with every
+/// tracked client still mattering (each spent today, so none can be forgotten), a newcomer
+/// past the cap is served through `"(other)"` after a reset, though `"(other)"` had spent
+/// its whole daily budget before it. A reset that kept the old overflow entry (or its
+/// counters) would refuse it until the next day.
+#[tokio::test]
+async fn reset_clears_the_overflow_budget_in_the_same_window() {
+    const SMALL_CAP: usize = 4;
+    // mid-day (2026-01-31 12:00 UTC); never moved, so every request is in one daily window
+    let clock = ManualClock::at(1_769_860_800 * 1_000_000_000);
+    let ledger = Ledger::builder()
+        .clock(clock)
+        .max_clients(SMALL_CAP)
+        .budget(Budget::per_client(cost()).daily())
+        .build()
+        .unwrap();
+    let svc = CostMeterLayer::new(ledger.clone()).layer(api());
+
+    // the cap fills with clients that spent today: none can be forgotten
+    for i in 0..SMALL_CAP {
+        svc.clone().oneshot(req(&format!("day-{i}"))).await.unwrap();
+    }
+    assert_eq!(ledger.tracked_clients(), SMALL_CAP);
+    // newcomers share "(other)": one request spends its daily budget, the next is refused
+    svc.clone().oneshot(req("late-1")).await.unwrap();
+    let err = svc.clone().oneshot(req("late-2")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BudgetExceeded, "{err:?}");
+    assert!(err.detail().unwrap().contains("client (other)"), "{err:?}");
+    assert_eq!(
+        ledger.tracked_clients(),
+        SMALL_CAP,
+        "late-2 was not tracked"
+    );
+
+    ledger.reset().await;
+    assert_eq!(ledger.tracked_clients(), 0);
+    assert!(ledger.snapshot().clients.is_empty());
+
+    // the same day: the cap fills again with clients that matter ...
+    for i in 0..SMALL_CAP {
+        svc.clone()
+            .oneshot(req(&format!("again-{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(ledger.tracked_clients(), SMALL_CAP);
+    // ... and a newcomer through "(other)" is served: its budget starts afresh
+    let served = svc.clone().oneshot(req("late-3")).await;
+    assert!(
+        served.is_ok(),
+        "(other) kept its spend across reset: {served:?}"
+    );
+    assert_eq!(ledger.tracked_clients(), SMALL_CAP, "late-3 shared (other)");
+    let snap = ledger.snapshot();
+    let other = snap.clients.iter().find(|(k, _)| &**k == "(other)");
+    assert_eq!(other.map(|(_, s)| s.requests), Some(1), "{snap:?}");
+    // still one shared, limited entry: the next newcomer is refused again
+    let err = svc.clone().oneshot(req("late-4")).await.unwrap_err();
+    assert!(err.detail().unwrap().contains("client (other)"), "{err:?}");
 }
 
 #[test]
