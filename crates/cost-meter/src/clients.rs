@@ -18,20 +18,20 @@ pub(crate) struct ClientEntry<C> {
 /// Entries looked at, at most, to make room for one new client.
 const EVICTION_TRIES: usize = 8;
 
-/// One shard: its clients, and the order they are looked at for eviction (oldest first;
-/// one found busy goes to the back).
+/// One shard: its clients, and the same entries in the order they are looked at for
+/// eviction (oldest first; one found busy goes to the back).
 #[derive(Debug)]
 struct Shard<C> {
     map: HashMap<Arc<str>, Arc<ClientEntry<C>>, ahash::RandomState>,
-    queue: VecDeque<Arc<str>>,
+    queue: VecDeque<Arc<ClientEntry<C>>>,
 }
 
 /// Client entries in a few shards, each holding at most `per_shard`. A known client costs
 /// one read lock and a hash lookup. A new client in a full shard makes room by looking at
 /// most [`EVICTION_TRIES`] of the oldest entries, so a flood of new keys never scans the
-/// map: an entry is forgotten if no request of it is in flight (only the map holds it) and
-/// the store says it is idle (nothing spent or reserved in its budgets' current windows).
-/// Its totals move to the `"(other)"` entry. When none of those entries can go, the new
+/// map: an entry is forgotten if no request of it is in flight (only the map and the queue
+/// hold it) and the store says it is idle (nothing spent or reserved in its budgets' current
+/// windows). Its totals move to the `"(other)"` entry. When none of those entries can go, the new
 /// client shares the `"(other)"` entry (totals and budget) with the others past the cap.
 #[derive(Debug)]
 pub(crate) struct Clients<C> {
@@ -103,28 +103,25 @@ impl<C> Clients<C> {
         }
         let entry = Arc::new(ClientEntry::new(key, new()));
         shard.map.insert(entry.key.clone(), entry.clone());
-        shard.queue.push_back(entry.key.clone());
+        shard.queue.push_back(entry.clone());
         entry
     }
 
     /// Forgets one of the oldest entries that can go; false if none of those looked at can.
     fn evict_one(&self, shard: &mut Shard<C>, idle: impl Fn(&C) -> bool) -> bool {
         for _ in 0..EVICTION_TRIES {
-            let Some(key) = shard.queue.pop_front() else {
+            let Some(entry) = shard.queue.pop_front() else {
                 return false;
             };
-            let Some(entry) = shard.map.get(&key) else {
-                continue;
-            };
-            // under the write lock nobody can take a new handle: a count of one means no
-            // request of this client is in flight
-            if Arc::strong_count(entry) == 1 && idle(&entry.budget) {
-                if let Some(gone) = shard.map.remove(&key) {
-                    self.other().totals.add_spend(&gone.totals.read());
+            // under the write lock nobody can take a new handle: a count of two (the map's
+            // and the queue's) means no request of this client is in flight
+            if Arc::strong_count(&entry) == 2 && idle(&entry.budget) {
+                if shard.map.remove(&entry.key).is_some() {
+                    self.other().totals.add_spend(&entry.totals.read());
                 }
                 return true;
             }
-            shard.queue.push_back(key);
+            shard.queue.push_back(entry);
         }
         false
     }
