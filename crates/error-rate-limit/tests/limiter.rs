@@ -459,3 +459,76 @@ fn nonsense_configuration_is_refused_naming_the_field() {
     });
     assert!(info.bytes_max < 64 * 1024, "{info:?}");
 }
+
+/// In delay mode a request arriving while its key has waiters, and not admissible for it,
+/// queues behind them even when it arrives the moment the queue's head is served: the others
+/// are served first, in arrival order. The futures are polled by hand, the newest first at
+/// every step, so a late arrival that skipped the queue would be the one to pass.
+#[tokio::test(start_paused = true)]
+async fn delay_mode_serves_a_late_arrival_after_the_waiters_before_it() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    type Call = Pin<Box<dyn Future<Output = Result<(), LlmError>> + Send>>;
+
+    // 60 RPM: a burst of 6, then one a second
+    let layer = ErrorRateLimitLayer::builder()
+        .requests_per_minute(60)
+        .delay_instead(10)
+        .build()
+        .unwrap();
+    let (inner, seen) = recorder();
+    let svc = layer.layer(inner);
+    for _ in 0..6 {
+        svc.clone().oneshot(tagged("burst")).await.unwrap();
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    let call = |tag: &str| -> Call { Box::pin(svc.clone().oneshot(tagged(tag))) };
+    // a, b and c are refused and wait, in that order
+    let mut pending: Vec<(&str, Call)> = ["a", "b", "c"].map(|t| (t, call(t))).into();
+    for (tag, f) in &mut pending {
+        assert!(f.as_mut().poll(&mut cx).is_pending(), "{tag} passed at 0 s");
+    }
+    let mut served = Vec::new();
+    // polls every pending call, the newest first, until none moves
+    let mut poll_all = |pending: &mut Vec<(&'static str, Call)>| loop {
+        let before = pending.len();
+        let mut i = pending.len();
+        while i > 0 {
+            i -= 1;
+            if let Poll::Ready(result) = pending[i].1.as_mut().poll(&mut cx) {
+                result.unwrap();
+                served.push(pending.remove(i).0);
+            }
+        }
+        if pending.len() == before {
+            break served.clone();
+        }
+    };
+    // the head's wait is over: it is served, and at that very moment "late" arrives
+    tokio::time::advance(secs(1)).await;
+    assert_eq!(poll_all(&mut pending), ["a"]);
+    pending.push(("late", call("late")));
+    assert_eq!(
+        poll_all(&mut pending),
+        ["a"],
+        "late was refused: b and c wait"
+    );
+    for _ in 0..3 {
+        tokio::time::advance(secs(1)).await;
+        poll_all(&mut pending);
+    }
+    assert!(pending.is_empty());
+    let seen = seen.lock().unwrap();
+    let waited: Vec<_> = seen[6..].iter().map(|(t, at)| (t.as_str(), *at)).collect();
+    assert_eq!(
+        waited,
+        [
+            ("a", secs(1)),
+            ("b", secs(2)),
+            ("c", secs(3)),
+            ("late", secs(4))
+        ]
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tower::{BoxError, Layer, ServiceExt, service_fn};
 use towerguard_error_rate_limit::{
-    ErrorRateLimitLayer, LimiterStore, MemoryStore, Rules, ThrottledError,
+    ErrorRateLimitLayer, LimiterStore, MemoryStore, Reason, Rules, ThrottledError,
 };
 use towerguard_outcome::ManualClock;
 
@@ -232,4 +232,110 @@ fn threads_churning_keys_through_eviction_keep_every_count() {
     // the hot keys with errors on record were never evicted; the fresh ones made room
     assert!(s.evicted > 0 && s.keys >= 4, "{s:?}");
     assert_eq!(s.overflowed, 0, "{s:?}");
+}
+
+/// `reset()` forgets the overflow entry's state, not only the table's keys: after a reset,
+/// with the table full again of keys that matter, a newcomer that goes through the overflow
+/// entry is admitted, though the overflow entry was throttled before the reset.
+#[test]
+fn reset_clears_the_overflow_entry_even_for_the_next_overflowing_newcomer() {
+    // one shard of 4 places; 2 errors in the window throttle
+    let (store, _clock) = store(rules(2, 4));
+    let fill = |round: &str| {
+        for i in 0..4 {
+            let held = format!("held-{round}-{i}");
+            assert_eq!(visit(&store, &held, true), (true, None), "{held}");
+        }
+    };
+    // the table is full of keys with an error in the window: newcomers overflow, and their
+    // errors throttle the shared entry
+    fill("before");
+    assert_eq!(visit(&store, "bot-1", true), (true, None));
+    assert_eq!(visit(&store, "bot-2", true), (true, Some(secs(10))));
+    assert!(
+        !visit(&store, "probe", false).0,
+        "the overflow entry is throttled"
+    );
+    let before = store.stats().into_inner().overflowed;
+    assert!(before >= 5, "bot-1, bot-2 and probe overflowed: {before}");
+
+    let () = store.reset().into_inner();
+    // the same situation again, the clock not moved: the table full of keys that matter
+    fill("after");
+    assert_eq!(store.stats().into_inner().keys, 4);
+    assert_eq!(visit(&store, "newcomer", false), (true, None));
+    let s = store.stats().into_inner();
+    assert_eq!(
+        s.overflowed,
+        before + 1,
+        "the newcomer went through the overflow entry"
+    );
+    assert_eq!((s.keys, s.throttled), (4, 0), "{s:?}");
+}
+
+/// A key that spent its tokens-per-minute allowance is never forgotten while the allowance
+/// refills, however many new keys arrive (forgetting it would hand it a fresh allowance);
+/// the newcomers, whose small allowances refill as the clock moves, make room instead.
+#[test]
+fn a_flood_of_new_keys_never_evicts_a_token_limited_key() {
+    // 60,000 tokens a minute: 1 ms per token, a burst of 6,000 tokens (6 s)
+    let (store, clock) = store(Rules {
+        tpm: Some(60_000),
+        ..rules(5, 1_000)
+    });
+    let victim = store.key("victim");
+    assert!(store.admit(&victim, "victim", 6_000).into_inner().is_ok());
+    let refusal = store
+        .admit(&victim, "victim", 6_000)
+        .into_inner()
+        .unwrap_err();
+    assert_eq!(refusal.reason(), Reason::TokenRate);
+    // 20 times max_keys newcomers of one token each, over 200 ms
+    for i in 0..20_000 {
+        if i % 100 == 0 {
+            clock.advance(Duration::from_millis(1));
+        }
+        visit(&store, &format!("flood-{i}"), false);
+    }
+    let s = store.stats().into_inner();
+    assert!(s.keys <= 1_000, "{s:?}");
+    assert!(s.evicted >= 18_000, "the newcomers were forgettable: {s:?}");
+    // still owing almost 6 s of tokens
+    let refusal = store
+        .admit(&victim, "victim", 6_000)
+        .into_inner()
+        .unwrap_err();
+    assert_eq!(refusal.reason(), Reason::TokenRate);
+    assert!(refusal.retry_after() > secs(5), "{refusal:?}");
+}
+
+/// A key whose throttle has ended but whose offence has not decayed is never forgotten by a
+/// flood of forgettable newcomers: its next offence is its second, and the penalty doubles.
+#[test]
+fn a_flood_of_new_keys_never_forgets_live_offences() {
+    // one error throttles for 10 s; an offence is forgiven after 10 minutes
+    let (store, clock) = store(Rules {
+        decay: secs(600),
+        ..rules(1, 1_000)
+    });
+    assert_eq!(visit(&store, "repeat", true), (true, Some(secs(10))));
+    clock.advance(secs(11));
+    assert!(
+        store.throttled().into_inner().is_empty(),
+        "the throttle ended"
+    );
+    // 20 times max_keys well-behaved newcomers: each is forgettable at once
+    for i in 0..20_000 {
+        assert_eq!(visit(&store, &format!("flood-{i}"), false), (true, None));
+    }
+    let s = store.stats().into_inner();
+    assert!(s.keys <= 1_000 && s.evicted >= 19_000, "{s:?}");
+    assert_eq!(s.overflowed, 0, "{s:?}");
+    // the second offence within the decay period: twice the first penalty
+    assert_eq!(visit(&store, "repeat", true), (true, Some(secs(20))));
+    let t = store.throttled().into_inner();
+    assert_eq!(
+        (t.len(), t[0].key.as_str(), t[0].offences),
+        (1, "repeat", 2)
+    );
 }
