@@ -63,6 +63,37 @@ struct Upstream {
     watch: Arc<Watch>,
 }
 
+/// A half-open call in flight at a provider, counted in the watch until it is dropped.
+struct Probe {
+    watch: Arc<Watch>,
+    name: &'static str,
+}
+
+impl Probe {
+    fn start(watch: &Arc<Watch>, name: &'static str) -> Self {
+        let mut inflight = watch.probes_in_flight.lock().unwrap();
+        let n = inflight.entry(name).or_default();
+        *n += 1;
+        watch.most_probes.fetch_max(u64::from(*n), Ordering::SeqCst);
+        Self {
+            watch: watch.clone(),
+            name,
+        }
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        *self
+            .watch
+            .probes_in_flight
+            .lock()
+            .unwrap()
+            .entry(self.name)
+            .or_default() -= 1;
+    }
+}
+
 type BoxFut = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
 
 impl Service<LlmRequest> for Upstream {
@@ -94,13 +125,9 @@ impl Service<LlmRequest> for Upstream {
             .unwrap()
             .entry((req.request_id().as_str().to_owned(), self.name))
             .or_default() += 1;
-        let probe = state == State::HalfOpen;
-        if probe {
-            let mut inflight = watch.probes_in_flight.lock().unwrap();
-            let n = inflight.entry(self.name).or_default();
-            *n += 1;
-            watch.most_probes.fetch_max(u64::from(*n), Ordering::SeqCst);
-        }
+        // a probe is in flight until its call ends or is dropped (a timeout, a cancelled
+        // request): the breaker then lets another probe in
+        let probe = (state == State::HalfOpen).then(|| Probe::start(&watch, self.name));
         let name = self.name;
         let down = self.down.load(Ordering::SeqCst);
         let call = self.fake.call(req);
@@ -114,14 +141,7 @@ impl Service<LlmRequest> for Upstream {
             } else {
                 call.await
             };
-            if probe {
-                *watch
-                    .probes_in_flight
-                    .lock()
-                    .unwrap()
-                    .entry(name)
-                    .or_default() -= 1;
-            }
+            drop(probe);
             result
         })
     }
