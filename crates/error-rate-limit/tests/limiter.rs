@@ -330,10 +330,12 @@ fn tagged(tag: &str) -> LlmRequest {
     LlmRequest::new("gpt-4o", vec![Message::user(tag)]).with_client_key("kate")
 }
 
-#[tokio::test(start_paused = true)]
-async fn delay_mode_asks_again_after_the_wait_and_keeps_arrival_order() {
-    // 60 RPM: a burst of 6, then one a second. Delayed requests are asked again when their
-    // wait ends: all three are told "1 s", only one fits then, the others wait again.
+/// A recording service behind a delaying limiter of 60 RPM (a burst of 6, then one a
+/// second), its burst already spent by one client key.
+async fn delaying_after_a_burst() -> (
+    impl Service<LlmRequest, Response = (), Error = LlmError, Future: Send> + Clone + Send,
+    Seen,
+) {
     let layer = ErrorRateLimitLayer::builder()
         .requests_per_minute(60)
         .delay_instead(10)
@@ -344,6 +346,14 @@ async fn delay_mode_asks_again_after_the_wait_and_keeps_arrival_order() {
     for _ in 0..6 {
         svc.clone().oneshot(tagged("burst")).await.unwrap();
     }
+    (svc, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn delay_mode_asks_again_after_the_wait_and_keeps_arrival_order() {
+    // Delayed requests are asked again when their wait ends: all three are told "1 s", only
+    // one fits then, the others wait again.
+    let (svc, seen) = delaying_after_a_burst().await;
     let waiters: Vec<_> = ["a", "b", "c"]
         .into_iter()
         .map(|tag| {
@@ -472,17 +482,7 @@ async fn delay_mode_serves_a_late_arrival_after_the_waiters_before_it() {
 
     type Call = Pin<Box<dyn Future<Output = Result<(), LlmError>> + Send>>;
 
-    // 60 RPM: a burst of 6, then one a second
-    let layer = ErrorRateLimitLayer::builder()
-        .requests_per_minute(60)
-        .delay_instead(10)
-        .build()
-        .unwrap();
-    let (inner, seen) = recorder();
-    let svc = layer.layer(inner);
-    for _ in 0..6 {
-        svc.clone().oneshot(tagged("burst")).await.unwrap();
-    }
+    let (svc, seen) = delaying_after_a_burst().await;
     let mut cx = Context::from_waker(Waker::noop());
     let call = |tag: &str| -> Call { Box::pin(svc.clone().oneshot(tagged(tag))) };
     // a, b and c are refused and wait, in that order
